@@ -1,0 +1,243 @@
+#pragma once
+// janus::Config: nested plain structs, one per section. Defaults live here; YAML only overrides them;
+// the whole config is validated once, at load. Every field is declared once in its section's visit(),
+// which drives loading, validation, writing the resolved YAML and the generated docs/config.md.
+//
+// Adding a key: add the member with its default and one line in visit(); run
+// `janus_config docs > docs/config.md` (a test fails until the docs match).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace janus {
+
+// A constraint on one value, shown in errors and in the docs.
+struct Check {
+  std::optional<double> min;
+  std::optional<double> max;
+  bool min_exclusive = false;
+  std::vector<std::string> choices;  // for strings (and the items of string lists)
+  bool existing_path = false;        // non-empty string must name an existing file or directory
+
+  static Check none() { return {}; }
+  static Check range(double lo, double hi) { Check c; c.min = lo; c.max = hi; return c; }
+  static Check at_least(double lo) { Check c; c.min = lo; return c; }
+  static Check positive() { Check c; c.min = 0; c.min_exclusive = true; return c; }
+  static Check one_of(std::vector<std::string> values) { Check c; c.choices = std::move(values); return c; }
+  static Check existing() { Check c; c.existing_path = true; return c; }
+  std::string describe() const;  // e.g. "> 0", "in [0, 1]", "one of: a, b"
+};
+
+struct ModelConfig {
+  std::string flavour = "tiny";
+  int64_t image_size = 64;
+  int64_t max_text_len = 32;
+  int64_t vocab_size = 0;  // 0: take it from the tokenizer
+  std::string weights;     // optional safetensors to load after construction
+
+  template <class V> void visit(V& v) {
+    v("flavour", flavour, "model flavour from the registry (janus_model describe lists them)",
+      Check::one_of({"tiny", "small", "base", "1b"}));
+    v("image_size", image_size, "input image side in pixels (square)", Check::range(8, 4096));
+    v("max_text_len", max_text_len, "maximum text length in tokens (incl. bos/eos)", Check::range(4, 8192));
+    v("vocab_size", vocab_size, "text vocabulary size; 0 = the tokenizer's", Check::range(0, 10000000));
+    v("weights", weights, "safetensors file loaded into the model after construction (optional)",
+      Check::existing());
+  }
+};
+
+struct DataConfig {
+  std::string format = "shapes";
+  std::string train;
+  std::string val;
+  std::string tokenizer;
+  int64_t batch_size = 32;
+  int64_t num_workers = 2;
+  int64_t prefetch = 4;
+  bool shuffle = true;
+  double max_bad_fraction = 0.05;
+  std::vector<double> mean{0.5, 0.5, 0.5};
+  std::vector<double> std{0.5, 0.5, 0.5};
+
+  template <class V> void visit(V& v) {
+    v("format", format, "dataset layout of train/val",
+      Check::one_of({"shapes", "coco", "vqa", "nlvr2", "imagefolder", "text"}));
+    v("train", train, "training data: a file or directory in `format`", Check::existing());
+    v("val", val, "validation data (optional)", Check::existing());
+    v("tokenizer", tokenizer, "SentencePiece model file (.model)", Check::existing());
+    v("batch_size", batch_size, "samples per step per rank (before gradient accumulation)",
+      Check::range(1, 1 << 20));
+    v("num_workers", num_workers, "loader worker threads", Check::range(0, 256));
+    v("prefetch", prefetch, "batches prepared ahead per worker", Check::range(1, 1024));
+    v("shuffle", shuffle, "reshuffle the training set every epoch (from train.seed)");
+    v("max_bad_fraction", max_bad_fraction, "fail when more than this fraction of samples is unreadable",
+      Check::range(0, 1));
+    v("mean", mean, "per-channel normalisation mean (RGB)");
+    v("std", std, "per-channel normalisation std (RGB)", Check::positive());
+  }
+};
+
+struct OptimConfig {
+  std::string name = "adamw";
+  double lr = 3e-4;
+  double weight_decay = 0.05;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double grad_clip = 1.0;
+  double disc_lr = 1e-4;
+
+  template <class V> void visit(V& v) {
+    v("name", name, "optimizer", Check::one_of({"adamw", "sgd"}));
+    v("lr", lr, "peak learning rate", Check::range(0, 10));
+    v("weight_decay", weight_decay, "decoupled weight decay (not applied to norms, biases, embeddings)",
+      Check::range(0, 10));
+    v("beta1", beta1, "AdamW beta1 (SGD momentum)", Check::range(0, 1));
+    v("beta2", beta2, "AdamW beta2", Check::range(0, 1));
+    v("eps", eps, "AdamW epsilon", Check::positive());
+    v("grad_clip", grad_clip, "global gradient-norm clip; 0 disables", Check::at_least(0));
+    v("disc_lr", disc_lr, "learning rate of the discriminator's own optimizer", Check::range(0, 10));
+  }
+};
+
+struct ScheduleConfig {
+  std::string name = "cosine";
+  int64_t warmup_steps = 100;
+  double min_lr_ratio = 0.1;
+
+  template <class V> void visit(V& v) {
+    v("name", name, "learning-rate schedule after warmup", Check::one_of({"cosine", "linear", "constant"}));
+    v("warmup_steps", warmup_steps, "linear warmup steps", Check::at_least(0));
+    v("min_lr_ratio", min_lr_ratio, "final lr as a fraction of optim.lr", Check::range(0, 1));
+  }
+};
+
+struct TrainConfig {
+  int64_t stage = 1;
+  int64_t steps = 1000;
+  int64_t grad_accum = 1;
+  int64_t seed = 0;
+  std::string precision = "fp32";
+  std::string device = "auto";
+  std::string run_dir = "runs/default";
+  std::string init_from;
+  std::vector<std::string> freeze;
+  double contrastive_weight = 0.7;
+  bool activation_checkpointing = false;
+  double ema_decay = 0.0;
+  int64_t max_nonfinite_steps = 5;
+  int64_t threads = 0;
+
+  template <class V> void visit(V& v) {
+    v("stage", stage, "training stage: 1 intra-modal, 2 cross-modal alignment, 3 generation fine-tuning",
+      Check::range(1, 3));
+    v("steps", steps, "optimizer steps to train", Check::range(1, 1e12));
+    v("grad_accum", grad_accum, "micro-batches accumulated per optimizer step", Check::range(1, 65536));
+    v("seed", seed, "seed for weights, data order and masking", Check::range(0, 9.0e15));
+    v("precision", precision, "compute precision (autocast)", Check::one_of({"fp32", "bf16", "fp16"}));
+    v("device", device, "cpu, cuda, cuda:N or auto", Check::none());
+    v("run_dir", run_dir, "directory for the resolved config, checkpoints, metrics and samples");
+    v("init_from", init_from, "checkpoint or run directory to initialise the model from (previous stage)");
+    v("freeze", freeze, "module-path globs whose parameters are frozen, e.g. encoders.vision.*");
+    v("contrastive_weight", contrastive_weight, "stage 2: lambda weighting InfoNCE against ITM/captioning",
+      Check::range(0, 1));
+    v("activation_checkpointing", activation_checkpointing, "recompute transformer blocks in backward");
+    v("ema_decay", ema_decay, "EMA of weights; 0 disables", Check::range(0, 1));
+    v("max_nonfinite_steps", max_nonfinite_steps, "consecutive non-finite steps before the run stops",
+      Check::range(1, 1000000));
+    v("threads", threads, "intra-op CPU threads; 0 = torch default", Check::range(0, 1024));
+  }
+};
+
+struct ParallelConfig {
+  std::string backend = "auto";
+  double timeout_s = 300;
+  double bucket_mb = 25;
+
+  template <class V> void visit(V& v) {
+    v("backend", backend, "c10d backend: nccl for CUDA, gloo for CPU, auto picks",
+      Check::one_of({"auto", "nccl", "gloo"}));
+    v("timeout_s", timeout_s, "collective and rendezvous timeout in seconds", Check::positive());
+    v("bucket_mb", bucket_mb, "gradient all-reduce bucket size in MiB", Check::positive());
+  }
+};
+
+struct CheckpointConfig {
+  int64_t every_steps = 500;
+  int64_t keep_last = 3;
+
+  template <class V> void visit(V& v) {
+    v("every_steps", every_steps, "steps between checkpoints; 0 = only at the end", Check::at_least(0));
+    v("keep_last", keep_last, "checkpoints kept (older ones are deleted)", Check::range(1, 1000000));
+  }
+};
+
+struct LogConfig {
+  std::string level = "info";
+  int64_t every_steps = 10;
+  bool jsonl = true;
+  bool tensorboard = true;
+
+  template <class V> void visit(V& v) {
+    v("level", level, "log level", Check::one_of({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+    v("every_steps", every_steps, "steps between metric records", Check::range(1, 1e9));
+    v("jsonl", jsonl, "write metrics.jsonl in the run directory");
+    v("tensorboard", tensorboard, "write TensorBoard event files in the run directory");
+  }
+};
+
+struct EvalConfig {
+  int64_t every_steps = 0;
+  std::vector<std::string> tasks;
+  int64_t limit = 0;
+  int64_t batch_size = 32;
+
+  template <class V> void visit(V& v) {
+    v("every_steps", every_steps, "steps between validation runs; 0 disables", Check::at_least(0));
+    v("tasks", tasks, "evaluation tasks run during validation",
+      Check::one_of({"retrieval", "caption", "vqa", "nlvr2", "classify", "generate", "recon"}));
+    v("limit", limit, "evaluate at most this many samples per task; 0 = all", Check::at_least(0));
+    v("batch_size", batch_size, "evaluation batch size", Check::range(1, 1 << 20));
+  }
+};
+
+struct Config {
+  ModelConfig model;
+  DataConfig data;
+  OptimConfig optim;
+  ScheduleConfig schedule;
+  TrainConfig train;
+  ParallelConfig parallel;
+  CheckpointConfig checkpoint;
+  LogConfig log;
+  EvalConfig eval;
+
+  template <class V> void visit(V& v) {
+    v.section("model", model, "Model architecture: a flavour plus overrides.");
+    v.section("data", data, "Datasets, tokenizer and loader.");
+    v.section("optim", optim, "Optimizer.");
+    v.section("schedule", schedule, "Learning-rate schedule.");
+    v.section("train", train, "Training loop.");
+    v.section("parallel", parallel, "Distributed data parallelism (c10d).");
+    v.section("checkpoint", checkpoint, "Checkpointing.");
+    v.section("log", log, "Logging and metrics.");
+    v.section("eval", eval, "Evaluation during training.");
+  }
+
+  // Loads a YAML file (may be empty: all defaults) and applies `--set key.path=value` overrides in order.
+  // Throws ConfigError naming the key path (and the closest valid key for unknown ones) on any problem.
+  static Config load(const std::string& path, const std::vector<std::string>& overrides = {});
+  static Config from_yaml(const std::string& yaml, const std::vector<std::string>& overrides = {},
+                          const std::string& source = "<string>");
+  // Applies one "a.b.c=value" override with the same validation as the file.
+  void set(const std::string& assignment);
+
+  std::string to_yaml() const;       // the resolved config; from_yaml(to_yaml()) gives it back
+  std::string hash() const;          // sha256 of to_yaml(), first 16 hex digits
+  void write(const std::string& path) const;  // atomically writes to_yaml()
+  static std::string docs_markdown();          // docs/config.md, generated from the schema
+  static std::vector<std::string> keys();      // every full key path, e.g. "optim.lr"
+};
+
+}  // namespace janus
