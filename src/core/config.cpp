@@ -225,7 +225,10 @@ class Reader {
 
   void reject_unknown() const {
     for (auto it = node_.begin(); it != node_.end(); ++it) {
-      const std::string key = it->first.as<std::string>();
+      if (!it->first.IsScalar()) {
+        fail(origin_, it->first, prefix_.empty() ? "<root>" : prefix_, "keys must be plain names, got a complex key");
+      }
+      const std::string key = it->first.Scalar();
       if (std::find(seen_.begin(), seen_.end(), key) != seen_.end()) continue;
       const std::string path = join_path(prefix_, key);
       fail(origin_, it->first, path, fmt::format("unknown key{}", suggestion(key)));
@@ -337,9 +340,13 @@ YAML::Node load_yaml(const std::string& text, const std::string& source) {
 void apply(Config& cfg, const YAML::Node& root, const Origin& origin) {
   if (!root.IsDefined() || root.IsNull()) return;
   if (!root.IsMap()) fail(origin, root, "<root>", fmt::format("expected a mapping of sections, got {}", node_kind(root)));
-  Reader r(root, "", origin);
-  cfg.visit(r);
-  r.reject_unknown();
+  try {
+    Reader r(root, "", origin);
+    cfg.visit(r);
+    r.reject_unknown();
+  } catch (const YAML::Exception& e) {  // anything yaml-cpp itself rejects is still the config's fault
+    throw ConfigError(fmt::format("config {}:{}: {}", origin.source, e.mark.line + 1, e.msg));
+  }
 }
 
 void validate_relations(const Config& c) {

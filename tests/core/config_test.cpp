@@ -141,3 +141,9 @@ TEST(ConfigTool, TypoExitsTwoWithPathAndSuggestion) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("lr: 0.1"));
 }
+
+// Found by fuzz/config_fuzz: a complex mapping key ("? ...") used to escape as a yaml-cpp exception.
+TEST(Config, ComplexKeysAreConfigErrors) {
+  EXPECT_THAT(error_of("data:\n  mean: [0.1, 0, 2]\n? [a, b]\n: 1\n"), HasSubstr("keys must be plain names"));
+  EXPECT_THAT(error_of("? {a: 1}\n: x\n"), HasSubstr("keys must be plain names"));
+}
