@@ -145,7 +145,10 @@ std::shared_ptr<ProcessGroup> ProcessGroup::create(const ParallelConfig& cfg, co
     throw InputError("distributed: parallel.backend=gloo is used on CPU here; got device " + device.str());
   }
   pg->backend_name_ = backend;
-  if (log_rank() != env.rank) {
+  // Prefix every log line with this rank (the logger for a rank is created once per process).
+  if (auto existing = spdlog::get("janus_r" + std::to_string(env.rank))) {
+    spdlog::set_default_logger(existing);
+  } else {
     const auto level = spdlog::level::to_string_view(spdlog::get_level());
     init_logging(std::string(level.data(), level.size()), env.rank);
   }
