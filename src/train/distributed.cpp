@@ -212,8 +212,11 @@ std::shared_ptr<ProcessGroup> ProcessGroup::create(const ParallelConfig& cfg, co
                 " process group (world size " + std::to_string(env.world_size) + "): " + e.what());
   }
   pg->start_heartbeat();
-  spdlog::info("distributed: {} process group ready: rank {}/{} (local {}/{}), from {}, timeout {} s", backend,
-               env.rank, env.world_size, env.local_rank, env.local_world_size, env.source, cfg.timeout_s);
+  const char* store_kind = env.world_size == 1 ? "in-memory" : (env.agent_store ? "torchrun agent's" : "rank 0's");
+  spdlog::info("distributed: {} process group ready: rank {}/{} (local {}/{}), from {}, {} TCPStore at {}:{}, "
+               "timeout {} s",
+               backend, env.rank, env.world_size, env.local_rank, env.local_world_size, env.source, store_kind,
+               env.master_addr, env.master_port, cfg.timeout_s);
   return pg;
 }
 

@@ -365,6 +365,27 @@ TEST(Ddp, KilledRankMakesOthersFailNamingIt) {
   }
 }
 
+// PyTorch's own launcher: torchrun's agent hosts the TCPStore (TORCHELASTIC_USE_AGENT_STORE=True) and the
+// ranks connect as clients.
+TEST(Torchrun, AgentStoreRendezvousTrainsIdentically) {
+  const std::string py = janus::test::python();
+  const std::string torchrun = py.substr(0, py.rfind('/')) + "/torchrun";
+  ASSERT_EQ(access(torchrun.c_str(), X_OK), 0) << "torchrun not found next to " << py;
+  const auto out = janus::test::temp_dir("torchrun");
+  const auto r = janus::test::run("timeout 120 env JANUS_DIST_WORKER=train JANUS_DIST_OPT=adamw JANUS_DIST_OUT=" +
+                                  janus::test::quote(out) + " " + janus::test::quote(torchrun) +
+                                  " --standalone --nproc-per-node 2 --no-python " + janus::test::quote(self_exe()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("from torchrun, torchrun agent's TCPStore"), std::string::npos) << r.output;
+  at::set_num_threads(1);
+  const auto expected = train(nullptr, 2, "adamw", 5, 1, 25);
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto w = load(out + "/rank" + std::to_string(rank) + ".pt");
+    ASSERT_EQ(w.size(), expected.size());
+    for (size_t i = 0; i < w.size(); ++i) EXPECT_TRUE(rel_close(w[i], expected[i], 1e-6)) << "rank " << rank;
+  }
+}
+
 TEST(JanusLaunch, FailingRankStopsTheOthersAndIsNamed) {
   const auto out = janus::test::temp_dir("launch");
   const auto t0 = std::chrono::steady_clock::now();
