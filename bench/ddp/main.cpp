@@ -34,10 +34,14 @@ Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
-    if (k == "--steps") a.steps = std::atoi(argv[i + 1]);
-    else if (k == "--batch") a.batch = std::atoi(argv[i + 1]);
-    else if (k == "--width") a.width = std::atoi(argv[i + 1]);
-    else if (k == "--bucket-mb") a.bucket_mb = std::atof(argv[i + 1]);
+    if (k == "--steps")
+      a.steps = std::atoi(argv[i + 1]);
+    else if (k == "--batch")
+      a.batch = std::atoi(argv[i + 1]);
+    else if (k == "--width")
+      a.width = std::atoi(argv[i + 1]);
+    else if (k == "--bucket-mb")
+      a.bucket_mb = std::atof(argv[i + 1]);
     else {
       std::fprintf(stderr, "janus_bench_ddp: unknown flag %s\n", k.c_str());
       std::exit(2);
@@ -53,10 +57,9 @@ int worker(const Args& a) {
   cfg.timeout_s = 120;
   auto pg = janus::dist::ProcessGroup::from_env(cfg);
   torch::manual_seed(0);
-  auto model = torch::nn::Sequential(torch::nn::Linear(a.width, a.width), torch::nn::ReLU(),
-                                     torch::nn::Linear(a.width, a.width), torch::nn::ReLU(),
-                                     torch::nn::Linear(a.width, a.width), torch::nn::ReLU(),
-                                     torch::nn::Linear(a.width, 16));
+  auto model = torch::nn::Sequential(
+      torch::nn::Linear(a.width, a.width), torch::nn::ReLU(), torch::nn::Linear(a.width, a.width), torch::nn::ReLU(),
+      torch::nn::Linear(a.width, a.width), torch::nn::ReLU(), torch::nn::Linear(a.width, 16));
   janus::dist::DistributedDataParallel ddp(model.ptr(), pg, janus::dist::DdpOptions{a.bucket_mb, true});
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(1e-3));
   auto x = at::randn({a.batch, a.width});
@@ -122,9 +125,10 @@ double run_world(int world, int argc, char** argv) {
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
   if (std::getenv("JANUS_BENCH_DDP_WORKER") != nullptr) return worker(a);
-  std::printf("ddp bench: MLP width %d (4 linear layers, %.1f MiB of gradients), batch %d per rank, %d steps, "
-              "1 compute thread per rank, Gloo on loopback\n",
-              a.width, (3.0 * a.width * a.width + 16.0 * a.width) * 4 / 1048576.0, a.batch, a.steps);
+  std::printf(
+      "ddp bench: MLP width %d (4 linear layers, %.1f MiB of gradients), batch %d per rank, %d steps, "
+      "1 compute thread per rank, Gloo on loopback\n",
+      a.width, (3.0 * a.width * a.width + 16.0 * a.width) * 4 / 1048576.0, a.batch, a.steps);
   const double one = run_world(1, argc, argv);
   const double two = run_world(2, argc, argv);
   std::printf("1 rank : %10.1f samples/s\n2 ranks: %10.1f samples/s\nspeed-up: %.2fx (goal >= 1.7x)\n", one, two,

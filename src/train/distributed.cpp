@@ -73,7 +73,8 @@ std::string first_slurm_host(const std::string& nodelist) {
   const auto open = first.find('[');
   if (open == std::string::npos) return first;
   const auto close = first.find(']', open);
-  if (close == std::string::npos) throw InputError("distributed: SLURM_NODELIST '" + nodelist + "' has an unclosed '['");
+  if (close == std::string::npos)
+    throw InputError("distributed: SLURM_NODELIST '" + nodelist + "' has an unclosed '['");
   std::string range = first.substr(open + 1, close - open - 1);
   range = range.substr(0, range.find(','));
   range = range.substr(0, range.find('-'));
@@ -95,8 +96,8 @@ LaunchEnv LaunchEnv::from_env() {
       e.master_port = env_required_int("MASTER_PORT");
     }
     const char* agent = env_or_null("TORCHELASTIC_USE_AGENT_STORE");
-    e.agent_store = agent != nullptr && (std::string(agent) == "True" || std::string(agent) == "true" ||
-                                         std::string(agent) == "1");
+    e.agent_store =
+        agent != nullptr && (std::string(agent) == "True" || std::string(agent) == "true" || std::string(agent) == "1");
   } else if (env_or_null("SLURM_PROCID") != nullptr && env_or_null("SLURM_NTASKS") != nullptr) {
     e.source = "slurm";
     e.rank = env_required_int("SLURM_PROCID");
@@ -213,10 +214,11 @@ std::shared_ptr<ProcessGroup> ProcessGroup::create(const ParallelConfig& cfg, co
   }
   pg->start_heartbeat();
   const char* store_kind = env.world_size == 1 ? "in-memory" : (env.agent_store ? "torchrun agent's" : "rank 0's");
-  spdlog::info("distributed: {} process group ready: rank {}/{} (local {}/{}), from {}, {} TCPStore at {}:{}, "
-               "timeout {} s",
-               backend, env.rank, env.world_size, env.local_rank, env.local_world_size, env.source, store_kind,
-               env.master_addr, env.master_port, cfg.timeout_s);
+  spdlog::info(
+      "distributed: {} process group ready: rank {}/{} (local {}/{}), from {}, {} TCPStore at {}:{}, "
+      "timeout {} s",
+      backend, env.rank, env.world_size, env.local_rank, env.local_world_size, env.source, store_kind, env.master_addr,
+      env.master_port, cfg.timeout_s);
   return pg;
 }
 
@@ -306,8 +308,8 @@ std::string ProcessGroup::diagnose_lost_ranks() {
 void ProcessGroup::fail(const char* what, const std::string& cause) {
   std::string first_line = cause.substr(0, cause.find('\n'));
   const std::string lost = diagnose_lost_ranks();
-  throw Error("distributed: rank " + std::to_string(env_.rank) + ": " + what + " failed: " +
-              (lost.empty() ? "" : lost + "; ") + first_line);
+  throw Error("distributed: rank " + std::to_string(env_.rank) + ": " + what +
+              " failed: " + (lost.empty() ? "" : lost + "; ") + first_line);
 }
 
 c10::intrusive_ptr<c10d::Work> ProcessGroup::allreduce_async(at::Tensor& t, c10d::ReduceOp op) {

@@ -237,8 +237,8 @@ at::Tensor all_gather_with_grad(const at::Tensor& x, const std::shared_ptr<Proce
 at::Tensor gathered_clip_loss(const at::Tensor& image_features, const at::Tensor& text_features,
                               const at::Tensor& logit_scale, const std::shared_ptr<ProcessGroup>& pg) {
   TORCH_CHECK(image_features.dim() == 2 && text_features.sizes() == image_features.sizes(),
-              "gathered_clip_loss: expects image and text features of equal shape [n, D], got ",
-              image_features.sizes(), " and ", text_features.sizes());
+              "gathered_clip_loss: expects image and text features of equal shape [n, D], got ", image_features.sizes(),
+              " and ", text_features.sizes());
   const bool distributed = pg != nullptr && pg->size() > 1;
   const int64_t n = image_features.size(0);
   const int64_t rank = distributed ? pg->rank() : 0;

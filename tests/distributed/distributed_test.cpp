@@ -127,7 +127,8 @@ ClipResult clip_step(const std::shared_ptr<ProcessGroup>& pg, int world) {
   loss.backward();
   if (ddp) ddp->finish();
   ClipResult r;
-  r.loss = pg ? at::full({1}, pg->average(loss.item<double>()), at::kDouble) : loss.detach().to(at::kDouble).reshape({1});
+  r.loss =
+      pg ? at::full({1}, pg->average(loss.item<double>()), at::kDouble) : loss.detach().to(at::kDouble).reshape({1});
   r.grad_w = at::cat({image->weight.grad().reshape(-1), text->weight.grad().reshape(-1)});
   r.grad_scale = scale.grad().reshape({1}).clone();
   return r;
@@ -144,8 +145,8 @@ int worker_main(const std::string& scenario) {
   const int rank = pg->rank(), world = pg->size();
   if (scenario == "train") {
     size_t overlapped = 0;
-    auto w = train(pg, world, env_s("JANUS_DIST_OPT", "sgd"), env_i("JANUS_DIST_STEPS", 5), env_i("JANUS_DIST_ACCUM", 1),
-                   0.0005, &overlapped);
+    auto w = train(pg, world, env_s("JANUS_DIST_OPT", "sgd"), env_i("JANUS_DIST_STEPS", 5),
+                   env_i("JANUS_DIST_ACCUM", 1), 0.0005, &overlapped);
     // Helpers: metric average, found-inf MAX, barrier.
     const double avg = pg->average(static_cast<double>(rank));
     const bool inf_any = pg->any_found_inf(rank == world - 1);
@@ -170,8 +171,7 @@ int worker_main(const std::string& scenario) {
     if (rank == 0) y = y + h1->forward(x).pow(2).sum();
     y.backward();
     ddp.finish();
-    torch::save(std::vector<at::Tensor>{h0->weight.grad(),
-                                        h1->weight.grad()},
+    torch::save(std::vector<at::Tensor>{h0->weight.grad(), h1->weight.grad()},
                 out + "/rank" + std::to_string(rank) + ".pt");
   } else if (scenario == "die") {
     const int victim = env_i("JANUS_DIST_DIE_RANK", 1);
@@ -231,9 +231,10 @@ int free_port() {
 // Runs the scenario on `world` ranks through janus_launch.
 janus::test::CommandResult launch(const std::string& scenario, int world, const std::string& out,
                                   const std::string& extra_env = "") {
-  const std::string cmd = "timeout 120 env JANUS_DIST_WORKER=" + scenario + " JANUS_DIST_OUT=" + janus::test::quote(out) +
-                          " " + extra_env + " " + janus::test::quote(janus::test::tool("janus_launch")) +
-                          " --nproc " + std::to_string(world) + " -- " + janus::test::quote(self_exe());
+  const std::string cmd = "timeout 120 env JANUS_DIST_WORKER=" + scenario +
+                          " JANUS_DIST_OUT=" + janus::test::quote(out) + " " + extra_env + " " +
+                          janus::test::quote(janus::test::tool("janus_launch")) + " --nproc " + std::to_string(world) +
+                          " -- " + janus::test::quote(self_exe());
   return janus::test::run(cmd);
 }
 
@@ -372,9 +373,9 @@ TEST(Torchrun, AgentStoreRendezvousTrainsIdentically) {
   const std::string torchrun = py.substr(0, py.rfind('/')) + "/torchrun";
   ASSERT_EQ(access(torchrun.c_str(), X_OK), 0) << "torchrun not found next to " << py;
   const auto out = janus::test::temp_dir("torchrun");
-  const auto r = janus::test::run("timeout 120 env JANUS_DIST_WORKER=train JANUS_DIST_OPT=adamw JANUS_DIST_OUT=" +
-                                  janus::test::quote(out) + " " + janus::test::quote(torchrun) +
-                                  " --standalone --nproc-per-node 2 --no-python " + janus::test::quote(self_exe()));
+  const auto r = janus::test::run(
+      "timeout 120 env JANUS_DIST_WORKER=train JANUS_DIST_OPT=adamw JANUS_DIST_OUT=" + janus::test::quote(out) + " " +
+      janus::test::quote(torchrun) + " --standalone --nproc-per-node 2 --no-python " + janus::test::quote(self_exe()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("from torchrun, torchrun agent's TCPStore"), std::string::npos) << r.output;
   at::set_num_threads(1);
@@ -399,9 +400,10 @@ TEST(JanusLaunch, FailingRankStopsTheOthersAndIsNamed) {
 }
 
 TEST(JanusLaunch, SetsTorchrunEnvironment) {
-  const auto r = janus::test::run(janus::test::quote(janus::test::tool("janus_launch")) +
-                                  " --nproc 2 --master-port 29999 -- sh -c 'echo R=$RANK/$WORLD_SIZE L=$LOCAL_RANK/$LOCAL_WORLD_SIZE "
-                                  "M=$MASTER_ADDR:$MASTER_PORT'");
+  const auto r = janus::test::run(
+      janus::test::quote(janus::test::tool("janus_launch")) +
+      " --nproc 2 --master-port 29999 -- sh -c 'echo R=$RANK/$WORLD_SIZE L=$LOCAL_RANK/$LOCAL_WORLD_SIZE "
+      "M=$MASTER_ADDR:$MASTER_PORT'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("R=0/2 L=0/2 M=127.0.0.1:29999"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("R=1/2 L=1/2 M=127.0.0.1:29999"), std::string::npos) << r.output;

@@ -29,7 +29,7 @@ struct LaunchEnv {
   int local_world_size = 1;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
-  bool agent_store = false;   // torchrun's agent hosts the TCPStore (TORCHELASTIC_USE_AGENT_STORE=True)
+  bool agent_store = false;     // torchrun's agent hosts the TCPStore (TORCHELASTIC_USE_AGENT_STORE=True)
   std::string source = "none";  // "torchrun", "slurm" or "none" (single process)
 
   // torchrun variables (RANK, WORLD_SIZE, ...) win over Slurm's (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID,
@@ -50,8 +50,7 @@ class ProcessGroup {
   static std::shared_ptr<ProcessGroup> create(const ParallelConfig& cfg, const LaunchEnv& env,
                                               c10::Device device = c10::Device(c10::kCPU));
   // create(cfg, LaunchEnv::from_env(), device).
-  static std::shared_ptr<ProcessGroup> from_env(const ParallelConfig& cfg,
-                                                c10::Device device = c10::Device(c10::kCPU));
+  static std::shared_ptr<ProcessGroup> from_env(const ParallelConfig& cfg, c10::Device device = c10::Device(c10::kCPU));
   ~ProcessGroup();
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;
