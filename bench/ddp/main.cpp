@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -73,11 +74,16 @@ int worker(const Args& a) {
   for (int i = 0; i < 3; ++i) step();
   pg->barrier();
   const auto t0 = std::chrono::steady_clock::now();
+  timespec c0{}, c1{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
   for (int i = 0; i < a.steps; ++i) step();
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+  const double cpu = pg->average((c1.tv_sec - c0.tv_sec) + 1e-9 * (c1.tv_nsec - c0.tv_nsec)) * pg->size();
   pg->barrier();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (pg->is_main()) {
-    std::printf("%.3f\n", static_cast<double>(a.steps) * a.batch * pg->size() / s);
+    const double samples = static_cast<double>(a.steps) * a.batch * pg->size();
+    std::printf("%.3f %.6f\n", samples / s, cpu / samples);
   }
   return 0;
 }
@@ -95,7 +101,12 @@ int free_port() {
   return port;
 }
 
-double run_world(int world, int argc, char** argv) {
+struct Result {
+  double samples_per_s = 0;
+  double cpu_s_per_sample = 0;  // all ranks' process CPU time (compute + Gloo threads) per sample
+};
+
+Result run_world(int world, int argc, char** argv) {
   char exe[4096];
   const ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   exe[n > 0 ? n : 0] = '\0';
@@ -114,8 +125,8 @@ double run_world(int world, int argc, char** argv) {
     std::fprintf(stderr, "janus_bench_ddp: a rank failed (world %d)\n", world);
     std::exit(1);
   }
-  double v = 0;
-  std::ifstream(out) >> v;
+  Result v;
+  std::ifstream(out) >> v.samples_per_s >> v.cpu_s_per_sample;
   std::remove(out.c_str());
   return v;
 }
@@ -129,9 +140,13 @@ int main(int argc, char** argv) {
       "ddp bench: MLP width %d (4 linear layers, %.1f MiB of gradients), batch %d per rank, %d steps, "
       "1 compute thread per rank, Gloo on loopback\n",
       a.width, (3.0 * a.width * a.width + 16.0 * a.width) * 4 / 1048576.0, a.batch, a.steps);
-  const double one = run_world(1, argc, argv);
-  const double two = run_world(2, argc, argv);
-  std::printf("1 rank : %10.1f samples/s\n2 ranks: %10.1f samples/s\nspeed-up: %.2fx (goal >= 1.7x)\n", one, two,
-              two / one);
+  const Result one = run_world(1, argc, argv);
+  const Result two = run_world(2, argc, argv);
+  std::printf("1 rank : %10.1f samples/s  %8.3f CPU ms/sample\n", one.samples_per_s, 1e3 * one.cpu_s_per_sample);
+  std::printf("2 ranks: %10.1f samples/s  %8.3f CPU ms/sample\n", two.samples_per_s, 1e3 * two.cpu_s_per_sample);
+  std::printf("speed-up (wall): %.2fx (goal >= 1.7x; needs 2 otherwise idle cores)\n",
+              two.samples_per_s / one.samples_per_s);
+  std::printf("work efficiency: %.2f (CPU per sample, 1 rank / 2 ranks; 1.0 = DDP adds no CPU work)\n",
+              one.cpu_s_per_sample / two.cpu_s_per_sample);
   return 0;
 }
