@@ -338,8 +338,12 @@ TEST(Ddp, UnusedParametersCountAsZero) {
   }
 }
 
-TEST(Ddp, KilledRankMakesOthersFailNamingIt) {
-  const int world = 3, victim = 1;
+// Victim 1: an ordinary rank. Victim 0: also the TCPStore host, so the survivors can only name it by the store
+// going away.
+class KilledRank : public ::testing::TestWithParam<int> {};
+
+TEST_P(KilledRank, OthersFailWithin60sNamingIt) {
+  const int world = 3, victim = GetParam();
   const auto out = janus::test::temp_dir("die");
   const int port = free_port();
   std::string cmd = "cd " + janus::test::quote(out) + " && export JANUS_DIST_WORKER=die JANUS_DIST_TIMEOUT_S=20 " +
@@ -363,6 +367,7 @@ TEST(Ddp, KilledRankMakesOthersFailNamingIt) {
     EXPECT_NE(rc, 0) << "rank " << r << " exited 0:\n" << log;
     EXPECT_NE(rc, 137) << "rank " << r << " hung until killed:\n" << log;
     EXPECT_NE(log.find("lost rank " + std::to_string(victim)), std::string::npos) << "rank " << r << ":\n" << log;
+    EXPECT_EQ(log.find("finished without noticing"), std::string::npos) << log;
   }
 }
 
@@ -385,6 +390,19 @@ TEST(Torchrun, AgentStoreRendezvousTrainsIdentically) {
     ASSERT_EQ(w.size(), expected.size());
     for (size_t i = 0; i < w.size(); ++i) EXPECT_TRUE(rel_close(w[i], expected[i], 1e-6)) << "rank " << rank;
   }
+}
+
+INSTANTIATE_TEST_SUITE_P(Gloo, KilledRank, ::testing::Values(1, 0));
+
+TEST(JanusLaunch, ForwardsSigtermToTheRanks) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r =
+      janus::test::run("exec 2>&1; timeout -s KILL 60 " + janus::test::quote(janus::test::tool("janus_launch")) +
+                       " --nproc 2 -- sleep 50 & p=$!; sleep 2; kill -TERM $p; wait $p; echo rc=$?");
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r.output.find("rc=143"), std::string::npos) << r.output;  // 128 + SIGTERM
+  EXPECT_NE(r.output.find("forwarding"), std::string::npos) << r.output;
+  EXPECT_LT(seconds, 20.0) << "the ranks did not stop on the forwarded SIGTERM";
 }
 
 TEST(JanusLaunch, FailingRankStopsTheOthersAndIsNamed) {
