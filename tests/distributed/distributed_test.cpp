@@ -62,16 +62,30 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::string& name,
 }
 
 // Trains `steps` optimizer steps of `accum` micro-steps. pg null: the single-process run over the global batch.
+// Checkpoint/resume for the rank program: stop after `stop_after` steps writing a checkpoint into `ckpt_dir`
+// (rank 0 writes, barriers around it), or start from the checkpoint in `resume_dir`.
+struct Resume {
+  int stop_after = -1;
+  std::string ckpt_dir, resume_dir;
+};
+
 std::vector<at::Tensor> train(const std::shared_ptr<ProcessGroup>& pg, int world, const std::string& opt_name,
-                              int steps, int accum, double bucket_mb, size_t* overlapped = nullptr) {
+                              int steps, int accum, double bucket_mb, size_t* overlapped = nullptr,
+                              const Resume& resume = {}) {
   const int rank = pg ? pg->rank() : 0;
   // Ranks start from different weights on purpose: the wrapper's broadcast from rank 0 must fix that.
   auto model = make_mlp(7 + static_cast<uint64_t>(rank));
+  auto opt = make_optimizer(opt_name, *model);
+  int start = 0;
+  if (!resume.resume_dir.empty()) {
+    torch::load(model, resume.resume_dir + "/model.pt");
+    torch::load(*opt, resume.resume_dir + "/optim.pt");
+    std::ifstream(resume.resume_dir + "/step.txt") >> start;
+  }
   std::unique_ptr<DistributedDataParallel> ddp;
   if (pg) ddp = std::make_unique<DistributedDataParallel>(model.ptr(), pg, janus::dist::DdpOptions{bucket_mb, true});
-  auto opt = make_optimizer(opt_name, *model);
-  int64_t micro = 0;
-  for (int s = 0; s < steps; ++s) {
+  int64_t micro = static_cast<int64_t>(start) * accum;
+  for (int s = start; s < steps; ++s) {
     opt->zero_grad();
     for (int a = 0; a < accum; ++a, ++micro) {
       auto [x, y] = global_batch(micro, world);
@@ -92,6 +106,16 @@ std::vector<at::Tensor> train(const std::shared_ptr<ProcessGroup>& pg, int world
       if (overlapped) *overlapped += ddp->buckets_launched_in_backward();
     }
     opt->step();
+    if (s + 1 == resume.stop_after) {
+      if (pg) pg->barrier();
+      if (rank == 0) {
+        torch::save(model, resume.ckpt_dir + "/model.pt");
+        torch::save(*opt, resume.ckpt_dir + "/optim.pt");
+        std::ofstream(resume.ckpt_dir + "/step.txt") << s + 1;
+      }
+      if (pg) pg->barrier();
+      break;
+    }
   }
   std::vector<at::Tensor> out;
   for (auto& p : model->parameters()) out.push_back(p.detach().clone());
@@ -145,8 +169,9 @@ int worker_main(const std::string& scenario) {
   const int rank = pg->rank(), world = pg->size();
   if (scenario == "train") {
     size_t overlapped = 0;
+    Resume resume{env_i("JANUS_DIST_STOP_AFTER", -1), env_s("JANUS_DIST_CKPT"), env_s("JANUS_DIST_RESUME")};
     auto w = train(pg, world, env_s("JANUS_DIST_OPT", "sgd"), env_i("JANUS_DIST_STEPS", 5),
-                   env_i("JANUS_DIST_ACCUM", 1), 0.0005, &overlapped);
+                   env_i("JANUS_DIST_ACCUM", 1), 0.0005, &overlapped, resume);
     // Helpers: metric average, found-inf MAX, barrier.
     const double avg = pg->average(static_cast<double>(rank));
     const bool inf_any = pg->any_found_inf(rank == world - 1);
@@ -292,6 +317,29 @@ INSTANTIATE_TEST_SUITE_P(Gloo, DdpTraining,
                                            std::make_tuple(2, std::string("adamw"), 2),
                                            std::make_tuple(4, std::string("sgd"), 2),
                                            std::make_tuple(4, std::string("adamw"), 1)));
+
+// Stop all ranks after 2 of 4 steps (checkpoint written by rank 0), restart the job from the checkpoint: the
+// weights equal those of the uninterrupted run.
+TEST(Ddp, ResumeMatchesUninterruptedRun) {
+  const auto full = janus::test::temp_dir("full"), part = janus::test::temp_dir("part"),
+             ckpt = janus::test::temp_dir("ckpt");
+  const std::string common = "JANUS_DIST_OPT=adamw JANUS_DIST_STEPS=4 JANUS_DIST_ACCUM=2";
+  auto r = launch("train", 2, full, common);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = launch("train", 2, part, common + " JANUS_DIST_STOP_AFTER=2 JANUS_DIST_CKPT=" + janus::test::quote(ckpt));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto stopped = load(part + "/rank0.pt");
+  r = launch("train", 2, part, common + " JANUS_DIST_RESUME=" + janus::test::quote(ckpt));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto expected = load(full + "/rank0.pt");
+  EXPECT_FALSE(at::equal(stopped[0], expected[0])) << "the interrupted run already held the final weights";
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto w = load(part + "/rank" + std::to_string(rank) + ".pt");
+    ASSERT_EQ(w.size(), expected.size());
+    for (size_t i = 0; i < w.size(); ++i)
+      EXPECT_TRUE(at::equal(w[i], expected[i])) << "rank " << rank << " param " << i;
+  }
+}
 
 class GatheredClip : public ::testing::TestWithParam<int> {};
 
