@@ -24,7 +24,9 @@ spdlog::level::level_enum parse_level(const std::string& level) {
 void init_logging(const std::string& level, int rank) {
   const auto lvl = parse_level(level);
   g_rank = rank;
-  auto logger = spdlog::stderr_color_mt("janus_r" + std::to_string(rank));
+  const std::string name = "janus_r" + std::to_string(rank);
+  spdlog::drop(name);  // re-initialisation (e.g. once the rank is known) replaces the logger
+  auto logger = spdlog::stderr_color_mt(name);
   logger->set_pattern(fmt::format("[%H:%M:%S.%e] [rank {}] [%^%l%$] %v", rank));
   logger->set_level(lvl);
   spdlog::set_default_logger(logger);

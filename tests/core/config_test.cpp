@@ -6,6 +6,7 @@
 #include "janus/core/config.h"
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
+#include "janus/core/logging.h"
 #include "test_util.h"
 
 using janus::Config;
@@ -146,4 +147,13 @@ TEST(ConfigTool, TypoExitsTwoWithPathAndSuggestion) {
 TEST(Config, ComplexKeysAreConfigErrors) {
   EXPECT_THAT(error_of("data:\n  mean: [0.1, 0, 2]\n? [a, b]\n: 1\n"), HasSubstr("keys must be plain names"));
   EXPECT_THAT(error_of("? {a: 1}\n: x\n"), HasSubstr("keys must be plain names"));
+}
+
+TEST(Logging, InitTwiceWithTheSameRankIsFine) {
+  janus::init_logging("info", 0);
+  EXPECT_NO_THROW(janus::init_logging("warn", 0));
+  EXPECT_NO_THROW(janus::init_logging("info", 3));
+  EXPECT_EQ(janus::log_rank(), 3);
+  EXPECT_THROW(janus::init_logging("loud", 0), janus::InputError);
+  janus::init_logging("info", 0);
 }
