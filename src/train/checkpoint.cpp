@@ -1,6 +1,8 @@
 #include "janus/train/checkpoint.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +32,25 @@ void fsync_dir(const fs::path& dir) {
   }
 }
 
+// Recursive delete with POSIX calls. (std::filesystem::remove_all is avoided on purpose: with the pinned
+// LibTorch the symbol binds to a copy inside libtorch.so that crashes.)
+void remove_tree(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (S_ISDIR(st.st_mode)) {
+    if (DIR* d = ::opendir(path.c_str())) {
+      while (const dirent* e = ::readdir(d)) {
+        const std::string n = e->d_name;
+        if (n != "." && n != "..") remove_tree(path + "/" + n);
+      }
+      ::closedir(d);
+    }
+    ::rmdir(path.c_str());
+  } else {
+    ::unlink(path.c_str());
+  }
+}
+
 // step of a "step_N" directory name, or -1.
 int64_t parse_step(const std::string& name) {
   if (name.rfind(kPrefix, 0) != 0 || name.size() == std::string(kPrefix).size()) return -1;
@@ -52,7 +73,7 @@ std::string CheckpointStore::write(int64_t step, const std::map<std::string, std
   if (ec) throw_error("cannot create checkpoint directory '{}': {}", root_, ec.message());
   const fs::path final_dir = fs::path(root_) / dir_name(step);
   const fs::path tmp = fs::path(root_) / (dir_name(step) + ".tmp." + std::to_string(::getpid()));
-  fs::remove_all(tmp, ec);
+  remove_tree(tmp.string());
   nlohmann::json manifest{{"format", kFormat}, {"step", step}, {"files", nlohmann::json::object()}};
   for (const auto& [name, bytes] : files) {
     if (name == kManifest || name.find('/') != std::string::npos) throw_error("bad checkpoint file name '{}'", name);
@@ -65,17 +86,17 @@ std::string CheckpointStore::write(int64_t step, const std::map<std::string, std
     const fs::path old = fs::path(root_) / (dir_name(step) + ".old." + std::to_string(::getpid()));
     fs::rename(final_dir, old);
     fs::rename(tmp, final_dir);
-    fs::remove_all(old, ec);
+    remove_tree(old.string());
   } else {
     fs::rename(tmp, final_dir);
   }
   fsync_dir(root_);
   // Retention: keep the newest keep_last; also clear temp directories left by crashed writers.
   const auto all = list();
-  for (size_t i = static_cast<size_t>(keep_last_); i < all.size(); ++i) fs::remove_all(all[i], ec);
+  for (size_t i = static_cast<size_t>(keep_last_); i < all.size(); ++i) remove_tree(all[i]);
   for (const auto& e : fs::directory_iterator(root_, ec)) {
     const auto n = e.path().filename().string();
-    if (e.is_directory() && n.find(".tmp.") != std::string::npos && e.path() != tmp) fs::remove_all(e.path(), ec);
+    if (e.is_directory() && n.find(".tmp.") != std::string::npos && e.path() != tmp) remove_tree(e.path().string());
   }
   return final_dir.string();
 }
