@@ -343,6 +343,7 @@ bool Trainer::run_step() {
   const double factor = schedule_.factor(step_);
   bool all_finite = true;
   std::string bad_param;
+  int64_t bad_count = 0;
   for (auto& o : opts_) {
     ctx.optimizer = o->optim.name;
     for (auto& [n, p] : trainable_) p.mutable_grad().reset();
@@ -379,12 +380,11 @@ bool Trainer::run_step() {
       o->optim.optimizer->step();
     } else {
       all_finite = false;
-      if (bad_param.empty()) {
-        for (const auto& [n, p] : o->optim.groups.all()) {
-          if (p.grad().defined() && !p.grad().isfinite().all().item<bool>()) {
-            bad_param = n;
-            break;
-          }
+      // Name the first parameter in model order whose gradient is non-finite, and count the others.
+      for (const auto& [n, p] : trainable_) {
+        if (p.grad().defined() && !p.grad().isfinite().all().item<bool>()) {
+          if (bad_param.empty()) bad_param = n;
+          ++bad_count;
         }
       }
     }
@@ -394,12 +394,13 @@ bool Trainer::run_step() {
   if (!all_finite) {
     ++nonfinite_total_;
     ++nonfinite_consecutive_;
-    spdlog::warn("step {}: non-finite gradients (first in '{}'); step skipped ({} in a row, limit {})", step_,
-                 bad_param.empty() ? "?" : bad_param, nonfinite_consecutive_, tc.max_nonfinite_steps);
+    spdlog::warn("step {}: non-finite gradients in {} tensors (first: '{}'); step skipped ({} in a row, limit {})",
+                 step_, bad_count, bad_param.empty() ? "?" : bad_param, nonfinite_consecutive_,
+                 tc.max_nonfinite_steps);
     if (nonfinite_consecutive_ >= tc.max_nonfinite_steps) {
-      throw_error("training stopped: gradients of module '{}' (parameter '{}') were non-finite for {} consecutive "
-                  "steps (step {}); last good checkpoint: {}",
-                  module_of(bad_param), bad_param, nonfinite_consecutive_, step_,
+      throw_error("training stopped: gradients of module '{}' (parameter '{}', first of {} non-finite tensors) were "
+                  "non-finite for {} consecutive steps (step {}); last good checkpoint: {}",
+                  module_of(bad_param), bad_param, bad_count, nonfinite_consecutive_, step_,
                   last_checkpoint_.empty() ? "none" : last_checkpoint_);
     }
     return false;
