@@ -227,3 +227,21 @@ TEST(Trainer, BadConfigIsRejected) {
   EXPECT_THROW(Trainer(make_config(dir, {"train.device=tpu"}), task), InputError);
   EXPECT_THROW(Trainer(make_config(dir, {"optim.name=sgd"}), task), InputError);
 }
+
+TEST(Trainer, InitFromLoadsPreviousStageWeights) {
+  const auto prev = janus::test::temp_dir("stage_prev");
+  at::manual_seed(0);
+  ToyTask t1(toy());
+  Trainer(make_config(prev, {"train.steps=3"}), t1).run();
+  const auto trained = t1.net()->fc1->weight.clone();
+  // A "next stage" with a different init (seed 1) and an extra module (disc) picks the weights up; lr 0 keeps them.
+  const auto next = janus::test::temp_dir("stage_next");
+  at::manual_seed(1);
+  ToyTask t2(toy(/*disc=*/true));
+  ASSERT_FALSE(at::equal(trained, t2.net()->fc1->weight));
+  Trainer(make_config(next, {"train.steps=1", "optim.lr=0", "train.init_from=" + prev}), t2).run();
+  EXPECT_TRUE(at::equal(trained, t2.net()->fc1->weight));
+  ToyTask t3(toy());
+  EXPECT_THROW(Trainer(make_config(janus::test::temp_dir("stage_bad"), {"train.init_from=" + next + "/nope"}), t3).run(),
+               InputError);
+}
