@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
@@ -70,9 +70,7 @@ std::string event_header(double wall_time, int64_t step) {
   return e;
 }
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 }  // namespace
 
@@ -95,8 +93,7 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
   if (ec) throw_error("cannot create TensorBoard directory '{}': {}", dir, ec.message());
   char host[256] = "localhost";
   ::gethostname(host, sizeof(host) - 1);
-  path_ = (fs::path(dir) / fmt::format("events.out.tfevents.{}.{}.{}", static_cast<int64_t>(now_s()), host,
-                                      ::getpid()))
+  path_ = (fs::path(dir) / fmt::format("events.out.tfevents.{}.{}.{}", static_cast<int64_t>(now_s()), host, ::getpid()))
               .string();
   file_ = std::fopen(path_.c_str(), "wb");
   if (!file_) throw_error("cannot write TensorBoard file '{}': {}", path_, std::strerror(errno));
@@ -183,7 +180,10 @@ void Metrics::log(int64_t step, const std::map<std::string, double>& values, dou
     if (k == "lr" || k == "grad_norm" || k == "loss_scale" || k == "nonfinite_steps") continue;
     parts += fmt::format(" {} {:.4g}", k, v);
   }
-  const auto get = [&](const char* k) { auto it = values.find(k); return it == values.end() ? NAN : it->second; };
+  const auto get = [&](const char* k) {
+    auto it = values.find(k);
+    return it == values.end() ? NAN : it->second;
+  };
   spdlog::info("step {}/{} |{} | lr {:.3g} | gnorm {:.3g} | {:.1f} samples/s | ETA {}", step, opt_.total_steps, parts,
                get("lr"), get("grad_norm"), samples_per_s, format_duration(eta_s));
   const double wall = now_s();

@@ -32,9 +32,9 @@ std::set<std::string> embedding_weights(const torch::nn::Module& module) {
 }  // namespace
 
 bool is_no_decay(const std::string& name, const at::Tensor& param, bool in_embedding_module) {
-  static const std::set<std::string> kNames{"pos_embed",          "cls_token",          "mask_token",
-                                            "dist_token",         "position_embedding", "position_embeddings",
-                                            "absolute_pos_embed", "relative_position_bias_table"};
+  static const std::set<std::string> kNames{
+      "pos_embed",          "cls_token",           "mask_token",         "dist_token",
+      "position_embedding", "position_embeddings", "absolute_pos_embed", "relative_position_bias_table"};
   return param.dim() <= 1 || in_embedding_module || kNames.count(last_component(name)) != 0;
 }
 
@@ -167,7 +167,8 @@ bool GradScaler::unscale(const std::vector<at::Tensor>& params) {
   for (auto& [dev, grads] : by_device) {
     const auto device = grads.front().device();
     auto found_inf = at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(device));
-    auto inv = enabled_ ? scale_.to(device).to(at::kDouble).reciprocal().to(at::kFloat) : at::ones({1}, found_inf.options());
+    auto inv =
+        enabled_ ? scale_.to(device).to(at::kDouble).reciprocal().to(at::kFloat) : at::ones({1}, found_inf.options());
     at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf, inv);
     if (found_inf.item<float>() != 0.0f) finite = false;
   }

@@ -116,27 +116,28 @@ void ToyTask::load_state(const TensorMap& tensors, const nlohmann::json& meta) {
   }
 }
 
-JANUS_REGISTER_MODULE(ModuleEntry{
-    "train.toy_net",
-    "trainer test net: fc2(drop(gelu(norm(fc1(x + embed(tokens)))))), optional disc head",
-    {{"in_dim", "int", 8, "input features"},
-     {"hidden", "int", 32, "hidden features"},
-     {"out_dim", "int", 4, "output features"},
-     {"vocab", "int", 16, "token vocabulary"},
-     {"dropout", "float", 0.1, "dropout probability"},
-     {"discriminator", "bool", false, "add the disc head"}},
-    {{"x", "[B, in_dim] float"}, {"tokens", "[B] int64"}},
-    {{"y", "[B, out_dim] float"}},
-    [](const nlohmann::json& o) {
-      auto m = ToyNet(ToyNetOptions()
-                          .in_dim(o["in_dim"].get<int64_t>())
-                          .hidden(o["hidden"].get<int64_t>())
-                          .out_dim(o["out_dim"].get<int64_t>())
-                          .vocab(o["vocab"].get<int64_t>())
-                          .dropout(o["dropout"].get<double>())
-                          .discriminator(o["discriminator"].get<bool>()));
-      return RunnableModule{
-          m.ptr(), [m](const TensorMap& in) mutable { return TensorMap{{"y", m->forward(in.at("x"), in.at("tokens"))}}; }};
-    }});
+JANUS_REGISTER_MODULE(ModuleEntry{"train.toy_net",
+                                  "trainer test net: fc2(drop(gelu(norm(fc1(x + embed(tokens)))))), optional disc head",
+                                  {{"in_dim", "int", 8, "input features"},
+                                   {"hidden", "int", 32, "hidden features"},
+                                   {"out_dim", "int", 4, "output features"},
+                                   {"vocab", "int", 16, "token vocabulary"},
+                                   {"dropout", "float", 0.1, "dropout probability"},
+                                   {"discriminator", "bool", false, "add the disc head"}},
+                                  {{"x", "[B, in_dim] float"}, {"tokens", "[B] int64"}},
+                                  {{"y", "[B, out_dim] float"}},
+                                  [](const nlohmann::json& o) {
+                                    auto m = ToyNet(ToyNetOptions()
+                                                        .in_dim(o["in_dim"].get<int64_t>())
+                                                        .hidden(o["hidden"].get<int64_t>())
+                                                        .out_dim(o["out_dim"].get<int64_t>())
+                                                        .vocab(o["vocab"].get<int64_t>())
+                                                        .dropout(o["dropout"].get<double>())
+                                                        .discriminator(o["discriminator"].get<bool>()));
+                                    return RunnableModule{
+                                        m.ptr(), [m](const TensorMap& in) mutable {
+                                          return TensorMap{{"y", m->forward(in.at("x"), in.at("tokens"))}};
+                                        }};
+                                  }});
 
 }  // namespace janus::train

@@ -9,10 +9,10 @@
 #include <limits>
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <torch/cuda.h>
+#include <ATen/autocast_mode.h>
 #include <spdlog/spdlog.h>
+#include <torch/cuda.h>
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
@@ -175,23 +175,20 @@ Trainer::Trainer(const Config& config, TrainTask& task, DistContext dist, Traine
     extras.emplace_back(spec, std::move(mine));
   }
   if (all.empty()) throw_input_error("no trainable parameters left for the main optimizer (check train.freeze)");
-  auto make_scaler = [&] {
-    return GradScaler(fp16, tc.loss_scale_init, 2.0, 0.5, tc.loss_scale_growth_interval);
-  };
+  auto make_scaler = [&] { return GradScaler(fp16, tc.loss_scale_init, 2.0, 0.5, tc.loss_scale_growth_interval); };
   opts_.push_back(std::make_unique<Opt>(
       make_adamw("main", *model_, all, oc.lr, oc.weight_decay, oc.beta1, oc.beta2, oc.eps), make_scaler()));
   for (auto& [spec, params] : extras) {
     opts_.push_back(std::make_unique<Opt>(
-        make_adamw(spec.name, *model_, params, spec.lr, spec.weight_decay, oc.beta1, oc.beta2, oc.eps),
-        make_scaler()));
+        make_adamw(spec.name, *model_, params, spec.lr, spec.weight_decay, oc.beta1, oc.beta2, oc.eps), make_scaler()));
   }
   if (tc.ema_decay > 0) ema_ = std::make_unique<Ema>(trainable_, tc.ema_decay);
   schedule_.name = config_.schedule.name;
   schedule_.warmup_steps = config_.schedule.warmup_steps;
   schedule_.total_steps = tc.steps;
   schedule_.min_lr_ratio = config_.schedule.min_lr_ratio;
-  store_ = std::make_unique<CheckpointStore>((fs::path(run_dir_) / "checkpoints").string(),
-                                             config_.checkpoint.keep_last);
+  store_ =
+      std::make_unique<CheckpointStore>((fs::path(run_dir_) / "checkpoints").string(), config_.checkpoint.keep_last);
   MetricsOptions mo;
   mo.run_dir = run_dir_;
   mo.enabled = dist_.is_main();
@@ -363,7 +360,8 @@ bool Trainer::run_step() {
       if (inject && o->optim.name == "main") total = total * std::numeric_limits<float>::quiet_NaN();
       const std::string pre = o->optim.name == "main" ? "" : o->optim.name + "/";
       log_sums_[pre + "loss"] += total.detach().item<double>() / tc.grad_accum;
-      for (const auto& [k, v] : out.parts) log_sums_[pre + k] += v.detach().to(at::kFloat).item<double>() / tc.grad_accum;
+      for (const auto& [k, v] : out.parts)
+        log_sums_[pre + k] += v.detach().to(at::kFloat).item<double>() / tc.grad_accum;
       if (hooks_.before_backward) hooks_.before_backward(m, tc.grad_accum);
       o->scaler.scale(total / static_cast<double>(tc.grad_accum)).backward();
     }
@@ -374,8 +372,10 @@ bool Trainer::run_step() {
     if (hooks_.any_rank) finite = !hooks_.any_rank(!finite);
     if (finite) {
       const double gn = clip_grad_norm(params, config_.optim.grad_clip);
-      if (o->optim.name == "main") last_grad_norm_ = gn;
-      else log_sums_[o->optim.name + "/grad_norm"] += gn;
+      if (o->optim.name == "main")
+        last_grad_norm_ = gn;
+      else
+        log_sums_[o->optim.name + "/grad_norm"] += gn;
       o->optim.set_lr(o->optim.base_lr * factor);
       o->optim.optimizer->step();
     } else {
@@ -395,13 +395,13 @@ bool Trainer::run_step() {
     ++nonfinite_total_;
     ++nonfinite_consecutive_;
     spdlog::warn("step {}: non-finite gradients in {} tensors (first: '{}'); step skipped ({} in a row, limit {})",
-                 step_, bad_count, bad_param.empty() ? "?" : bad_param, nonfinite_consecutive_,
-                 tc.max_nonfinite_steps);
+                 step_, bad_count, bad_param.empty() ? "?" : bad_param, nonfinite_consecutive_, tc.max_nonfinite_steps);
     if (nonfinite_consecutive_ >= tc.max_nonfinite_steps) {
-      throw_error("training stopped: gradients of module '{}' (parameter '{}', first of {} non-finite tensors) were "
-                  "non-finite for {} consecutive steps (step {}); last good checkpoint: {}",
-                  module_of(bad_param), bad_param, bad_count, nonfinite_consecutive_, step_,
-                  last_checkpoint_.empty() ? "none" : last_checkpoint_);
+      throw_error(
+          "training stopped: gradients of module '{}' (parameter '{}', first of {} non-finite tensors) were "
+          "non-finite for {} consecutive steps (step {}); last good checkpoint: {}",
+          module_of(bad_param), bad_param, bad_count, nonfinite_consecutive_, step_,
+          last_checkpoint_.empty() ? "none" : last_checkpoint_);
     }
     return false;
   }
@@ -416,6 +416,13 @@ TrainResult Trainer::run(const std::string& resume) {
   if (dist_.is_main()) {
     fs::create_directories(run_dir_);
     config_.write((fs::path(run_dir_) / "config.yaml").string());
+  }
+  if (resume.empty() && !store_->list().empty()) {
+    // Mixing a fresh run with an old one's checkpoints would make retention and --resume auto pick stale state.
+    throw_input_error(
+        "{} already holds checkpoints: pass --resume auto (or a checkpoint) to continue, or use a new "
+        "train.run_dir",
+        store_->root());
   }
   if (resume == "auto") {
     const auto latest = store_->latest_valid();

@@ -27,7 +27,8 @@ void flip_byte(const std::string& path, size_t offset) {
 TEST(Checkpoint, WriteValidateKeepLastAndFallback) {
   const auto root = janus::test::temp_dir("ckpt") + "/checkpoints";
   CheckpointStore store(root, 2);
-  for (int64_t s : {5, 10, 15}) store.write(s, {{"a.bin", std::string(100, static_cast<char>('a' + s))}, {"b.json", "{}"}});
+  for (int64_t s : {5, 10, 15})
+    store.write(s, {{"a.bin", std::string(100, static_cast<char>('a' + s))}, {"b.json", "{}"}});
   const auto all = store.list();
   ASSERT_EQ(all.size(), 2u);  // keep_last
   EXPECT_EQ(fs::path(all[0]).filename(), "step_000000015");

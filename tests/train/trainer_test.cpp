@@ -17,10 +17,15 @@ namespace fs = std::filesystem;
 namespace {
 
 Config make_config(const std::string& run_dir, std::vector<std::string> sets) {
-  std::vector<std::string> base{"train.run_dir=" + run_dir, "train.device=cpu", "train.steps=60",
-                                "optim.lr=1e-2",            "schedule.warmup_steps=5",
-                                "log.every_steps=10",       "checkpoint.every_steps=20",
-                                "data.batch_size=16",       "log.level=warn"};
+  std::vector<std::string> base{"train.run_dir=" + run_dir,
+                                "train.device=cpu",
+                                "train.steps=60",
+                                "optim.lr=1e-2",
+                                "schedule.warmup_steps=5",
+                                "log.every_steps=10",
+                                "checkpoint.every_steps=20",
+                                "data.batch_size=16",
+                                "log.level=warn"};
   base.insert(base.end(), sets.begin(), sets.end());
   return Config::from_yaml("", base);
 }
@@ -89,8 +94,8 @@ TEST(Trainer, NonFiniteStepsAreSkippedAndCounted) {
   const auto dir = janus::test::temp_dir("nan_skip");
   at::manual_seed(0);
   ToyTask task(toy());
-  Trainer trainer(make_config(dir, {"train.debug_nonfinite_steps=[3, 4, 10]", "train.steps=12",
-                                    "log.every_steps=1", "train.max_nonfinite_steps=3"}),
+  Trainer trainer(make_config(dir, {"train.debug_nonfinite_steps=[3, 4, 10]", "train.steps=12", "log.every_steps=1",
+                                    "train.max_nonfinite_steps=3"}),
                   task);
   const auto r = trainer.run();
   EXPECT_EQ(r.step, 12);
@@ -218,6 +223,7 @@ TEST(Trainer, ResumeRejectsCorruptExplicitCheckpoint) {
   Trainer t2(make_config(dir, {"train.steps=6"}), task2);
   EXPECT_THROW(t2.run(newest), InputError);
   EXPECT_THROW(t2.run(dir + "/nope"), InputError);
+  EXPECT_THROW(t2.run(""), InputError);  // a fresh start into a run_dir that already has checkpoints
 }
 
 TEST(Trainer, BadConfigIsRejected) {
@@ -242,6 +248,7 @@ TEST(Trainer, InitFromLoadsPreviousStageWeights) {
   Trainer(make_config(next, {"train.steps=1", "optim.lr=0", "train.init_from=" + prev}), t2).run();
   EXPECT_TRUE(at::equal(trained, t2.net()->fc1->weight));
   ToyTask t3(toy());
-  EXPECT_THROW(Trainer(make_config(janus::test::temp_dir("stage_bad"), {"train.init_from=" + next + "/nope"}), t3).run(),
-               InputError);
+  EXPECT_THROW(
+      Trainer(make_config(janus::test::temp_dir("stage_bad"), {"train.init_from=" + next + "/nope"}), t3).run(),
+      InputError);
 }

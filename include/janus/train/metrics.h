@@ -37,7 +37,7 @@ class TensorBoardWriter {
 
 struct MetricsOptions {
   std::string run_dir;
-  bool enabled = true;      // false on ranks != 0
+  bool enabled = true;  // false on ranks != 0
   bool jsonl = true;
   bool tensorboard = true;
   int64_t total_steps = 0;

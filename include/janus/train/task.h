@@ -9,8 +9,8 @@
 #include <vector>
 
 #include <ATen/Tensor.h>
-#include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
+#include <nlohmann/json.hpp>
 
 #include "janus/io/safetensors.h"
 
@@ -39,9 +39,9 @@ class DataSource {
 
 // What the trainer tells compute_loss.
 struct StepContext {
-  int64_t step = 0;           // optimiser step being computed (0-based; the step count after it is step + 1)
+  int64_t step = 0;  // optimiser step being computed (0-based; the step count after it is step + 1)
   int64_t total_steps = 0;
-  int64_t micro = 0;          // micro-batch index within the step (gradient accumulation)
+  int64_t micro = 0;  // micro-batch index within the step (gradient accumulation)
   int64_t micro_steps = 1;
   std::string optimizer = "main";  // which optimiser this forward/backward feeds ("main" or an extra one)
   bool training = true;
@@ -59,9 +59,9 @@ struct StepOutput {
 // selected by name prefix (module path, e.g. "decoder.discriminator"); they are removed from the main optimiser.
 // Each extra optimiser runs its own forward/backward pass per step after the main one (alternating G/D steps).
 struct ExtraOptimizerSpec {
-  std::string name;                        // e.g. "disc"; used in checkpoints and logs
+  std::string name;  // e.g. "disc"; used in checkpoints and logs
   std::vector<std::string> param_prefixes;
-  double lr = 1e-4;                        // peak lr; follows the same schedule as the main optimiser
+  double lr = 1e-4;  // peak lr; follows the same schedule as the main optimiser
   double weight_decay = 0.0;
 };
 

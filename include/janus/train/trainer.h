@@ -41,11 +41,11 @@ struct TrainerHooks {
 };
 
 struct TrainResult {
-  int64_t step = 0;                  // optimiser steps completed
-  bool stopped = false;              // ended early by SIGTERM/SIGINT (after checkpointing)
-  int64_t nonfinite_steps = 0;       // skipped steps in this process
+  int64_t step = 0;             // optimiser steps completed
+  bool stopped = false;         // ended early by SIGTERM/SIGINT (after checkpointing)
+  int64_t nonfinite_steps = 0;  // skipped steps in this process
   std::string last_checkpoint;
-  std::string final_weights;         // <run_dir>/final/model.safetensors when the run completed
+  std::string final_weights;  // <run_dir>/final/model.safetensors when the run completed
 };
 
 // The training loop. Construct with the resolved config and a task; then run().
