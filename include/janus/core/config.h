@@ -128,6 +128,9 @@ struct TrainConfig {
   double ema_decay = 0.0;
   int64_t max_nonfinite_steps = 5;
   int64_t threads = 0;
+  double loss_scale_init = 65536.0;
+  int64_t loss_scale_growth_interval = 2000;
+  std::vector<int64_t> debug_nonfinite_steps;
 
   template <class V> void visit(V& v) {
     v("stage", stage, "training stage: 1 intra-modal, 2 cross-modal alignment, 3 generation fine-tuning",
@@ -147,6 +150,12 @@ struct TrainConfig {
     v("max_nonfinite_steps", max_nonfinite_steps, "consecutive non-finite steps before the run stops",
       Check::range(1, 1000000));
     v("threads", threads, "intra-op CPU threads; 0 = torch default", Check::range(0, 1024));
+    v("loss_scale_init", loss_scale_init, "fp16: initial dynamic loss scale", Check::positive());
+    v("loss_scale_growth_interval", loss_scale_growth_interval,
+      "fp16: clean steps before the loss scale doubles (it halves on every overflow)", Check::range(1, 1e9));
+    v("debug_nonfinite_steps", debug_nonfinite_steps,
+      "testing: 0-based steps at which the loss is made NaN (exercises skipping and the stop rule)",
+      Check::at_least(0));
   }
 };
 

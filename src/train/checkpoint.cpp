@@ -1,0 +1,161 @@
+#include "janus/train/checkpoint.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include "janus/core/error.h"
+#include "janus/core/fs.h"
+#include "janus/core/hash.h"
+
+namespace janus::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kManifest = "manifest.json";
+constexpr const char* kFormat = "janus-checkpoint-1";
+constexpr const char* kPrefix = "step_";
+
+void fsync_dir(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// Recursive delete with POSIX calls. (std::filesystem::remove_all is avoided on purpose: with the pinned
+// LibTorch the symbol binds to a copy inside libtorch.so that crashes.)
+void remove_tree(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (S_ISDIR(st.st_mode)) {
+    if (DIR* d = ::opendir(path.c_str())) {
+      while (const dirent* e = ::readdir(d)) {
+        const std::string n = e->d_name;
+        if (n != "." && n != "..") remove_tree(path + "/" + n);
+      }
+      ::closedir(d);
+    }
+    ::rmdir(path.c_str());
+  } else {
+    ::unlink(path.c_str());
+  }
+}
+
+// step of a "step_N" directory name, or -1.
+int64_t parse_step(const std::string& name) {
+  if (name.rfind(kPrefix, 0) != 0 || name.size() == std::string(kPrefix).size()) return -1;
+  const auto digits = name.substr(std::string(kPrefix).size());
+  if (!std::all_of(digits.begin(), digits.end(), ::isdigit) || digits.size() > 18) return -1;
+  return std::stoll(digits);
+}
+
+}  // namespace
+
+CheckpointStore::CheckpointStore(std::string root, int64_t keep_last) : root_(std::move(root)), keep_last_(keep_last) {
+  if (keep_last_ < 1) throw_input_error("checkpoint.keep_last must be >= 1, got {}", keep_last_);
+}
+
+std::string CheckpointStore::dir_name(int64_t step) { return fmt::format("{}{:09d}", kPrefix, step); }
+
+std::string CheckpointStore::write(int64_t step, const std::map<std::string, std::string>& files) {
+  std::error_code ec;
+  fs::create_directories(root_, ec);
+  if (ec) throw_error("cannot create checkpoint directory '{}': {}", root_, ec.message());
+  const fs::path final_dir = fs::path(root_) / dir_name(step);
+  const fs::path tmp = fs::path(root_) / (dir_name(step) + ".tmp." + std::to_string(::getpid()));
+  remove_tree(tmp.string());
+  nlohmann::json manifest{{"format", kFormat}, {"step", step}, {"files", nlohmann::json::object()}};
+  for (const auto& [name, bytes] : files) {
+    if (name == kManifest || name.find('/') != std::string::npos) throw_error("bad checkpoint file name '{}'", name);
+    write_file_atomic((tmp / name).string(), bytes);
+    manifest["files"][name] = {{"size", bytes.size()}, {"sha256", sha256_hex(bytes)}};
+  }
+  write_file_atomic((tmp / kManifest).string(), manifest.dump(2));
+  if (fs::exists(final_dir)) {
+    // Same step written again (e.g. a stop signal right after resuming): move the old one aside first.
+    const fs::path old = fs::path(root_) / (dir_name(step) + ".old." + std::to_string(::getpid()));
+    fs::rename(final_dir, old);
+    fs::rename(tmp, final_dir);
+    remove_tree(old.string());
+  } else {
+    fs::rename(tmp, final_dir);
+  }
+  fsync_dir(root_);
+  // Retention: keep the newest keep_last; also clear temp directories left by crashed writers.
+  const auto all = list();
+  for (size_t i = static_cast<size_t>(keep_last_); i < all.size(); ++i) remove_tree(all[i]);
+  for (const auto& e : fs::directory_iterator(root_, ec)) {
+    const auto n = e.path().filename().string();
+    if (e.is_directory() && n.find(".tmp.") != std::string::npos && e.path() != tmp) remove_tree(e.path().string());
+  }
+  return final_dir.string();
+}
+
+std::string CheckpointStore::validate(const std::string& dir) {
+  const fs::path d(dir);
+  if (!fs::is_directory(d)) return "not a directory";
+  nlohmann::json manifest;
+  try {
+    manifest = nlohmann::json::parse(read_file((d / kManifest).string()));
+  } catch (const std::exception& e) {
+    return fmt::format("manifest unreadable: {}", e.what());
+  }
+  if (!manifest.is_object() || manifest.value("format", "") != kFormat || !manifest.contains("files") ||
+      !manifest["files"].is_object()) {
+    return "manifest has an unknown format";
+  }
+  for (const auto& [name, entry] : manifest["files"].items()) {
+    const fs::path f = d / name;
+    std::error_code ec;
+    const auto size = fs::file_size(f, ec);
+    if (ec) return fmt::format("file '{}' missing", name);
+    if (size != entry.value("size", uint64_t{0})) {
+      return fmt::format("file '{}' has {} bytes, manifest says {}", name, size, entry.value("size", uint64_t{0}));
+    }
+    if (sha256_file(f.string()) != entry.value("sha256", "")) return fmt::format("file '{}' fails its sha256", name);
+  }
+  return "";
+}
+
+int64_t CheckpointStore::step_of(const std::string& dir) {
+  try {
+    return nlohmann::json::parse(read_file((fs::path(dir) / kManifest).string())).at("step").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw_input_error("checkpoint '{}': bad manifest: {}", dir, e.what());
+  }
+}
+
+std::vector<std::string> CheckpointStore::list() const {
+  std::vector<std::pair<int64_t, std::string>> found;
+  std::error_code ec;
+  if (!fs::is_directory(root_)) return {};
+  for (const auto& e : fs::directory_iterator(root_, ec)) {
+    const int64_t s = parse_step(e.path().filename().string());
+    if (s >= 0 && e.is_directory()) found.emplace_back(s, e.path().string());
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
+  return out;
+}
+
+std::optional<std::string> CheckpointStore::latest_valid() const {
+  for (const auto& dir : list()) {
+    const auto why = validate(dir);
+    if (why.empty()) return dir;
+    spdlog::warn("checkpoint {} is corrupt ({}); falling back to the previous one", dir, why);
+  }
+  return std::nullopt;
+}
+
+}  // namespace janus::train
