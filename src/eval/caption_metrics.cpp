@@ -3,8 +3,8 @@
 #include "janus/eval/caption_metrics.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <map>
 #include <unordered_map>
@@ -85,9 +85,9 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 std::string ptb_like_tokenize(const std::string& caption) {
   std::string s = utf8_lower(caption);
   // Unicode quotes, dashes and the ellipsis become their ASCII forms, which the rules below handle.
-  static const std::pair<const char*, const char*> kMap[] = {
-      {"\u2019", "'"}, {"\u2018", "'"}, {"\u201c", "\""}, {"\u201d", "\""}, {"\u00ab", "\""}, {"\u00bb", "\""},
-      {"\u2013", " "}, {"\u2014", " "}, {"\u2026", " "}};
+  static const std::pair<const char*, const char*> kMap[] = {{"\u2019", "'"},  {"\u2018", "'"},  {"\u201c", "\""},
+                                                             {"\u201d", "\""}, {"\u00ab", "\""}, {"\u00bb", "\""},
+                                                             {"\u2013", " "},  {"\u2014", " "},  {"\u2026", " "}};
   for (const auto& [from, to] : kMap) s = replace_all(s, from, to);
 
   std::vector<std::string> tokens;
@@ -106,11 +106,22 @@ std::string ptb_like_tokenize(const std::string& caption) {
       const char prev = i > 0 ? word[i - 1] : ' ';
       const char next = i + 1 < word.size() ? word[i + 1] : ' ';
       switch (c) {
-        case '?': case '!': case ';': case '"': case '(': case ')': case '[': case ']': case '{': case '}':
+        case '?':
+        case '!':
+        case ';':
+        case '"':
+        case '(':
+        case ')':
+        case '[':
+        case ']':
+        case '{':
+        case '}':
         case '`':
           flush();
           break;
-        case '.': case ',': case ':':
+        case '.':
+        case ',':
+        case ':':
           if (is_digit(prev) && is_digit(next)) {
             cur += c;  // 3.5, 1,000, 10:30 stay one token
           } else {
@@ -124,7 +135,9 @@ std::string ptb_like_tokenize(const std::string& caption) {
             flush();
           }
           break;
-        case '$': case '%': case '#':
+        case '$':
+        case '%':
+        case '#':
           flush();
           tokens.emplace_back(1, c);
           break;

@@ -35,50 +35,48 @@ class BlockImpl : public torch::nn::Cloneable<BlockImpl> {
 TORCH_MODULE(Block);
 
 Block inception_a(int64_t in, int64_t pool_features) {
-  return Block(std::vector<std::pair<std::string, Opt>>{
-                   {"branch1x1", Opt(in, 64, {1, 1})},
-                   {"branch5x5_1", Opt(in, 48, {1, 1})},
-                   {"branch5x5_2", Opt(48, 64, {5, 5}, {1, 1}, {2, 2})},
-                   {"branch3x3dbl_1", Opt(in, 64, {1, 1})},
-                   {"branch3x3dbl_2", Opt(64, 96, {3, 3}, {1, 1}, {1, 1})},
-                   {"branch3x3dbl_3", Opt(96, 96, {3, 3}, {1, 1}, {1, 1})},
-                   {"branch_pool", Opt(in, pool_features, {1, 1})}},
+  return Block(std::vector<std::pair<std::string, Opt>>{{"branch1x1", Opt(in, 64, {1, 1})},
+                                                        {"branch5x5_1", Opt(in, 48, {1, 1})},
+                                                        {"branch5x5_2", Opt(48, 64, {5, 5}, {1, 1}, {2, 2})},
+                                                        {"branch3x3dbl_1", Opt(in, 64, {1, 1})},
+                                                        {"branch3x3dbl_2", Opt(64, 96, {3, 3}, {1, 1}, {1, 1})},
+                                                        {"branch3x3dbl_3", Opt(96, 96, {3, 3}, {1, 1}, {1, 1})},
+                                                        {"branch_pool", Opt(in, pool_features, {1, 1})}},
                [](BlockImpl& b, const at::Tensor& x) {
-                 return at::cat({b("branch1x1", x), b("branch5x5_2", b("branch5x5_1", x)),
-                                 b("branch3x3dbl_3", b("branch3x3dbl_2", b("branch3x3dbl_1", x))),
-                                 b("branch_pool", avg3(x))},
-                                1);
+                 return at::cat(
+                     {b("branch1x1", x), b("branch5x5_2", b("branch5x5_1", x)),
+                      b("branch3x3dbl_3", b("branch3x3dbl_2", b("branch3x3dbl_1", x))), b("branch_pool", avg3(x))},
+                     1);
                });
 }
 
 Block inception_b(int64_t in) {
-  return Block(std::vector<std::pair<std::string, Opt>>{
-                   {"branch3x3", Opt(in, 384, {3, 3}, {2, 2})},
-                   {"branch3x3dbl_1", Opt(in, 64, {1, 1})},
-                   {"branch3x3dbl_2", Opt(64, 96, {3, 3}, {1, 1}, {1, 1})},
-                   {"branch3x3dbl_3", Opt(96, 96, {3, 3}, {2, 2})}},
+  return Block(std::vector<std::pair<std::string, Opt>>{{"branch3x3", Opt(in, 384, {3, 3}, {2, 2})},
+                                                        {"branch3x3dbl_1", Opt(in, 64, {1, 1})},
+                                                        {"branch3x3dbl_2", Opt(64, 96, {3, 3}, {1, 1}, {1, 1})},
+                                                        {"branch3x3dbl_3", Opt(96, 96, {3, 3}, {2, 2})}},
                [](BlockImpl& b, const at::Tensor& x) {
-                 return at::cat({b("branch3x3", x), b("branch3x3dbl_3", b("branch3x3dbl_2", b("branch3x3dbl_1", x))),
-                                 max3s2(x)},
-                                1);
+                 return at::cat(
+                     {b("branch3x3", x), b("branch3x3dbl_3", b("branch3x3dbl_2", b("branch3x3dbl_1", x))), max3s2(x)},
+                     1);
                });
 }
 
 Block inception_c(int64_t in, int64_t c7) {
-  return Block(std::vector<std::pair<std::string, Opt>>{
-                   {"branch1x1", Opt(in, 192, {1, 1})},
-                   {"branch7x7_1", Opt(in, c7, {1, 1})},
-                   {"branch7x7_2", Opt(c7, c7, {1, 7}, {1, 1}, {0, 3})},
-                   {"branch7x7_3", Opt(c7, 192, {7, 1}, {1, 1}, {3, 0})},
-                   {"branch7x7dbl_1", Opt(in, c7, {1, 1})},
-                   {"branch7x7dbl_2", Opt(c7, c7, {7, 1}, {1, 1}, {3, 0})},
-                   {"branch7x7dbl_3", Opt(c7, c7, {1, 7}, {1, 1}, {0, 3})},
-                   {"branch7x7dbl_4", Opt(c7, c7, {7, 1}, {1, 1}, {3, 0})},
-                   {"branch7x7dbl_5", Opt(c7, 192, {1, 7}, {1, 1}, {0, 3})},
-                   {"branch_pool", Opt(in, 192, {1, 1})}},
+  return Block(std::vector<std::pair<std::string, Opt>>{{"branch1x1", Opt(in, 192, {1, 1})},
+                                                        {"branch7x7_1", Opt(in, c7, {1, 1})},
+                                                        {"branch7x7_2", Opt(c7, c7, {1, 7}, {1, 1}, {0, 3})},
+                                                        {"branch7x7_3", Opt(c7, 192, {7, 1}, {1, 1}, {3, 0})},
+                                                        {"branch7x7dbl_1", Opt(in, c7, {1, 1})},
+                                                        {"branch7x7dbl_2", Opt(c7, c7, {7, 1}, {1, 1}, {3, 0})},
+                                                        {"branch7x7dbl_3", Opt(c7, c7, {1, 7}, {1, 1}, {0, 3})},
+                                                        {"branch7x7dbl_4", Opt(c7, c7, {7, 1}, {1, 1}, {3, 0})},
+                                                        {"branch7x7dbl_5", Opt(c7, 192, {1, 7}, {1, 1}, {0, 3})},
+                                                        {"branch_pool", Opt(in, 192, {1, 1})}},
                [](BlockImpl& b, const at::Tensor& x) {
                  at::Tensor d = b("branch7x7dbl_1", x);
-                 for (const char* n : {"branch7x7dbl_2", "branch7x7dbl_3", "branch7x7dbl_4", "branch7x7dbl_5"}) d = b(n, d);
+                 for (const char* n : {"branch7x7dbl_2", "branch7x7dbl_3", "branch7x7dbl_4", "branch7x7dbl_5"})
+                   d = b(n, d);
                  return at::cat({b("branch1x1", x), b("branch7x7_3", b("branch7x7_2", b("branch7x7_1", x))), d,
                                  b("branch_pool", avg3(x))},
                                 1);
@@ -86,13 +84,12 @@ Block inception_c(int64_t in, int64_t c7) {
 }
 
 Block inception_d(int64_t in) {
-  return Block(std::vector<std::pair<std::string, Opt>>{
-                   {"branch3x3_1", Opt(in, 192, {1, 1})},
-                   {"branch3x3_2", Opt(192, 320, {3, 3}, {2, 2})},
-                   {"branch7x7x3_1", Opt(in, 192, {1, 1})},
-                   {"branch7x7x3_2", Opt(192, 192, {1, 7}, {1, 1}, {0, 3})},
-                   {"branch7x7x3_3", Opt(192, 192, {7, 1}, {1, 1}, {3, 0})},
-                   {"branch7x7x3_4", Opt(192, 192, {3, 3}, {2, 2})}},
+  return Block(std::vector<std::pair<std::string, Opt>>{{"branch3x3_1", Opt(in, 192, {1, 1})},
+                                                        {"branch3x3_2", Opt(192, 320, {3, 3}, {2, 2})},
+                                                        {"branch7x7x3_1", Opt(in, 192, {1, 1})},
+                                                        {"branch7x7x3_2", Opt(192, 192, {1, 7}, {1, 1}, {0, 3})},
+                                                        {"branch7x7x3_3", Opt(192, 192, {7, 1}, {1, 1}, {3, 0})},
+                                                        {"branch7x7x3_4", Opt(192, 192, {3, 3}, {2, 2})}},
                [](BlockImpl& b, const at::Tensor& x) {
                  at::Tensor d = b("branch7x7x3_1", x);
                  for (const char* n : {"branch7x7x3_2", "branch7x7x3_3", "branch7x7x3_4"}) d = b(n, d);
@@ -101,23 +98,22 @@ Block inception_d(int64_t in) {
 }
 
 Block inception_e(int64_t in) {
-  return Block(std::vector<std::pair<std::string, Opt>>{
-                   {"branch1x1", Opt(in, 320, {1, 1})},
-                   {"branch3x3_1", Opt(in, 384, {1, 1})},
-                   {"branch3x3_2a", Opt(384, 384, {1, 3}, {1, 1}, {0, 1})},
-                   {"branch3x3_2b", Opt(384, 384, {3, 1}, {1, 1}, {1, 0})},
-                   {"branch3x3dbl_1", Opt(in, 448, {1, 1})},
-                   {"branch3x3dbl_2", Opt(448, 384, {3, 3}, {1, 1}, {1, 1})},
-                   {"branch3x3dbl_3a", Opt(384, 384, {1, 3}, {1, 1}, {0, 1})},
-                   {"branch3x3dbl_3b", Opt(384, 384, {3, 1}, {1, 1}, {1, 0})},
-                   {"branch_pool", Opt(in, 192, {1, 1})}},
+  return Block(std::vector<std::pair<std::string, Opt>>{{"branch1x1", Opt(in, 320, {1, 1})},
+                                                        {"branch3x3_1", Opt(in, 384, {1, 1})},
+                                                        {"branch3x3_2a", Opt(384, 384, {1, 3}, {1, 1}, {0, 1})},
+                                                        {"branch3x3_2b", Opt(384, 384, {3, 1}, {1, 1}, {1, 0})},
+                                                        {"branch3x3dbl_1", Opt(in, 448, {1, 1})},
+                                                        {"branch3x3dbl_2", Opt(448, 384, {3, 3}, {1, 1}, {1, 1})},
+                                                        {"branch3x3dbl_3a", Opt(384, 384, {1, 3}, {1, 1}, {0, 1})},
+                                                        {"branch3x3dbl_3b", Opt(384, 384, {3, 1}, {1, 1}, {1, 0})},
+                                                        {"branch_pool", Opt(in, 192, {1, 1})}},
                [](BlockImpl& b, const at::Tensor& x) {
                  const at::Tensor t = b("branch3x3_1", x);
                  const at::Tensor d = b("branch3x3dbl_2", b("branch3x3dbl_1", x));
-                 return at::cat({b("branch1x1", x), at::cat({b("branch3x3_2a", t), b("branch3x3_2b", t)}, 1),
-                                 at::cat({b("branch3x3dbl_3a", d), b("branch3x3dbl_3b", d)}, 1),
-                                 b("branch_pool", avg3(x))},
-                                1);
+                 return at::cat(
+                     {b("branch1x1", x), at::cat({b("branch3x3_2a", t), b("branch3x3_2b", t)}, 1),
+                      at::cat({b("branch3x3dbl_3a", d), b("branch3x3dbl_3b", d)}, 1), b("branch_pool", avg3(x))},
+                     1);
                });
 }
 
@@ -144,10 +140,11 @@ TORCH_MODULE(Aux);
 }  // namespace
 
 void InceptionConvImpl::reset() {
-  conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(options.in(), options.out(), options.kernel())
-                                                       .stride(options.stride())
-                                                       .padding(options.padding())
-                                                       .bias(false)));
+  conv =
+      register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(options.in(), options.out(), options.kernel())
+                                                    .stride(options.stride())
+                                                    .padding(options.padding())
+                                                    .bias(false)));
   bn = register_module("bn", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(options.out()).eps(0.001)));
 }
 
@@ -195,8 +192,7 @@ void InceptionV3Impl::reset_parameters() {
 
 InceptionV3Output InceptionV3Impl::forward(const at::Tensor& input) {
   TORCH_CHECK(input.dim() == 4 && input.size(1) == 3, "inception_v3: expected [B, 3, H, W], got ", input.sizes());
-  TORCH_CHECK(input.size(2) >= 75 && input.size(3) >= 75, "inception_v3: H and W must be >= 75, got ",
-              input.sizes());
+  TORCH_CHECK(input.size(2) >= 75 && input.size(3) >= 75, "inception_v3: H and W must be >= 75, got ", input.sizes());
   at::Tensor x = input;
   if (options.transform_input()) {
     x = at::cat({x.select(1, 0).unsqueeze(1) * (0.229 / 0.5) + (0.485 - 0.5) / 0.5,

@@ -68,8 +68,8 @@ double accuracy(const std::vector<bool>& correct) {
 
 double topk_accuracy(const at::Tensor& logits, const at::Tensor& labels, int64_t k) {
   TORCH_CHECK(logits.dim() == 2, "topk_accuracy: logits must be [N, C], got ", logits.sizes());
-  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == logits.size(0), "topk_accuracy: labels must be [N=",
-              logits.size(0), "], got ", labels.sizes());
+  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == logits.size(0),
+              "topk_accuracy: labels must be [N=", logits.size(0), "], got ", labels.sizes());
   TORCH_CHECK(k >= 1 && k <= logits.size(1), "topk_accuracy: k=", k, " outside [1, ", logits.size(1), "]");
   TORCH_CHECK(logits.size(0) > 0, "topk_accuracy: empty batch");
   const at::Tensor lg = logits.to(at::kDouble);
@@ -104,8 +104,7 @@ double ssim(const at::Tensor& images, const at::Tensor& references, double data_
               references.sizes());
   TORCH_CHECK(images.dim() == 4, "ssim: expected [B, C, H, W], got ", images.sizes());
   constexpr int64_t kWin = 11;
-  TORCH_CHECK(images.size(2) >= kWin && images.size(3) >= kWin, "ssim: H and W must be >= 11, got ",
-              images.sizes());
+  TORCH_CHECK(images.size(2) >= kWin && images.size(3) >= kWin, "ssim: H and W must be >= 11, got ", images.sizes());
   const at::Tensor x = images.to(at::kDouble), y = references.to(at::kDouble);
   const int64_t c = x.size(1);
   const at::Tensor g = gaussian_window(kWin, 1.5);
@@ -139,7 +138,8 @@ double frechet_distance(const at::Tensor& mu1, const at::Tensor& sigma1, const a
               mu1.sizes(), " and ", mu2.sizes());
   const int64_t d = mu1.size(0);
   TORCH_CHECK(sigma1.sizes() == at::IntArrayRef({d, d}) && sigma2.sizes() == sigma1.sizes(),
-              "frechet_distance: covariances must be [", d, ", ", d, "], got ", sigma1.sizes(), " and ", sigma2.sizes());
+              "frechet_distance: covariances must be [", d, ", ", d, "], got ", sigma1.sizes(), " and ",
+              sigma2.sizes());
   const at::Tensor m1 = mu1.to(at::kDouble), m2 = mu2.to(at::kDouble);
   const at::Tensor s1 = sigma1.to(at::kDouble), s2 = sigma2.to(at::kDouble);
   const at::Tensor sym1 = (s1 + s1.t()) / 2;

@@ -77,9 +77,10 @@ void check_coverage(std::size_t annotated, std::size_t covered, const std::strin
   std::string ex;
   for (const auto& e : missing_examples) ex += (ex.empty() ? "" : ", ") + e;
   if (!allow_partial) {
-    throw_input_error("results cover {} of {} annotated {}s: {} missing (e.g. {}); pass --allow-partial to score "
-                      "only those present",
-                      covered, annotated, id_name, missing, ex);
+    throw_input_error(
+        "results cover {} of {} annotated {}s: {} missing (e.g. {}); pass --allow-partial to score "
+        "only those present",
+        covered, annotated, id_name, missing, ex);
   }
   spdlog::warn("results cover {} of {} annotated {}s ({} missing); scoring the {} present (--allow-partial)", covered,
                annotated, id_name, missing, covered);
@@ -246,7 +247,8 @@ json score_vqa(const json& questions, const json& annotations, const json& resul
       ap.add("duplicate question_id in annotations", show(g.id));
       continue;
     }
-    if (!question_ids.empty() && !question_ids.count(key)) ap.add("annotated question_id not in the questions", show(g.id));
+    if (!question_ids.empty() && !question_ids.count(key))
+      ap.add("annotated question_id not in the questions", show(g.id));
     order.push_back(key);
     gts.emplace(key, std::move(g));
   }
@@ -288,14 +290,16 @@ json score_vqa(const json& questions, const json& annotations, const json& resul
   std::vector<VqaItem> items;
   for (const auto& k : ids) items.push_back({pred[k], gts[k].answers, gts[k].answer_type, gts[k].question_type});
   const VqaResult r = vqa_accuracy(items);
-  json out = {{"task", "vqa"},
-              {"metrics",
-               {{"overall", r.overall}, {"perAnswerType", r.per_answer_type}, {"perQuestionType", r.per_question_type}}},
-              {"counts", counts(order.size(), ids.size())}};
+  json out = {
+      {"task", "vqa"},
+      {"metrics",
+       {{"overall", r.overall}, {"perAnswerType", r.per_answer_type}, {"perQuestionType", r.per_question_type}}},
+      {"counts", counts(order.size(), ids.size())}};
   out["counts"]["perAnswerType"] = r.answer_type_counts;
   if (opt.per_item) {
     json per = json::array();
-    for (std::size_t i = 0; i < ids.size(); ++i) per.push_back({{"question_id", gts[ids[i]].id}, {"accuracy", r.per_question[i]}});
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      per.push_back({{"question_id", gts[ids[i]].id}, {"accuracy", r.per_question[i]}});
     out["per_question"] = per;
   }
   return out;
@@ -375,7 +379,9 @@ json score_nlvr2(const std::vector<json>& data, const json& results, const Score
     correct.push_back(it->second == label[k]);
   }
   check_coverage(order.size(), correct.size(), "identifier", opt.allow_partial, missing);
-  json out = {{"task", "nlvr2"}, {"metrics", {{"accuracy", accuracy(correct)}}}, {"counts", counts(order.size(), correct.size())}};
+  json out = {{"task", "nlvr2"},
+              {"metrics", {{"accuracy", accuracy(correct)}}},
+              {"counts", counts(order.size(), correct.size())}};
   return out;
 }
 

@@ -47,7 +47,7 @@ TEST(Retrieval, HandCase) {
   // 2 images, 4 texts (2 each). Image 0 ranks text 2 (image 1's) first, then its own text 1.
   const at::Tensor sim = at::tensor({0.1, 0.5, 0.9, 0.0, 0.2, 0.1, 0.3, 0.8}, at::kDouble).view({2, 4});
   const auto m = janus::eval::retrieval_recall(sim, {0, 0, 1, 1});
-  EXPECT_DOUBLE_EQ(m.i2t_r1, 50.0);   // image 0 misses at 1, image 1's best text (3) is first
+  EXPECT_DOUBLE_EQ(m.i2t_r1, 50.0);  // image 0 misses at 1, image 1's best text (3) is first
   EXPECT_DOUBLE_EQ(m.i2t_r5, 100.0);
   // t2i: text 0 -> image 1 (0.2 > 0.1) miss; text 1 -> 0 hit; text 2 -> 0 (0.9 > 0.3) miss; text 3 -> 1 hit.
   EXPECT_DOUBLE_EQ(m.t2i_r1, 50.0);

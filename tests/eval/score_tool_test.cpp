@@ -47,7 +47,8 @@ TEST(ScoreCaptionTool, AgreesWithPycocoevalcapAndWritesResultsJson) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("CIDEr"));
   EXPECT_THAT(r.output, HasSubstr("40 of 40 scored"));
-  const auto p = janus::test::run_python("eval_caption_cases.py", {"score_tokens", d + "/tokens.json", d + "/ref.json"});
+  const auto p =
+      janus::test::run_python("eval_caption_cases.py", {"score_tokens", d + "/tokens.json", d + "/ref.json"});
   ASSERT_EQ(p.exit_code, 0) << p.output;
   const json out = read_json(d + "/out.json"), ref = read_json(d + "/ref.json");
   for (const char* k : {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr", "ROUGE_L"}) {
@@ -78,9 +79,9 @@ TEST(ScoreCaptionTool, ReportsBadResultsWithCountsAndExit2) {
   json res = read_json(d + "/results.json");
   res.push_back({{"image_id", 1}, {"caption", "unknown id"}});
   res.push_back({{"image_id", 2}, {"caption", "another unknown id"}});
-  res.push_back(res[0]);                                      // duplicate
-  res[1]["caption"] = "   ";                                  // empty
-  res[2]["caption"] = 17;                                     // wrong type
+  res.push_back(res[0]);                                        // duplicate
+  res[1]["caption"] = "   ";                                    // empty
+  res[2]["caption"] = 17;                                       // wrong type
   res.push_back({{"image_id", 3.5}, {"caption", "float id"}});  // wrong id type
   write_json(d + "/bad.json", res);
   const auto r = eval_tool(caption_args(d + "/bad.json"));
@@ -186,10 +187,14 @@ TEST(ScoreNlvr2Tool, AccuracyAndBadPredictions) {
   const std::string d = janus::test::temp_dir("nlvr2_tool");
   {
     std::ofstream f(d + "/test.jsonl");
-    f << R"({"identifier": "test1-0-0-0", "label": "True", "sentence": "a"})" << "\n"
-      << R"({"identifier": "test1-0-1-0", "label": "False", "sentence": "a"})" << "\n"
-      << R"({"identifier": "test1-1-0-0", "label": "True", "sentence": "b"})" << "\n"
-      << R"({"identifier": "test1-1-1-0", "label": "False", "sentence": "b"})" << "\n";
+    f << R"({"identifier": "test1-0-0-0", "label": "True", "sentence": "a"})"
+      << "\n"
+      << R"({"identifier": "test1-0-1-0", "label": "False", "sentence": "a"})"
+      << "\n"
+      << R"({"identifier": "test1-1-0-0", "label": "True", "sentence": "b"})"
+      << "\n"
+      << R"({"identifier": "test1-1-1-0", "label": "False", "sentence": "b"})"
+      << "\n";
   }
   write_json(d + "/r.json", json::array({{{"identifier", "test1-0-0-0"}, {"prediction", "True"}},
                                          {{"identifier", "test1-0-1-0"}, {"prediction", "True"}},
@@ -232,8 +237,8 @@ TEST(ScoreRetrievalTool, SameNumbersAsTheLibrary) {
   EXPECT_DOUBLE_EQ(m["img_r5"].get<double>(), want.t2i_r5);
   EXPECT_DOUBLE_EQ(m["r_mean"].get<double>(), want.r_mean);
   write_json(d + "/bad_gt.json", {{"img2txt", json::array({json::array({0, 0})})}});
-  const auto bad = eval_tool("score retrieval --similarity " + quote(d + "/sim.safetensors") + " --gt " +
-                             quote(d + "/bad_gt.json"));
+  const auto bad =
+      eval_tool("score retrieval --similarity " + quote(d + "/sim.safetensors") + " --gt " + quote(d + "/bad_gt.json"));
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
   EXPECT_THAT(bad.output, HasSubstr("text listed under two images"));
 }

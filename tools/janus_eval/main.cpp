@@ -43,7 +43,8 @@ std::vector<json> load_jsonl(const std::string& path) {
       if (bad++ == 0) first_bad = fmt::format("line {}: {}", n, e.what());
     }
   }
-  if (bad) throw janus::InputError(fmt::format("{}: {} line(s) are not valid UTF-8 JSON (first: {})", path, bad, first_bad));
+  if (bad)
+    throw janus::InputError(fmt::format("{}: {} line(s) are not valid UTF-8 JSON (first: {})", path, bad, first_bad));
   return out;
 }
 
@@ -94,7 +95,8 @@ void add_score(CLI::App& app, ScoreFlags& f) {
     s->add_flag("--allow-partial", f.allow_partial, "score only the annotated ids present in the results");
   };
   auto* cap = score->add_subcommand("caption", "BLEU-1..4, CIDEr-D, ROUGE-L (pycocoevalcap-equal)");
-  cap->add_option("--annotations", f.annotations, "COCO captions annotations (captions_val2014.json layout)")->required();
+  cap->add_option("--annotations", f.annotations, "COCO captions annotations (captions_val2014.json layout)")
+      ->required();
   cap->add_option("--results", f.results, "COCO caption results [{image_id, caption}]")->required();
   cap->add_flag("--per-image", f.per_item, "add per-image scores");
   cap->add_option("--dump-tokens", f.dump_tokens, "write the tokenised {gts, res} used for scoring");
@@ -165,7 +167,9 @@ int run_compare(const CompareFlags& f) {
   const json a = load_json(f.a), b = load_json(f.b);
   const json d = janus::eval::compare_results(a, b);
   fmt::print("{:<32} {:>12} {:>12} {:>12}\n", "metric", "a", "b", "b - a");
-  const auto cell = [](const json& v) { return v.is_null() ? std::string("-") : fmt::format("{:.4f}", v.get<double>()); };
+  const auto cell = [](const json& v) {
+    return v.is_null() ? std::string("-") : fmt::format("{:.4f}", v.get<double>());
+  };
   for (const auto& [k, row] : d.items()) {
     fmt::print("{:<32} {:>12} {:>12} {:>12}\n", k, cell(row["a"]), cell(row["b"]),
                row["delta"].is_null() ? std::string("-") : fmt::format("{:+.4f}", row["delta"].get<double>()));

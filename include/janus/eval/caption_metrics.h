@@ -17,13 +17,13 @@ namespace janus::eval {
 std::string ptb_like_tokenize(const std::string& caption);
 
 struct BleuScores {
-  std::array<double, 4> corpus{};                 // BLEU-1..4 over the whole set ("closest" reference length)
-  std::vector<std::array<double, 4>> per_image;   // pycocoevalcap's per-sentence BLEU-1..4
+  std::array<double, 4> corpus{};                // BLEU-1..4 over the whole set ("closest" reference length)
+  std::vector<std::array<double, 4>> per_image;  // pycocoevalcap's per-sentence BLEU-1..4
 };
 BleuScores bleu(const std::vector<std::string>& candidates, const std::vector<std::vector<std::string>>& references);
 
 struct CorpusScore {
-  double corpus = 0.0;             // mean of per_image
+  double corpus = 0.0;  // mean of per_image
   std::vector<double> per_image;
 };
 // CIDEr-D as pycocoevalcap's Cider: n = 1..4, sigma = 6, idf from the references of this set, x10.

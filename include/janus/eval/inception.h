@@ -40,9 +40,9 @@ class InceptionConvImpl : public torch::nn::Cloneable<InceptionConvImpl> {
 TORCH_MODULE(InceptionConv);
 
 struct InceptionV3Output {
-  at::Tensor logits;    // [B, num_classes]
-  at::Tensor pool;      // [B, 2048] (avg-pooled Mixed_7c, the FID feature)
-  at::Tensor aux;       // [B, num_classes] in training mode with aux_logits, else undefined
+  at::Tensor logits;  // [B, num_classes]
+  at::Tensor pool;    // [B, 2048] (avg-pooled Mixed_7c, the FID feature)
+  at::Tensor aux;     // [B, num_classes] in training mode with aux_logits, else undefined
 };
 
 class InceptionV3Impl : public torch::nn::Cloneable<InceptionV3Impl> {

@@ -21,8 +21,8 @@ struct ScoreOptions {
 // results [{"image_id", "caption"}, ...]. Both sides go through ptb_like_tokenize. Metric keys follow
 // pycocoevalcap's COCOEvalCap: Bleu_1..Bleu_4, CIDEr, ROUGE_L. If `tokens` is given it receives
 // {"gts": {id: [tokenised refs]}, "res": {id: [tokenised candidate]}} for re-scoring with pycocoevalcap.
-nlohmann::json score_caption(const nlohmann::json& annotations, const nlohmann::json& results,
-                             const ScoreOptions& opt, nlohmann::json* tokens = nullptr);
+nlohmann::json score_caption(const nlohmann::json& annotations, const nlohmann::json& results, const ScoreOptions& opt,
+                             nlohmann::json* tokens = nullptr);
 
 // VQA v2: questions {"questions": [...]}, annotations {"annotations": [{"question_id", "answer_type",
 // "question_type", "answers": [{"answer"}, ...]}]}, results [{"question_id", "answer"}, ...].

@@ -28,11 +28,11 @@ struct VqaItem {
   std::string question_type;  // e.g. "what color is the"
 };
 struct VqaResult {
-  double overall = 0.0;                          // x100, unrounded (the official prints round(x, 2))
+  double overall = 0.0;                           // x100, unrounded (the official prints round(x, 2))
   std::map<std::string, double> per_answer_type;  // x100
   std::map<std::string, double> per_question_type;
   std::map<std::string, long> answer_type_counts;
-  std::vector<double> per_question;               // x100, same order as the input
+  std::vector<double> per_question;  // x100, same order as the input
 };
 VqaResult vqa_accuracy(const std::vector<VqaItem>& items);
 
