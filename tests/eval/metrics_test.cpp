@@ -1,9 +1,12 @@
 // Retrieval, top-k, PSNR, SSIM, Frechet distance and Inception Score against Python references.
+#include <filesystem>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
+#include "janus/core/hash.h"
 #include "janus/eval/metrics.h"
 #include "janus/io/safetensors.h"
 #include "test_util.h"
@@ -15,11 +18,23 @@ struct Refs {
   janus::TensorMap t;
   json e;
 };
+// The reference data depend only on the script, so one run is shared by the test processes ctest starts
+// (cached under the build tree, keyed by the script's hash).
 const Refs& refs() {
   static const Refs r = [] {
-    const std::string dir = janus::test::temp_dir("metric_refs");
-    const auto res = janus::test::run_python("eval_metric_refs.py", {dir});
-    if (res.exit_code != 0) throw std::runtime_error(res.output);
+    const std::string script = janus::test::source_dir() + "/tests/python/eval_metric_refs.py";
+    const std::string dir =
+        janus::test::binary_dir() + "/test_cache/metric_refs_" + janus::sha256_file(script).substr(0, 16);
+    if (!std::filesystem::exists(dir + "/expected.json")) {
+      const std::string tmp = janus::test::temp_dir("metric_refs");
+      const auto res = janus::test::run_python("eval_metric_refs.py", {tmp});
+      if (res.exit_code != 0) throw std::runtime_error(res.output);
+      std::filesystem::create_directories(dir);
+      std::filesystem::copy_file(tmp + "/inputs.safetensors", dir + "/inputs.safetensors",
+                                 std::filesystem::copy_options::overwrite_existing);
+      std::filesystem::copy_file(tmp + "/expected.json", dir + "/expected.json",
+                                 std::filesystem::copy_options::overwrite_existing);
+    }
     return Refs{janus::load_safetensors(dir + "/inputs.safetensors"),
                 json::parse(janus::read_file(dir + "/expected.json"))};
   }();
