@@ -154,13 +154,12 @@ at::Tensor BlockSparseAttentionImpl::forward(const at::Tensor& q, const at::Tens
     kmask = at::constant_pad_nd(base, {0, Lp - L}, 0);
   }
 
-  // Gather the kept key blocks of every query block: [B, nb, H, W*bs, d], folded to [B*nb, H, W*bs, d].
+  // Gather the kept key blocks of every query block without permuting: [B, H, nb*W, bs, d] is a view of
+  // [B*H, nb, W*bs, d], so (B*H) acts as the batch and nb as the "head" axis of the fused SDPA kernel.
   auto gather = [&](const at::Tensor& t) {
-    auto blocks = t.reshape({B, H, nb, bs, d}).permute({0, 2, 1, 3, 4});  // [B, nb, H, bs, d]
-    auto g = blocks.index_select(1, idx.reshape({-1})).reshape({B, nb, W, H, bs, d});
-    return g.permute({0, 1, 3, 2, 4, 5}).reshape({B * nb, H, W * bs, d});
+    return t.reshape({B, H, nb, bs, d}).index_select(2, idx.reshape({-1})).view({B * H, nb, W * bs, d});
   };
-  auto qb = qp.reshape({B, H, nb, bs, d}).permute({0, 2, 1, 3, 4}).reshape({B * nb, H, bs, d});
+  auto qb = qp.reshape({B * H, nb, bs, d});
   auto kb = gather(kp);
   auto vb = gather(vp);
 
@@ -183,16 +182,20 @@ at::Tensor BlockSparseAttentionImpl::forward(const at::Tensor& q, const at::Tens
 
   at::Tensor out;
   if (allowed) {
-    const int64_t Bm = allowed->size(0);
+    const int64_t Bm = allowed->size(0);  // 1 unless a padding mask is given
     auto bias = at::zeros(allowed->sizes(), q.options()).masked_fill(allowed->logical_not(), kMaskedLogit);
-    bias = bias.expand({B, nb, bs, W * bs}).reshape({B * nb, 1, bs, W * bs});
-    out = at::scaled_dot_product_attention(qb, kb, vb, bias, 0.0, false, scale);
-    auto any = allowed->any(-1).to(q.scalar_type()).expand({Bm == 1 ? B : Bm, nb, bs}).reshape({B * nb, 1, bs, 1});
+    if (Bm == 1) {
+      out = at::scaled_dot_product_attention(qb, kb, vb, bias, 0.0, false, scale);  // broadcast over B*H
+    } else {
+      bias = bias.unsqueeze(1).expand({B, H, nb, bs, W * bs}).reshape({B * H, nb, bs, W * bs});
+      out = at::scaled_dot_product_attention(qb, kb, vb, bias, 0.0, false, scale);
+    }
+    auto any = allowed->any(-1).to(q.scalar_type()).unsqueeze(1).expand({B, H, nb, bs}).reshape({B * H, nb, bs, 1});
     out = out * any;
   } else {
     out = at::scaled_dot_product_attention(qb, kb, vb, std::nullopt, 0.0, false, scale);
   }
-  out = out.reshape({B, nb, H, bs, d}).permute({0, 2, 1, 3, 4}).reshape({B, H, Lp, d});
+  out = out.view({B, H, Lp, d});
   if (Lp != L) out = out.narrow(2, 0, L);
   return out;
 }

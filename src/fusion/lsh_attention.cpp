@@ -85,16 +85,17 @@ at::Tensor LSHAttentionImpl::forward(const at::Tensor& qk, const at::Tensor& v, 
   auto dots = at::matmul(bqk, bk.transpose(-2, -1)) * std::pow(static_cast<double>(d), -0.5);  // [N, C, bs, 2bs]
   const double masked_value = qk.scalar_type() == at::kDouble ? -std::numeric_limits<double>::max()
                                                               : -static_cast<double>(std::numeric_limits<float>::max());
+  // One in-place pass per mask (dots is a fresh tensor): keeps the O(L) working set small.
   if (key_mask && key_mask->defined()) {
     TORCH_CHECK(key_mask->dim() == 2 && key_mask->size(0) == B && key_mask->size(1) == L,
                 "lsh_attention: key_mask must be [B, L] = [", B, ", ", L, "], got ", key_mask->sizes());
     auto km = key_mask->to(dev).to(at::kBool).unsqueeze(1).expand({B, H, L}).reshape({N, L});
     auto mq = km.gather(1, st).reshape({N, n_chunks, bs});
     auto mkv = look_one_back(mq);
-    dots = dots.masked_fill(mq.unsqueeze(-1).logical_and(mkv.unsqueeze(-2)).logical_not(), masked_value);
+    dots.masked_fill_(mq.unsqueeze(-1).logical_and(mkv.unsqueeze(-2)).logical_not(), masked_value);
   }
-  if (options.causal()) dots = dots.masked_fill(bq_t.unsqueeze(-1) < bkv_t.unsqueeze(-2), masked_value);
-  dots = dots.masked_fill(bq_t.unsqueeze(-1) == bkv_t.unsqueeze(-2), kSelfLogit);
+  if (options.causal()) dots.masked_fill_(bq_t.unsqueeze(-1) < bkv_t.unsqueeze(-2), masked_value);
+  dots.masked_fill_(bq_t.unsqueeze(-1) == bkv_t.unsqueeze(-2), kSelfLogit);
 
   auto lse = at::logsumexp(dots, -1, true);
   auto probs = at::exp(dots - lse);

@@ -77,8 +77,8 @@ JANUS_REGISTER_MODULE(ModuleEntry{
 JANUS_REGISTER_MODULE(ModuleEntry{
     "chunked_attention",
     "exact softmax attention in query/key chunks with an online softmax (bounded memory)",
-    {{"query_chunk", "int", 1024, "query chunk"},
-     {"key_chunk", "int", 1024, "key chunk"},
+    {{"query_chunk", "int", 512, "query chunk"},
+     {"key_chunk", "int", 512, "key chunk"},
      {"causal", "bool", false, "causal mask (last query aligned with last key)"}},
     {{"q", "[B, H, Lq, d] float"}, {"k", "[B, H, Lk, d] float"}, {"v", "[B, H, Lk, d] float"}, kKeyMask},
     {{"y", "[B, H, Lq, d] float"}},

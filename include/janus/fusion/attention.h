@@ -57,8 +57,8 @@ TORCH_MODULE(BlockSparseAttention);
 
 // ---- exact chunked attention (online softmax, flash-attention style backward) -------------------------------------
 struct ChunkedAttentionOptions {
-  TORCH_ARG(int64_t, query_chunk) = 1024;
-  TORCH_ARG(int64_t, key_chunk) = 1024;
+  TORCH_ARG(int64_t, query_chunk) = 512;
+  TORCH_ARG(int64_t, key_chunk) = 512;
   TORCH_ARG(bool, causal) = false;
 };
 
