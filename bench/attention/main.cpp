@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "janus/fusion/attention.h"
 
@@ -125,8 +125,8 @@ int main(int argc, char** argv) {
   std::map<std::pair<std::string, int64_t>, Result> res;
   for (auto L : lengths) {
     for (const auto& impl : impls)
-      res[{impl, L}] = run_and_parse(fmt::format("'{}' --child {} --lengths {} --threads {} --reps {}", argv[0], impl, L,
-                                                 threads, reps));
+      res[{impl, L}] = run_and_parse(
+          fmt::format("'{}' --child {} --lengths {} --threads {} --reps {}", argv[0], impl, L, threads, reps));
     if (!no_python)
       res[{"reformer_lsh", L}] = run_and_parse(fmt::format("'{}' '{}/bench/attention/reformer_lsh.py' {} {} {}",
                                                            JANUS_PYTHON, JANUS_SOURCE_DIR, L, threads, reps));
@@ -150,7 +150,8 @@ int main(int argc, char** argv) {
   };
   auto has = [&](const std::string& impl, int64_t L) { return res.count({impl, L}) > 0; };
   if (has("block_sparse", 4096))
-    goal("block_sparse(0.3) time / dense_sdpa at L=4096", res[{"block_sparse", 4096}].ms / res[{"dense_sdpa", 4096}].ms, 0.45);
+    goal("block_sparse(0.3) time / dense_sdpa at L=4096", res[{"block_sparse", 4096}].ms / res[{"dense_sdpa", 4096}].ms,
+         0.45);
   if (has("lsh", 8192)) {
     goal("lsh time / dense_sdpa at L=8192", res[{"lsh", 8192}].ms / res[{"dense_sdpa", 8192}].ms, 0.35);
     if (has("reformer_lsh", 8192))

@@ -16,10 +16,10 @@ namespace {
 constexpr double kMaskedLogit = -1e30;
 
 void check_qkv(const char* who, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, who, ": q, k, v must be [B, H, L, d], got ", q.sizes(), ", ",
-              k.sizes(), ", ", v.sizes());
-  TORCH_CHECK(q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3), who,
-              ": q ", q.sizes(), " and k ", k.sizes(), " disagree on B, H or d");
+  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, who, ": q, k, v must be [B, H, L, d], got ", q.sizes(),
+              ", ", k.sizes(), ", ", v.sizes());
+  TORCH_CHECK(q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3), who, ": q ", q.sizes(),
+              " and k ", k.sizes(), " disagree on B, H or d");
   TORCH_CHECK(k.sizes() == v.sizes(), who, ": k ", k.sizes(), " and v ", v.sizes(), " differ");
 }
 
@@ -90,16 +90,16 @@ void BlockSparseAttentionImpl::reset() {
 }
 
 void BlockSparseAttentionImpl::set_layout(const at::Tensor& layout) {
-  TORCH_CHECK(layout.dim() == 2 && layout.size(0) == layout.size(1), "block_sparse_attention: layout must be square [nb, nb], got ",
-              layout.sizes());
+  TORCH_CHECK(layout.dim() == 2 && layout.size(0) == layout.size(1),
+              "block_sparse_attention: layout must be square [nb, nb], got ", layout.sizes());
   explicit_layout_ = layout.to(at::kBool).cpu().contiguous();
 }
 
 at::Tensor BlockSparseAttentionImpl::layout(int64_t length) const {
   const int64_t nb = (length + options.block_size() - 1) / options.block_size();
   if (explicit_layout_.defined()) {
-    TORCH_CHECK(explicit_layout_.size(0) == nb, "block_sparse_attention: explicit layout has ", explicit_layout_.size(0),
-                " blocks but a sequence of ", length, " tokens needs ", nb);
+    TORCH_CHECK(explicit_layout_.size(0) == nb, "block_sparse_attention: explicit layout has ",
+                explicit_layout_.size(0), " blocks but a sequence of ", length, " tokens needs ", nb);
     return explicit_layout_;
   }
   return make_block_sparse_layout(options, nb);

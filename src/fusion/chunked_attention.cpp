@@ -120,8 +120,8 @@ class ChunkedAttentionFunction : public torch::autograd::Function<ChunkedAttenti
 }  // namespace
 
 at::Tensor chunked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                             const std::optional<at::Tensor>& key_mask, bool causal, double scale,
-                             int64_t query_chunk, int64_t key_chunk) {
+                             const std::optional<at::Tensor>& key_mask, bool causal, double scale, int64_t query_chunk,
+                             int64_t key_chunk) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "chunked_attention: q, k, v must be [B, H, L, d], got ",
               q.sizes(), ", ", k.sizes(), ", ", v.sizes());
   TORCH_CHECK(q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3) && k.sizes() == v.sizes(),
@@ -136,8 +136,8 @@ at::Tensor chunked_attention(const at::Tensor& q, const at::Tensor& k, const at:
                 key_mask->sizes());
     km = key_mask->to(q.device()).to(at::kBool);
   }
-  return ChunkedAttentionFunction::apply(q.contiguous(), k.contiguous(), v.contiguous(), km, causal, scale,
-                                         query_chunk, key_chunk);
+  return ChunkedAttentionFunction::apply(q.contiguous(), k.contiguous(), v.contiguous(), km, causal, scale, query_chunk,
+                                         key_chunk);
 }
 
 ChunkedAttentionImpl::ChunkedAttentionImpl(const ChunkedAttentionOptions& options_) : options(options_) { reset(); }

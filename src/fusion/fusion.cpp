@@ -10,7 +10,8 @@ DualStreamFusionImpl::DualStreamFusionImpl(const DualStreamFusionOptions& option
 
 void DualStreamFusionImpl::reset() {
   const int64_t D = options.dim(), H = options.num_heads();
-  TORCH_CHECK(D > 0 && H > 0 && D % H == 0, "dual_stream_fusion: dim ", D, " must be a positive multiple of num_heads ", H);
+  TORCH_CHECK(D > 0 && H > 0 && D % H == 0, "dual_stream_fusion: dim ", D, " must be a positive multiple of num_heads ",
+              H);
   TORCH_CHECK(options.mlp_ratio() > 0, "dual_stream_fusion: mlp_ratio must be > 0, got ", options.mlp_ratio());
   TORCH_CHECK(options.chunk() > 0, "dual_stream_fusion: chunk must be > 0, got ", options.chunk());
   auto ln = [&](const char* name) {
@@ -26,18 +27,19 @@ void DualStreamFusionImpl::reset() {
   lsh_proj = lin("lsh_proj", D, D);
   gate = lin("gate", 2 * D, D);
   norm2 = ln("norm2");
-  mlp = register_module("mlp", Mlp(MlpOptions(D, static_cast<int64_t>(std::llround(D * options.mlp_ratio()))).act(options.act())));
+  mlp = register_module(
+      "mlp", Mlp(MlpOptions(D, static_cast<int64_t>(std::llround(D * options.mlp_ratio()))).act(options.act())));
   sparse_attn = register_module("sparse_attn", BlockSparseAttention(BlockSparseAttentionOptions()
-                                                                         .block_size(options.block_size())
-                                                                         .density(options.density())
-                                                                         .window(options.window())
-                                                                         .num_global(options.num_global())
-                                                                         .seed(options.seed())
-                                                                         .causal(options.causal())));
-  lsh_attn = register_module("lsh_attn", LSHAttention(LSHAttentionOptions()
-                                                          .bucket_size(options.bucket_size())
-                                                          .n_hashes(options.n_hashes())
-                                                          .seed(options.seed())));
+                                                                        .block_size(options.block_size())
+                                                                        .density(options.density())
+                                                                        .window(options.window())
+                                                                        .num_global(options.num_global())
+                                                                        .seed(options.seed())
+                                                                        .causal(options.causal())));
+  lsh_attn = register_module(
+      "lsh_attn",
+      LSHAttention(
+          LSHAttentionOptions().bucket_size(options.bucket_size()).n_hashes(options.n_hashes()).seed(options.seed())));
 }
 
 at::Tensor DualStreamFusionImpl::heads(const at::Tensor& t) const {
@@ -123,10 +125,11 @@ at::Tensor DualStreamFusionImpl::forward_step(const at::Tensor& x_new, LayerKVCa
   auto causal = kpos <= qpos;  // [T, total]
   const int64_t bs = options.block_size();
   auto layout = sparse_attn->layout(total).to(dev);
-  auto block_ok = layout.index_select(0, at::div(qpos.squeeze(1), bs, "floor")).index_select(1, at::div(kpos.squeeze(0), bs, "floor"));
+  auto block_ok = layout.index_select(0, at::div(qpos.squeeze(1), bs, "floor"))
+                      .index_select(1, at::div(kpos.squeeze(0), bs, "floor"));
   const double scale = 1.0 / std::sqrt(static_cast<double>(options.dim() / options.num_heads()));
-  auto a = dense_attention(heads(qkv[0]), cache.sparse_k, cache.sparse_v, causal.logical_and(block_ok).view({1, 1, T, total}),
-                           scale);
+  auto a = dense_attention(heads(qkv[0]), cache.sparse_k, cache.sparse_v,
+                           causal.logical_and(block_ok).view({1, 1, T, total}), scale);
   auto b = dense_attention(qk, cache.lsh_k, cache.lsh_v, causal.view({1, 1, T, total}), scale);
   return mix_and_mlp(x_new, sparse_proj->forward(merge(a)), lsh_proj->forward(merge(b)));
 }
@@ -141,8 +144,9 @@ void FusionTransformerImpl::reset() {
     o.seed(options.block().seed() + i);
     blocks->push_back(DualStreamFusion(o));
   }
-  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({options.block().dim()})
-                                                          .eps(options.block().norm_eps())));
+  norm = register_module(
+      "norm",
+      torch::nn::LayerNorm(torch::nn::LayerNormOptions({options.block().dim()}).eps(options.block().norm_eps())));
 }
 
 at::Tensor FusionTransformerImpl::forward(const at::Tensor& x, const std::optional<at::Tensor>& key_mask) {
@@ -161,7 +165,8 @@ at::Tensor FusionTransformerImpl::forward_step(const at::Tensor& x_new, KVCache&
   TORCH_CHECK(cache.layers.size() == blocks->size(), "fusion_transformer: cache has ", cache.layers.size(),
               " layers, the model ", blocks->size(), " (use new_cache())");
   auto y = x_new;
-  for (size_t i = 0; i < blocks->size(); ++i) y = blocks[i]->as<DualStreamFusionImpl>()->forward_step(y, cache.layers[i]);
+  for (size_t i = 0; i < blocks->size(); ++i)
+    y = blocks[i]->as<DualStreamFusionImpl>()->forward_step(y, cache.layers[i]);
   return norm->forward(y);
 }
 

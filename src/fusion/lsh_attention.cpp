@@ -40,13 +40,14 @@ void LSHAttentionImpl::set_rotations(const at::Tensor& rotations) {
 
 void LSHAttentionImpl::clear_rotations() { rotations_ = at::Tensor(); }
 
-at::Tensor LSHAttentionImpl::forward(const at::Tensor& qk, const at::Tensor& v, const std::optional<at::Tensor>& key_mask) {
+at::Tensor LSHAttentionImpl::forward(const at::Tensor& qk, const at::Tensor& v,
+                                     const std::optional<at::Tensor>& key_mask) {
   TORCH_CHECK(qk.dim() == 4 && qk.sizes() == v.sizes(), "lsh_attention: qk and v must both be [B, H, L, d], got ",
               qk.sizes(), " and ", v.sizes());
   const int64_t B = qk.size(0), H = qk.size(1), L = qk.size(2), d = qk.size(3);
   const int64_t bs = options.bucket_size(), nh = options.n_hashes();
-  TORCH_CHECK(L % (2 * bs) == 0, "lsh_attention: sequence length ", L, " is not a multiple of 2 * bucket_size = ", 2 * bs,
-              " (pad it and pass a key_mask)");
+  TORCH_CHECK(L % (2 * bs) == 0, "lsh_attention: sequence length ", L,
+              " is not a multiple of 2 * bucket_size = ", 2 * bs, " (pad it and pass a key_mask)");
   const int64_t N = B * H, n_buckets = L / bs, n_chunks = nh * n_buckets;
   const auto dev = qk.device();
   auto x = qk.reshape({N, L, d});
@@ -64,7 +65,7 @@ at::Tensor LSHAttentionImpl::forward(const at::Tensor& qk, const at::Tensor& v, 
   at::Tensor buckets, sticker, undo_sort;
   {
     at::NoGradGuard no_grad;
-    auto rotated = at::einsum("btf,fhi->bhti", {x, rot});  // [N, nh, L, n_buckets/2]
+    auto rotated = at::einsum("btf,fhi->bhti", {x, rot});        // [N, nh, L, n_buckets/2]
     buckets = at::argmax(at::cat({rotated, -rotated}, -1), -1);  // [N, nh, L]
     last_buckets_ = buckets.reshape({B, H, nh, L});
     auto offsets = (at::arange(nh, buckets.options()) * n_buckets).view({1, nh, 1});

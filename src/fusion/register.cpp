@@ -69,9 +69,10 @@ JANUS_REGISTER_MODULE(ModuleEntry{
                                         .num_global(o["num_global"].get<int64_t>())
                                         .seed(o["seed"].get<int64_t>())
                                         .causal(o["causal"].get<bool>()));
-      return RunnableModule{m.ptr(), [m](const TensorMap& in) mutable {
-                              return TensorMap{{"y", m->forward(in.at("q"), in.at("k"), in.at("v"), optional_mask(in))}};
-                            }};
+      return RunnableModule{
+          m.ptr(), [m](const TensorMap& in) mutable {
+            return TensorMap{{"y", m->forward(in.at("q"), in.at("k"), in.at("v"), optional_mask(in))}};
+          }};
     }});
 
 JANUS_REGISTER_MODULE(ModuleEntry{
@@ -87,9 +88,10 @@ JANUS_REGISTER_MODULE(ModuleEntry{
                                     .query_chunk(o["query_chunk"].get<int64_t>())
                                     .key_chunk(o["key_chunk"].get<int64_t>())
                                     .causal(o["causal"].get<bool>()));
-      return RunnableModule{m.ptr(), [m](const TensorMap& in) mutable {
-                              return TensorMap{{"y", m->forward(in.at("q"), in.at("k"), in.at("v"), optional_mask(in))}};
-                            }};
+      return RunnableModule{
+          m.ptr(), [m](const TensorMap& in) mutable {
+            return TensorMap{{"y", m->forward(in.at("q"), in.at("k"), in.at("v"), optional_mask(in))}};
+          }};
     }});
 
 JANUS_REGISTER_MODULE(ModuleEntry{

@@ -108,7 +108,8 @@ TEST(BlockSparseAttention, EqualsBlockMaskedDenseForwardAndBackward) {
     for (double density : {0.3, 0.6})
       for (int64_t L : {256, 200}) {  // 200: not a multiple of the block size
         SCOPED_TRACE(::testing::Message() << "causal " << causal << " density " << density << " L " << L);
-        janus::BlockSparseAttention m(janus::BlockSparseAttentionOptions().block_size(32).density(density).causal(causal).seed(3));
+        janus::BlockSparseAttention m(
+            janus::BlockSparseAttentionOptions().block_size(32).density(density).causal(causal).seed(3));
         auto x = make_qkv(2, 3, L, 16);
         auto km = at::ones({2, L}, at::kBool);
         km[1].narrow(0, L - 50, 50).fill_(false);
@@ -130,9 +131,9 @@ TEST(BlockSparseAttention, ExplicitLayout) {
   auto out = m->forward(x.q, x.k, x.v);
   EXPECT_FALSE(out.isnan().any().item<bool>());
   EXPECT_EQ(out.narrow(2, 32, 16).abs().max().item<float>(), 0.0f);
-  expect_same_fwd_bwd([&](auto& q, auto& k, auto& v) { return m->forward(q, k, v); },
-                      [&](auto& q, auto& k, auto& v) { return oracle(q, k, v, block_allowed(layout, 16, 96, false, {})); },
-                      x, 1e-5);
+  expect_same_fwd_bwd(
+      [&](auto& q, auto& k, auto& v) { return m->forward(q, k, v); },
+      [&](auto& q, auto& k, auto& v) { return oracle(q, k, v, block_allowed(layout, 16, 96, false, {})); }, x, 1e-5);
   EXPECT_THROW(m->forward(x.q.narrow(2, 0, 64), x.k.narrow(2, 0, 64), x.v.narrow(2, 0, 64)), c10::Error);
 }
 
@@ -141,11 +142,10 @@ TEST(BlockSparseAttention, DensityOneEqualsSdpa) {
   for (bool causal : {false, true}) {
     janus::BlockSparseAttention m(janus::BlockSparseAttentionOptions().block_size(32).density(1.0).causal(causal));
     auto x = make_qkv(2, 2, 128, 16);
-    expect_same_fwd_bwd([&](auto& q, auto& k, auto& v) { return m->forward(q, k, v); },
-                        [&](auto& q, auto& k, auto& v) {
-                          return at::scaled_dot_product_attention(q, k, v, std::nullopt, 0.0, causal);
-                        },
-                        x, 1e-5);
+    expect_same_fwd_bwd(
+        [&](auto& q, auto& k, auto& v) { return m->forward(q, k, v); },
+        [&](auto& q, auto& k, auto& v) { return at::scaled_dot_product_attention(q, k, v, std::nullopt, 0.0, causal); },
+        x, 1e-5);
   }
 }
 
@@ -170,7 +170,8 @@ TEST(BlockSparseAttention, BadInputIsAClearError) {
   EXPECT_THROW(janus::BlockSparseAttention(janus::BlockSparseAttentionOptions().density(0.0)), c10::Error);
 }
 
-// ---- chunked ---------------------------------------------------------------------------------------------------------
+// ---- chunked
+// ---------------------------------------------------------------------------------------------------------
 TEST(ChunkedAttention, EqualsDenseForwardAndBackward) {
   torch::manual_seed(4);
   for (bool causal : {false, true})
@@ -188,8 +189,9 @@ TEST(ChunkedAttention, EqualsDenseForwardAndBackward) {
       auto allowed = at::ones({1, 1, L, L}, at::kBool);
       if (causal) allowed = allowed.tril();
       if (masked) allowed = allowed.logical_and(km.view({2, 1, 1, L}));
-      expect_same_fwd_bwd([&](auto& q, auto& k, auto& v) { return m->forward(q, k, v, masked ? std::optional(km) : std::nullopt); },
-                          [&](auto& q, auto& k, auto& v) { return oracle(q, k, v, allowed); }, x, 1e-5);
+      expect_same_fwd_bwd(
+          [&](auto& q, auto& k, auto& v) { return m->forward(q, k, v, masked ? std::optional(km) : std::nullopt); },
+          [&](auto& q, auto& k, auto& v) { return oracle(q, k, v, allowed); }, x, 1e-5);
     }
 }
 
@@ -210,7 +212,8 @@ TEST(ChunkedAttention, DefaultChunksEqualSdpa) {
                       [&](auto& q, auto& k, auto& v) { return at::scaled_dot_product_attention(q, k, v); }, x, 1e-5);
 }
 
-// ---- double-precision finite-difference gradchecks ---------------------------------------------------------------------
+// ---- double-precision finite-difference gradchecks
+// ---------------------------------------------------------------------
 TEST(Gradcheck, BlockSparseDouble) {
   torch::manual_seed(7);
   auto x = make_qkv(1, 2, 12, 3, at::kDouble);
@@ -228,8 +231,11 @@ TEST(Gradcheck, ChunkedDouble) {
   auto km = at::ones({1, 10}, at::kBool);
   km[0][3] = false;
   for (bool causal : {false, true})
-    gradcheck([&](const std::vector<at::Tensor>& t) { return janus::chunked_attention(t[0], t[1], t[2], km, causal, 0.5, 3, 4); },
-              {x.q, x.k, x.v});
+    gradcheck(
+        [&](const std::vector<at::Tensor>& t) {
+          return janus::chunked_attention(t[0], t[1], t[2], km, causal, 0.5, 3, 4);
+        },
+        {x.q, x.k, x.v});
 }
 
 TEST(Gradcheck, LshDouble) {
@@ -244,7 +250,8 @@ TEST(Gradcheck, LshDouble) {
   }
 }
 
-// ---- LSH --------------------------------------------------------------------------------------------------------------
+// ---- LSH
+// --------------------------------------------------------------------------------------------------------------
 TEST(LSHAttention, OneBucketCoveringTheSequenceEqualsFullSharedQK) {
   torch::manual_seed(10);
   const int64_t L = 64, d = 16;

@@ -24,9 +24,9 @@ struct BlockSparseAttentionOptions {
   TORCH_ARG(int64_t, block_size) = 64;
   // Fraction of (query block, key block) pairs kept (of the causal triangle when causal). 1.0 = dense.
   TORCH_ARG(double, density) = 0.3;
-  TORCH_ARG(int64_t, window) = 1;       // sliding window: key blocks i-window .. i+window
-  TORCH_ARG(int64_t, num_global) = 1;   // the first num_global key blocks are kept for every row
-  TORCH_ARG(int64_t, seed) = 0;         // random blocks: fixed per layer; row i uses seed and i only
+  TORCH_ARG(int64_t, window) = 1;      // sliding window: key blocks i-window .. i+window
+  TORCH_ARG(int64_t, num_global) = 1;  // the first num_global key blocks are kept for every row
+  TORCH_ARG(int64_t, seed) = 0;        // random blocks: fixed per layer; row i uses seed and i only
   TORCH_ARG(bool, causal) = false;
 };
 
@@ -65,8 +65,8 @@ struct ChunkedAttentionOptions {
 // Exact softmax attention computed per (query chunk, key chunk) with an online softmax; backward recomputes the
 // chunk scores from the saved log-sum-exp, so peak memory is O(L * d + query_chunk * key_chunk) per head.
 at::Tensor chunked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                             const std::optional<at::Tensor>& key_mask, bool causal, double scale,
-                             int64_t query_chunk, int64_t key_chunk);
+                             const std::optional<at::Tensor>& key_mask, bool causal, double scale, int64_t query_chunk,
+                             int64_t key_chunk);
 
 class ChunkedAttentionImpl : public torch::nn::Cloneable<ChunkedAttentionImpl> {
  public:
@@ -96,7 +96,8 @@ class LSHAttentionImpl : public torch::nn::Cloneable<LSHAttentionImpl> {
   // Shared-QK attention. qk, v: [B, H, L, d], key_mask [B, L] -> [B, H, L, d]. Keys are the L2-normalised qk,
   // logits scaled by d^-0.5, self logit -5e4, n_buckets = L / bucket_size. L must be a multiple of
   // 2 * bucket_size (as in reformer-pytorch; pad the input and mask the padding otherwise).
-  at::Tensor forward(const at::Tensor& qk, const at::Tensor& v, const std::optional<at::Tensor>& key_mask = std::nullopt);
+  at::Tensor forward(const at::Tensor& qk, const at::Tensor& v,
+                     const std::optional<at::Tensor>& key_mask = std::nullopt);
   // Rotations for the next forward calls: [d, n_hashes, n_buckets / 2] (reformer-pytorch's draw without the
   // leading batch axis). Cleared by clear_rotations(); otherwise drawn from the generator each call.
   void set_rotations(const at::Tensor& rotations);

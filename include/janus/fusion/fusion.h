@@ -94,8 +94,8 @@ class DualStreamFusionImpl : public torch::nn::Cloneable<DualStreamFusionImpl> {
 
  private:
   at::Tensor mix_and_mlp(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b);
-  at::Tensor heads(const at::Tensor& t) const;    // [B, L, D] -> [B, H, L, hd]
-  at::Tensor merge(const at::Tensor& t) const;    // [B, H, L, hd] -> [B, L, D]
+  at::Tensor heads(const at::Tensor& t) const;  // [B, L, D] -> [B, H, L, hd]
+  at::Tensor merge(const at::Tensor& t) const;  // [B, H, L, hd] -> [B, L, D]
   at::Tensor last_gate_;
 };
 TORCH_MODULE(DualStreamFusion);
