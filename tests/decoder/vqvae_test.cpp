@@ -32,8 +32,9 @@ TEST(VQVAE, ShapesForDownsample8And16) {
     EXPECT_EQ(img.sizes(), x.sizes());
     auto out = m->forward(x);
     EXPECT_TRUE(at::equal(out.codes, codes));
-    // forward's reconstruction is decode(encode(x)) (straight-through value == code vectors)
-    EXPECT_TRUE(test::all_close(out.reconstruction, img, 1e-5));
+    // forward's reconstruction is decode(encode(x)): the straight-through value z + (q - z) equals the code vectors
+    // up to float rounding, which the decoder amplifies slightly
+    EXPECT_TRUE(test::all_close(out.reconstruction, img, 1e-4));
     EXPECT_THROW(m->encode(at::zeros({1, 3, 20, 32})), c10::Error);
     EXPECT_THROW(m->encode(at::zeros({1, 1, 32, 32})), c10::Error);
   }
