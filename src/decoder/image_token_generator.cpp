@@ -67,7 +67,7 @@ at::Tensor CausalTransformerImpl::forward_causal(const at::Tensor& x) {
   return norm->forward(h);
 }
 
-at::Tensor CausalTransformerImpl::forward_step(const at::Tensor& x, KVCache& cache) {
+at::Tensor CausalTransformerImpl::forward_step(const at::Tensor& x, CausalKVCache& cache) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == options.dim(), "causal_transformer: expected [B, T, ", options.dim(), "], got ",
               x.sizes());
   const auto depth = static_cast<size_t>(options.depth());
@@ -226,7 +226,7 @@ at::Tensor ImageTokenGeneratorImpl::run(const at::Tensor& text, const at::Tensor
   TORCH_CHECK(Lp + N - 1 <= options.max_positions(), "image_token_generator: ", Lp + N - 1,
               " positions exceed max_positions ", options.max_positions());
   auto out = at::empty({B, N}, at::TensorOptions().dtype(at::kLong));
-  KVCache cache;
+  CausalKVCache cache;
   at::Tensor seq = x;
   at::Tensor last = s.use_cache() ? backbone->forward_step(x, cache).select(1, Lp - 1)
                                   : backbone->forward_causal(x).select(1, Lp - 1);

@@ -22,7 +22,7 @@ TEST(CausalTransformer, StepWithCacheEqualsFullCausalPass) {
   CausalTransformer t(CausalTransformerOptions(32, 2, 4));
   auto x = at::randn({3, 11, 32});
   auto full = t->forward_causal(x);
-  KVCache cache;
+  CausalKVCache cache;
   auto a = t->forward_step(x.slice(1, 0, 4), cache);   // prefix chunk
   auto b = t->forward_step(x.slice(1, 4, 5), cache);   // one token
   auto c = t->forward_step(x.slice(1, 5, 11), cache);  // chunk after a prefix (offset causal mask)
@@ -32,7 +32,7 @@ TEST(CausalTransformer, StepWithCacheEqualsFullCausalPass) {
   auto x2 = x.clone();
   x2.select(1, 7).add_(1.0);
   EXPECT_TRUE(test::all_close(t->forward_causal(x2).slice(1, 0, 7), full.slice(1, 0, 7), 1e-6));
-  KVCache bad;
+  CausalKVCache bad;
   t->forward_step(x, bad);
   EXPECT_THROW(t->forward_step(at::randn({2, 1, 32}), bad), c10::Error);
 }

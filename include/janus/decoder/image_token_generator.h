@@ -1,4 +1,5 @@
 #pragma once
+#include <any>
 // Autoregressive image-token generation over VQ codes: a text prefix (and, for video prediction, the previous
 // frame's codes) followed by <begin-of-image> and next-code prediction through a causal transformer with a KV
 // cache. Sampling: temperature, top-k, top-p, classifier-free guidance with conditional and unconditional rows
@@ -23,12 +24,15 @@
 namespace janus {
 
 // Per-layer keys/values of the positions seen so far ([B, H, T, head_dim] each).
-struct KVCache {
+// (`state` lets other backbones keep their own cache type here, e.g. the fusion stack's janus::KVCache.)
+struct CausalKVCache {
   std::vector<at::Tensor> keys, values;
+  std::any state;
   int64_t length = 0;  // positions cached
   void clear() {
     keys.clear();
     values.clear();
+    state.reset();
     length = 0;
   }
 };
@@ -43,7 +47,7 @@ class CausalBackbone : public torch::nn::Module {
   virtual at::Tensor forward_causal(const at::Tensor& x) = 0;
   // Incremental pass: x [B, T, D] holds positions cache.length .. cache.length+T-1; it sees the cached positions
   // and itself causally, appends its keys/values to the cache, returns [B, T, D].
-  virtual at::Tensor forward_step(const at::Tensor& x, KVCache& cache) = 0;
+  virtual at::Tensor forward_step(const at::Tensor& x, CausalKVCache& cache) = 0;
 };
 
 struct CausalTransformerOptions {
@@ -76,7 +80,7 @@ class CausalTransformerImpl : public CausalBackbone {
   explicit CausalTransformerImpl(const CausalTransformerOptions& options);
   int64_t dim() const override { return options.dim(); }
   at::Tensor forward_causal(const at::Tensor& x) override;
-  at::Tensor forward_step(const at::Tensor& x, KVCache& cache) override;
+  at::Tensor forward_step(const at::Tensor& x, CausalKVCache& cache) override;
   CausalTransformerOptions options;
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::LayerNorm norm{nullptr};
