@@ -203,6 +203,19 @@ at::Tensor read_video_frames(const std::string& path, int64_t num_frames) {
   return at::stack(frames);
 }
 
+void write_video_file(const std::string& path, const at::Tensor& frames_u8, double fps) {
+  TORCH_CHECK(frames_u8.dim() == 4 && frames_u8.size(3) == 3 && frames_u8.scalar_type() == at::kByte,
+              "write_video_file: expected uint8 [T, H, W, 3], got ", frames_u8.sizes());
+  const int H = static_cast<int>(frames_u8.size(1)), W = static_cast<int>(frames_u8.size(2));
+  cv::VideoWriter w(path, cv::CAP_OPENCV_MJPEG, cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), fps, cv::Size(W, H));
+  if (!w.isOpened()) throw Error(fmt::format("{}: cannot open video writer", path));
+  for (int64_t t = 0; t < frames_u8.size(0); ++t) {
+    cv::Mat rgb = tensor_to_mat_rgb(frames_u8[t]), bgr;
+    cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+    w.write(bgr);
+  }
+}
+
 at::Tensor normalize_points(const at::Tensor& points) {
   TORCH_CHECK(points.dim() == 2 && points.size(1) == 3, "normalize_points: expected [N, 3], got ", points.sizes());
   TORCH_CHECK(points.size(0) > 0, "normalize_points: empty point cloud");

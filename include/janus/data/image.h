@@ -45,6 +45,8 @@ at::Tensor transform_image(const at::Tensor& rgb_u8, const ImageTransform& t, st
 // OpenCV's VideoCapture. Returns `num_frames` frames uint8 [T, H, W, 3], evenly spaced over the clip
 // (stride sampling; num_frames <= 0 means all frames). Throws BadSampleError on unreadable input.
 at::Tensor read_video_frames(const std::string& path, int64_t num_frames);
+// Writes uint8 [T, H, W, 3] RGB frames as an MJPG .avi (OpenCV's built-in writer; no codec libraries needed).
+void write_video_file(const std::string& path, const at::Tensor& frames_u8, double fps = 10.0);
 // Indices of `num_frames` evenly spaced frames in a clip of `total` frames (repeats the last if total is short).
 std::vector<int64_t> sample_frame_indices(int64_t total, int64_t num_frames);
 
