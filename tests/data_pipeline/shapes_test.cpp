@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "janus/core/fs.h"
+#include "janus/core/config.h"
+#include "janus/data/factory.h"
 #include "janus/data/formats.h"
 #include "janus/data/loader.h"
 #include "janus/data/shapes.h"
@@ -159,4 +161,29 @@ TEST(DataShapes, SolidPointClouds) {
   EXPECT_NEAR(tube.max().item<float>(), 0.15f, 1e-4);
   EXPECT_FALSE(janus::shapes_solid_points(2, 10, 1).equal(janus::shapes_solid_points(2, 10, 2)));
   EXPECT_THROW(janus::shapes_solid_points(7, 10, 1), janus::InputError);
+}
+
+TEST(DataShapes, ConfigDrivenDatasets) {
+  const auto d = janus::test::temp_dir("shapes_cfg");
+  janus::ShapesOptions so;
+  so.out = d;
+  so.train = 12;
+  so.val = 4;
+  so.videos = 0;
+  so.clouds = 0;
+  janus::generate_shapes(so);
+  auto cfg = janus::Config::from_yaml("data:\n  format: shapes\n  train: " + d + "\n  val: " + d +
+                                      "\nmodel:\n  image_size: 48\n");
+  const auto train = janus::open_dataset(cfg, true);
+  EXPECT_EQ(train->size(), 12 * 4);
+  EXPECT_EQ(train->get(0, 1).images[0].sizes(), (std::vector<int64_t>{3, 48, 48}));
+  EXPECT_EQ(janus::open_dataset(cfg, false)->size(), 4 * 4);
+  janus::DataLoader l(train, janus::loader_options(cfg));
+  EXPECT_EQ(l.next().images.size(0), std::min<int64_t>(32, 48));
+  janus::DatasetOptions o;
+  const auto vqa = janus::open_dataset("vqa", d + "/vqa/questions_val.json", "val", o);
+  EXPECT_GT(vqa->size(), 0);
+  EXPECT_EQ(vqa->get(0, 0).answers.size(), 10u);
+  EXPECT_EQ(janus::open_dataset("nlvr2", d + "/nlvr2/train.jsonl", "train", o)->get(0, 0).images.size(), 2u);
+  EXPECT_THROW(janus::open_dataset("nope", d, "train", o), janus::InputError);
 }
