@@ -214,9 +214,7 @@ DatasetPtr make_image_folder_dataset(const std::string& root, DatasetOptions opt
   auto idx = index_image_folder(root, opts.paths);
   return std::make_shared<ImageFolderDataset>(std::move(idx), std::move(opts));
 }
-DatasetPtr make_text_dataset(std::vector<std::string> lines) {
-  return std::make_shared<TextDataset>(std::move(lines));
-}
+DatasetPtr make_text_dataset(std::vector<std::string> lines) { return std::make_shared<TextDataset>(std::move(lines)); }
 DatasetPtr make_point_cloud_dataset(std::vector<std::string> files, std::vector<std::string> captions,
                                     std::vector<int64_t> labels, DatasetOptions opts) {
   return std::make_shared<PointCloudDataset>(std::move(files), std::move(captions), std::move(labels), std::move(opts));

@@ -25,7 +25,8 @@ DatasetPtr open_dataset(const std::string& format, const std::string& path, cons
   if (format == "vqa") {
     const std::string name = fs::path(path).filename().string();
     const auto q = name.find("questions");
-    if (q == std::string::npos) throw InputError(fmt::format("{}: a VQA questions file name must contain \"questions\"", path));
+    if (q == std::string::npos)
+      throw InputError(fmt::format("{}: a VQA questions file name must contain \"questions\"", path));
     const std::string ann = (fs::path(dir) / (name.substr(0, q) + "annotations" + name.substr(q + 9))).string();
     const bool shapes = fs::exists(fs::path(dir).parent_path() / "shapes_info.json");
     if (opts.image_root.empty()) opts.image_root = shapes ? fs::path(dir).parent_path().string() : dir;
@@ -40,7 +41,8 @@ DatasetPtr open_dataset(const std::string& format, const std::string& path, cons
   }
   if (format == "imagefolder") return make_image_folder_dataset(path, opts);
   if (format == "text") return make_text_dataset(load_text_corpus(path));
-  throw InputError(fmt::format("data.format: unknown format \"{}\" (shapes, coco, vqa, nlvr2, imagefolder, text)", format));
+  throw InputError(
+      fmt::format("data.format: unknown format \"{}\" (shapes, coco, vqa, nlvr2, imagefolder, text)", format));
 }
 
 DatasetPtr open_dataset(const Config& cfg, bool train) {

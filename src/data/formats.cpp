@@ -177,8 +177,8 @@ std::vector<VqaRecord> load_vqa(const std::string& questions_json, const std::st
     r.question = q.at("question").str();
     r.file = fill_pattern(image_pattern, subtype, r.image_id);
     if (!by_qid.emplace(r.question_id, out.size()).second) {
-      throw InputError(fmt::format("{}: {}.question_id: duplicate question id {}", questions_json, q.path,
-                                   r.question_id));
+      throw InputError(
+          fmt::format("{}: {}.question_id: duplicate question id {}", questions_json, q.path, r.question_id));
     }
     out.push_back(std::move(r));
   }
@@ -298,8 +298,8 @@ std::vector<Nlvr2Record> load_nlvr2(const std::string& jsonl_path) {
     } else {
       const auto dash = rec.identifier.rfind('-');
       if (dash == std::string::npos || dash == 0) {
-        throw InputError(fmt::format("{}: $.identifier: expected \"split-set-pair-sentence\", got \"{}\"", where,
-                                     rec.identifier));
+        throw InputError(
+            fmt::format("{}: $.identifier: expected \"split-set-pair-sentence\", got \"{}\"", where, rec.identifier));
       }
       const std::string stem = rec.identifier.substr(0, dash);
       rec.left = stem + "-img0.png";
@@ -376,7 +376,10 @@ size_t ply_type_size(const std::string& t) {
 }
 
 double ply_read_binary(const char* p, const std::string& t) {
-  auto rd = [&](auto v) { std::memcpy(&v, p, sizeof(v)); return static_cast<double>(v); };
+  auto rd = [&](auto v) {
+    std::memcpy(&v, p, sizeof(v));
+    return static_cast<double>(v);
+  };
   if (t == "char" || t == "int8") return rd(int8_t{});
   if (t == "uchar" || t == "uint8") return rd(uint8_t{});
   if (t == "short" || t == "int16") return rd(int16_t{});
@@ -473,7 +476,8 @@ at::Tensor read_point_cloud(const std::string& path) {
         for (auto& x : vals) {
           if (!(in >> x)) throw BadSampleError(fmt::format("{}: PLY data ends at vertex {} of {}", path, v, nvert));
         }
-        xyz.insert(xyz.end(), {static_cast<float>(vals[ix]), static_cast<float>(vals[iy]), static_cast<float>(vals[iz])});
+        xyz.insert(xyz.end(),
+                   {static_cast<float>(vals[ix]), static_cast<float>(vals[iy]), static_cast<float>(vals[iz])});
       }
     } else if (format == "binary_little_endian") {
       size_t stride = 0;
@@ -484,7 +488,8 @@ at::Tensor read_point_cloud(const std::string& path) {
       }
       std::string data(static_cast<size_t>(nvert) * stride, '\0');
       if (!in.read(data.data(), static_cast<std::streamsize>(data.size()))) {
-        throw BadSampleError(fmt::format("{}: PLY binary data shorter than {} vertices x {} bytes", path, nvert, stride));
+        throw BadSampleError(
+            fmt::format("{}: PLY binary data shorter than {} vertices x {} bytes", path, nvert, stride));
       }
       for (int64_t v = 0; v < nvert; ++v) {
         const char* base = data.data() + static_cast<size_t>(v) * stride;
@@ -493,7 +498,8 @@ at::Tensor read_point_cloud(const std::string& path) {
         xyz.push_back(static_cast<float>(ply_read_binary(base + offs[iz], props[iz].type)));
       }
     } else {
-      throw BadSampleError(fmt::format("{}: PLY format \"{}\" unsupported (ascii, binary_little_endian)", path, format));
+      throw BadSampleError(
+          fmt::format("{}: PLY format \"{}\" unsupported (ascii, binary_little_endian)", path, format));
     }
   } else {
     throw BadSampleError(fmt::format("{}: unsupported point cloud extension \"{}\" (.ply, .xyz)", path, ext));
@@ -510,7 +516,8 @@ void write_ply_binary(const std::string& path, const at::Tensor& points) {
   auto p = points.to(at::kFloat).contiguous();
   std::string out = fmt::format(
       "ply\nformat binary_little_endian 1.0\nelement vertex {}\nproperty float x\nproperty float y\n"
-      "property float z\nend_header\n", p.size(0));
+      "property float z\nend_header\n",
+      p.size(0));
   out.append(reinterpret_cast<const char*>(p.data_ptr<float>()), static_cast<size_t>(p.numel()) * sizeof(float));
   const auto parent = fs::path(path).parent_path();
   if (!parent.empty()) fs::create_directories(parent);

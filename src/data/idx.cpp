@@ -67,7 +67,7 @@ at::Tensor read_idx(const std::string& path, int64_t max_items) {
 
 const std::vector<std::string>& fashion_mnist_classes() {
   static const std::vector<std::string> v{"tshirt_top", "trouser", "pullover", "dress", "coat",
-                                          "sandal", "shirt", "sneaker", "bag", "ankle_boot"};
+                                          "sandal",     "shirt",   "sneaker",  "bag",   "ankle_boot"};
   return v;
 }
 
@@ -75,7 +75,8 @@ int64_t idx_to_image_folder(const std::string& images_idx, const std::string& la
                             const std::vector<std::string>& class_names, const std::string& out_dir, int64_t limit) {
   const at::Tensor images = read_idx(images_idx, limit);
   const at::Tensor labels = read_idx(labels_idx, limit);
-  if (images.dim() != 3) throw InputError(fmt::format("{}: expected [N, H, W] images, got {} dims", images_idx, images.dim()));
+  if (images.dim() != 3)
+    throw InputError(fmt::format("{}: expected [N, H, W] images, got {} dims", images_idx, images.dim()));
   if (labels.dim() != 1 || labels.size(0) != images.size(0)) {
     throw InputError(fmt::format("{}: expected {} labels, got {}", labels_idx, images.size(0), labels.size(0)));
   }
@@ -85,10 +86,12 @@ int64_t idx_to_image_folder(const std::string& images_idx, const std::string& la
   for (int64_t i = 0; i < n; ++i) {
     const int64_t l = lab[i];
     if (l >= static_cast<int64_t>(class_names.size())) {
-      throw InputError(fmt::format("{}: label {} of item {} outside the {} classes", labels_idx, l, i, class_names.size()));
+      throw InputError(
+          fmt::format("{}: label {} of item {} outside the {} classes", labels_idx, l, i, class_names.size()));
     }
     const at::Tensor rgb = images[i].unsqueeze(2).expand({-1, -1, 3}).contiguous();
-    write_image_file((fs::path(out_dir) / class_names[static_cast<size_t>(l)] / fmt::format("{:05d}.png", i)).string(), rgb);
+    write_image_file((fs::path(out_dir) / class_names[static_cast<size_t>(l)] / fmt::format("{:05d}.png", i)).string(),
+                     rgb);
   }
   return n;
 }

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 
@@ -35,8 +35,8 @@ at::Tensor mat_to_tensor(const cv::Mat& bgr) {
 }
 
 cv::Mat tensor_to_mat_rgb(const at::Tensor& t) {
-  TORCH_CHECK(t.dim() == 3 && t.size(2) == 3 && t.scalar_type() == at::kByte,
-              "image: expected uint8 [H, W, 3], got ", t.sizes(), " ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 3 && t.size(2) == 3 && t.scalar_type() == at::kByte, "image: expected uint8 [H, W, 3], got ",
+              t.sizes(), " ", t.scalar_type());
   auto c = t.contiguous();
   cv::Mat m(static_cast<int>(c.size(0)), static_cast<int>(c.size(1)), CV_8UC3, c.data_ptr<uint8_t>());
   return m.clone();
@@ -45,8 +45,8 @@ cv::Mat tensor_to_mat_rgb(const at::Tensor& t) {
 bool is_image_ext(const std::string& ext) {
   std::string e = ext;
   std::transform(e.begin(), e.end(), e.begin(), ::tolower);
-  return e == ".png" || e == ".jpg" || e == ".jpeg" || e == ".bmp" || e == ".ppm" || e == ".pgm" ||
-         e == ".webp" || e == ".tif" || e == ".tiff";
+  return e == ".png" || e == ".jpg" || e == ".jpeg" || e == ".bmp" || e == ".ppm" || e == ".pgm" || e == ".webp" ||
+         e == ".tif" || e == ".tiff";
 }
 
 }  // namespace
@@ -116,8 +116,10 @@ at::Tensor transform_image(const at::Tensor& rgb_u8, const ImageTransform& t, st
     if (img.rows < c || img.cols < c) {  // too small: scale up so the crop fits
       const double s = static_cast<double>(c) / std::min(img.rows, img.cols);
       cv::Mat r;
-      cv::resize(img, r, cv::Size(std::max(c, static_cast<int>(std::ceil(img.cols * s))),
-                                  std::max(c, static_cast<int>(std::ceil(img.rows * s)))), 0, 0, cv::INTER_LINEAR);
+      cv::resize(img, r,
+                 cv::Size(std::max(c, static_cast<int>(std::ceil(img.cols * s))),
+                          std::max(c, static_cast<int>(std::ceil(img.rows * s)))),
+                 0, 0, cv::INTER_LINEAR);
       img = r;
     }
     int y0 = (img.rows - c) / 2, x0 = (img.cols - c) / 2;
@@ -197,7 +199,8 @@ at::Tensor read_video_frames(const std::string& path, int64_t num_frames) {
   }
   for (const auto& fr : frames) {
     if (!fr.sizes().equals(frames[0].sizes())) {
-      throw BadSampleError(fmt::format("{}: frames differ in size ({} vs {})", path, c10::str(fr.sizes()), c10::str(frames[0].sizes())));
+      throw BadSampleError(
+          fmt::format("{}: frames differ in size ({} vs {})", path, c10::str(fr.sizes()), c10::str(frames[0].sizes())));
     }
   }
   return at::stack(frames);

@@ -1,8 +1,8 @@
 #include "janus/data/loader.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "janus/core/error.h"
 
@@ -40,9 +40,7 @@ std::vector<int64_t> distributed_indices(int64_t n, int64_t rank, int64_t world,
   return out;
 }
 
-std::string LoaderCursor::to_json() const {
-  return nlohmann::json{{"epoch", epoch}, {"position", position}}.dump();
-}
+std::string LoaderCursor::to_json() const { return nlohmann::json{{"epoch", epoch}, {"position", position}}.dump(); }
 
 LoaderCursor LoaderCursor::from_json(const std::string& text) {
   try {
@@ -53,7 +51,8 @@ LoaderCursor LoaderCursor::from_json(const std::string& text) {
     if (c.epoch < 0 || c.position < 0) throw InputError("negative epoch or position");
     return c;
   } catch (const std::exception& e) {
-    throw InputError(fmt::format("data cursor: expected {{\"epoch\": int >= 0, \"position\": int >= 0}}: {}", e.what()));
+    throw InputError(
+        fmt::format("data cursor: expected {{\"epoch\": int >= 0, \"position\": int >= 0}}: {}", e.what()));
   }
 }
 
@@ -154,13 +153,15 @@ DataLoader::DataLoader(DatasetPtr dataset, LoaderOptions opts, LoaderCursor star
   const int64_t n = dataset_->size();
   if (n <= 0) throw InputError(fmt::format("DataLoader: dataset {} is empty", dataset_->name()));
   per_rank_ = static_cast<int64_t>(distributed_indices(n, 0, opts_.world_size, false, 0, 0, opts_.drop_last).size());
-  if (per_rank_ == 0) throw InputError(fmt::format("DataLoader: {} samples leave rank {} nothing (drop_last)", n, opts_.rank));
+  if (per_rank_ == 0)
+    throw InputError(fmt::format("DataLoader: {} samples leave rank {} nothing (drop_last)", n, opts_.rank));
   if (opts_.drop_last_batch && per_rank_ < opts_.batch_size) {
     throw InputError(fmt::format("DataLoader: {} samples per rank < batch_size {} with drop_last_batch", per_rank_,
                                  opts_.batch_size));
   }
   // A cursor at (or past) the end of an epoch starts the next one.
-  const bool tail = opts_.drop_last_batch ? cursor_.position + opts_.batch_size > per_rank_ : cursor_.position >= per_rank_;
+  const bool tail =
+      opts_.drop_last_batch ? cursor_.position + opts_.batch_size > per_rank_ : cursor_.position >= per_rank_;
   if (tail) cursor_ = {cursor_.epoch + 1, 0};
   next_job_pos_ = {cursor_.epoch, cursor_.position};
   for (int64_t i = 0; i < opts_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
@@ -209,7 +210,8 @@ Batch DataLoader::build(const Job& job) {
   int64_t skipped = 0;
   for (int64_t p = job.position; p < end; ++p) {
     const int64_t idx = (*ord)[static_cast<size_t>(p)];
-    const uint64_t s = splitmix(splitmix(splitmix(opts_.seed) ^ static_cast<uint64_t>(job.epoch)) ^ static_cast<uint64_t>(idx));
+    const uint64_t s =
+        splitmix(splitmix(splitmix(opts_.seed) ^ static_cast<uint64_t>(job.epoch)) ^ static_cast<uint64_t>(idx));
     try {
       Sample x = dataset_->get(idx, s);
       if (opts_.tokenizer && x.token_ids.empty() && !x.text.empty()) {
@@ -288,9 +290,10 @@ Batch DataLoader::next() {
   const bool epoch_end = after.epoch != b.epoch;
   if ((seen_ >= opts_.min_check || epoch_end) &&
       static_cast<double>(bad_) > opts_.max_bad_fraction * static_cast<double>(seen_)) {
-    throw InputError(fmt::format("data: {} of {} samples of {} were unreadable, more than data.max_bad_fraction = {} "
-                                 "(see the warnings above for the files)",
-                                 bad_.load(), seen_.load(), dataset_->name(), opts_.max_bad_fraction));
+    throw InputError(
+        fmt::format("data: {} of {} samples of {} were unreadable, more than data.max_bad_fraction = {} "
+                    "(see the warnings above for the files)",
+                    bad_.load(), seen_.load(), dataset_->name(), opts_.max_bad_fraction));
   }
   return b;
 }

@@ -11,9 +11,9 @@
 #include <random>
 #include <thread>
 
+#include <spdlog/spdlog.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <spdlog/spdlog.h>
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
@@ -134,7 +134,9 @@ std::string describe(const ShapeObject& o, bool with_size) {
   std::string s = with_size ? shapes_sizes()[static_cast<size_t>(o.size)] + " " : "";
   return s + shapes_colours()[static_cast<size_t>(o.colour)] + " " + shapes_kinds()[static_cast<size_t>(o.kind)];
 }
-std::string article(const std::string& w) { return w.empty() ? "a" : (std::string("aeiou").find(w[0]) != std::string::npos ? "an" : "a"); }
+std::string article(const std::string& w) {
+  return w.empty() ? "a" : (std::string("aeiou").find(w[0]) != std::string::npos ? "an" : "a");
+}
 std::string a(const std::string& w) { return article(w) + " " + w; }
 
 std::string region(const ShapeObject& o, int64_t size) {
@@ -149,7 +151,8 @@ std::string region(const ShapeObject& o, int64_t size) {
 }  // namespace
 
 ShapesScene make_shapes_scene(uint64_t seed, const std::string& split, int64_t index, int64_t image_size) {
-  if (image_size < 32 || image_size > 4096) throw InputError(fmt::format("shapes: size {} not in [32, 4096]", image_size));
+  if (image_size < 32 || image_size > 4096)
+    throw InputError(fmt::format("shapes: size {} not in [32, 4096]", image_size));
   auto r = rng_for(seed, split, index, 1);
   ShapesScene sc;
   sc.id = index + 1;
@@ -233,7 +236,8 @@ PromptSpec PromptSpec::from_json(const json& j) {
   for (size_t i = 0; i < j["objects"].size(); ++i) {
     const auto& o = j["objects"][i];
     PromptObject p;
-    if (!o.is_object() || !o.contains("colour") || !o["colour"].is_string()) bad(fmt::format("$.objects[{}].colour: expected a string", i));
+    if (!o.is_object() || !o.contains("colour") || !o["colour"].is_string())
+      bad(fmt::format("$.objects[{}].colour: expected a string", i));
     if (!o.contains("shape") || !o["shape"].is_string()) bad(fmt::format("$.objects[{}].shape: expected a string", i));
     p.colour = o["colour"].get<std::string>();
     p.shape = o["shape"].get<std::string>();
@@ -244,7 +248,8 @@ PromptSpec PromptSpec::from_json(const json& j) {
       bad(fmt::format("$.objects[{}].shape: unknown shape \"{}\"", i, p.shape));
     }
     if (o.contains("count")) {
-      if (!o["count"].is_number_integer() || o["count"].get<int64_t>() < 1) bad(fmt::format("$.objects[{}].count: expected an integer >= 1", i));
+      if (!o["count"].is_number_integer() || o["count"].get<int64_t>() < 1)
+        bad(fmt::format("$.objects[{}].count: expected an integer >= 1", i));
       p.count = o["count"].get<int64_t>();
     }
     s.objects.push_back(p);
@@ -253,7 +258,8 @@ PromptSpec PromptSpec::from_json(const json& j) {
     if (!j["relation"].is_string()) bad("$.relation: expected a string");
     s.relation = j["relation"].get<std::string>();
     static const std::vector<std::string> rels{"", "left_of", "right_of", "above", "below"};
-    if (std::find(rels.begin(), rels.end(), s.relation) == rels.end()) bad("$.relation: expected left_of, right_of, above or below");
+    if (std::find(rels.begin(), rels.end(), s.relation) == rels.end())
+      bad("$.relation: expected left_of, right_of, above or below");
     if (!s.relation.empty() && s.objects.size() < 2) bad("$.relation: needs two objects");
   }
   return s;
@@ -275,8 +281,10 @@ std::string PromptSpec::prompt() const {
 PromptSpec shapes_prompt_spec(const ShapesScene& sc) {
   PromptSpec s;
   for (const auto& o : sc.objects) {
-    const std::string c = shapes_colours()[static_cast<size_t>(o.colour)], k = shapes_kinds()[static_cast<size_t>(o.kind)];
-    auto it = std::find_if(s.objects.begin(), s.objects.end(), [&](const PromptObject& p) { return p.colour == c && p.shape == k; });
+    const std::string c = shapes_colours()[static_cast<size_t>(o.colour)],
+                      k = shapes_kinds()[static_cast<size_t>(o.kind)];
+    auto it = std::find_if(s.objects.begin(), s.objects.end(),
+                           [&](const PromptObject& p) { return p.colour == c && p.shape == k; });
     if (it == s.objects.end()) {
       s.objects.push_back({c, k, 1});
     } else {
@@ -407,7 +415,12 @@ at::Tensor shapes_solid_points(int kind, int64_t n, uint64_t seed) {
     } else if (kind == 1) {  // cube, side 1
       const int f = uniform_int(r, 0, 5);
       const double u = uniform(r, -0.5, 0.5), w = uniform(r, -0.5, 0.5), s = f % 2 ? 0.5 : -0.5;
-      if (f / 2 == 0) push(s, u, w); else if (f / 2 == 1) push(u, s, w); else push(u, w, s);
+      if (f / 2 == 0)
+        push(s, u, w);
+      else if (f / 2 == 1)
+        push(u, s, w);
+      else
+        push(u, w, s);
     } else if (kind == 2) {  // cone: base radius 0.5 at z = -0.5, apex at z = 0.5
       const double R = 0.5, h = 1.0, slant = std::sqrt(R * R + h * h);
       const double lateral = kPi * R * slant, base = kPi * R * R;
@@ -476,8 +489,10 @@ std::vector<VqaQ> vqa_questions(const ShapesScene& sc, uint64_t seed) {
       same_kind += y.kind == x.kind;
       same_colour += y.colour == x.colour;
     }
-    if (same_kind == 1) qs.push_back({"what color is the " + K[x.kind] + "?", C[x.colour], "other", "what color is the"});
-    if (same_colour == 1) qs.push_back({"what shape is the " + C[x.colour] + " object?", K[x.kind], "other", "what shape is the"});
+    if (same_kind == 1)
+      qs.push_back({"what color is the " + K[x.kind] + "?", C[x.colour], "other", "what color is the"});
+    if (same_colour == 1)
+      qs.push_back({"what shape is the " + C[x.colour] + " object?", K[x.kind], "other", "what shape is the"});
   }
   // Existence, half the time about a present object.
   ShapeObject probe;
@@ -489,12 +504,14 @@ std::vector<VqaQ> vqa_questions(const ShapesScene& sc, uint64_t seed) {
   }
   bool present = false;
   for (const auto& x : o) present |= x.colour == probe.colour && x.kind == probe.kind;
-  qs.push_back({"is there " + a(C[probe.colour] + " " + K[probe.kind]) + "?", present ? "yes" : "no", "yes/no", "is there a"});
+  qs.push_back(
+      {"is there " + a(C[probe.colour] + " " + K[probe.kind]) + "?", present ? "yes" : "no", "yes/no", "is there a"});
   if (o.size() >= 2) {
     const std::string rel = relation(o[0].cx, o[0].cy, o[1].cx, o[1].cy);
     const std::string asked = pick(r, std::vector<std::string>{"left_of", "right_of", "above", "below"});
-    qs.push_back({"is the " + describe(o[0], false) + " " + relation_phrase(asked) + " the " + describe(o[1], false) + "?",
-                  asked == rel ? "yes" : "no", "yes/no", "is the"});
+    qs.push_back(
+        {"is the " + describe(o[0], false) + " " + relation_phrase(asked) + " the " + describe(o[1], false) + "?",
+         asked == rel ? "yes" : "no", "yes/no", "is the"});
   }
   return qs;
 }
@@ -519,7 +536,8 @@ std::pair<std::string, bool> nlvr2_statement(const ShapesScene& L, const ShapesS
   if (type == 0) {
     const int64_t total = static_cast<int64_t>(L.objects.size() + R.objects.size());
     const int64_t claim = std::max<int64_t>(2, total + uniform_int(r, -1, 1));
-    return {"there are " + kNumberWords[static_cast<size_t>(std::min<int64_t>(claim, 6))] + " shapes in total", claim == total};
+    return {"there are " + kNumberWords[static_cast<size_t>(std::min<int64_t>(claim, 6))] + " shapes in total",
+            claim == total};
   }
   if (type == 1) {
     const int c = uniform_int(r, 0, 1) ? pick(r, scene_colours(L)) : uniform_int(r, 0, 5);
@@ -549,9 +567,15 @@ ShapesStats generate_shapes(const ShapesOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
   const fs::path out(opt.out);
   fs::create_directories(out);
-  json info{{"format", "janus-shapes"}, {"version", 1}, {"seed", opt.seed}, {"size", opt.size},
-            {"colours", shapes_colours()}, {"shapes", shapes_kinds()}, {"sizes", shapes_sizes()},
-            {"solids", shapes_solids()}, {"splits", json::object()}};
+  json info{{"format", "janus-shapes"},
+            {"version", 1},
+            {"seed", opt.seed},
+            {"size", opt.size},
+            {"colours", shapes_colours()},
+            {"shapes", shapes_kinds()},
+            {"sizes", shapes_sizes()},
+            {"solids", shapes_solids()},
+            {"splits", json::object()}};
   for (const std::string split : {"train", "val"}) {
     const int64_t n = split == "train" ? opt.train : opt.val;
     info["splits"][split] = n;
@@ -582,34 +606,53 @@ ShapesStats generate_shapes(const ShapesOptions& opt) {
     st.images += n;
 
     // COCO captions (+ the scene objects, ignored by COCO readers, for exact ground truth).
-    json images = json::array(), anns = json::array(), qs = json::array(), vanns = json::array(), prompts = json::array();
+    json images = json::array(), anns = json::array(), qs = json::array(), vanns = json::array(),
+         prompts = json::array();
     int64_t cap_id = 1;
     for (const auto& sc : scenes) {
       json objs = json::array();
       for (const auto& o : sc.objects) {
-        objs.push_back({{"colour", shapes_colours()[o.colour]}, {"shape", shapes_kinds()[o.kind]},
-                        {"size", shapes_sizes()[o.size]}, {"cx", o.cx}, {"cy", o.cy}, {"radius", o.radius}});
+        objs.push_back({{"colour", shapes_colours()[o.colour]},
+                        {"shape", shapes_kinds()[o.kind]},
+                        {"size", shapes_sizes()[o.size]},
+                        {"cx", o.cx},
+                        {"cy", o.cy},
+                        {"radius", o.radius}});
       }
-      images.push_back({{"id", sc.id}, {"file_name", split + "/" + img_name(sc.id)}, {"width", opt.size},
-                        {"height", opt.size}, {"objects", objs}});
-      for (const auto& c : shapes_captions(sc, opt.seed)) anns.push_back({{"id", cap_id++}, {"image_id", sc.id}, {"caption", c}});
+      images.push_back({{"id", sc.id},
+                        {"file_name", split + "/" + img_name(sc.id)},
+                        {"width", opt.size},
+                        {"height", opt.size},
+                        {"objects", objs}});
+      for (const auto& c : shapes_captions(sc, opt.seed))
+        anns.push_back({{"id", cap_id++}, {"image_id", sc.id}, {"caption", c}});
       int64_t k = 0;
       for (const auto& q : vqa_questions(sc, opt.seed)) {
         const int64_t qid = sc.id * 100 + k++;
         qs.push_back({{"image_id", sc.id}, {"question", q.q}, {"question_id", qid}});
         json answers = json::array();
-        for (int a10 = 1; a10 <= 10; ++a10) answers.push_back({{"answer", q.ans}, {"answer_confidence", "yes"}, {"answer_id", a10}});
-        vanns.push_back({{"question_id", qid}, {"image_id", sc.id}, {"question_type", q.qtype}, {"answer_type", q.type},
-                         {"multiple_choice_answer", q.ans}, {"answers", answers}});
+        for (int a10 = 1; a10 <= 10; ++a10)
+          answers.push_back({{"answer", q.ans}, {"answer_confidence", "yes"}, {"answer_id", a10}});
+        vanns.push_back({{"question_id", qid},
+                         {"image_id", sc.id},
+                         {"question_type", q.qtype},
+                         {"answer_type", q.type},
+                         {"multiple_choice_answer", q.ans},
+                         {"answers", answers}});
       }
       const PromptSpec ps = shapes_prompt_spec(sc);
       if (!ps.objects.empty()) {
-        prompts.push_back({{"id", sc.id}, {"prompt", ps.prompt()}, {"spec", ps.to_json()}, {"reference", split + "/" + img_name(sc.id)}});
+        prompts.push_back({{"id", sc.id},
+                           {"prompt", ps.prompt()},
+                           {"spec", ps.to_json()},
+                           {"reference", split + "/" + img_name(sc.id)}});
       }
     }
     write_json(out / ("captions_" + split + ".json"),
-               {{"info", {{"description", "janus Shapes benchmark"}, {"split", split}}}, {"images", images},
-                {"annotations", anns}, {"licenses", json::array()}});
+               {{"info", {{"description", "janus Shapes benchmark"}, {"split", split}}},
+                {"images", images},
+                {"annotations", anns},
+                {"licenses", json::array()}});
     fs::create_directories(out / "vqa");
     write_json(out / "vqa" / ("questions_" + split + ".json"),
                {{"task_type", "Open-Ended"}, {"data_type", "shapes"}, {"data_subtype", split}, {"questions", qs}});
@@ -622,10 +665,16 @@ ShapesStats generate_shapes(const ShapesOptions& opt) {
     std::string jsonl;
     for (int64_t i = 0; i < n; ++i) {
       auto r = rng_for(opt.seed, split + "-nlvr2", i, 4);
-      const int64_t j = n > 1 ? (i + 1 + uniform_int(r, 0, static_cast<int>(std::min<int64_t>(n - 2, 1 << 30)))) % n : i;
+      const int64_t j =
+          n > 1 ? (i + 1 + uniform_int(r, 0, static_cast<int>(std::min<int64_t>(n - 2, 1 << 30)))) % n : i;
       const auto [sent, truth] = nlvr2_statement(scenes[static_cast<size_t>(i)], scenes[static_cast<size_t>(j)], r);
-      jsonl += json{{"identifier", fmt::format("{}-{}-0-0", split, i)}, {"sentence", sent}, {"label", truth ? "True" : "False"},
-                    {"left_image", split + "/" + img_name(i + 1)}, {"right_image", split + "/" + img_name(j + 1)}}.dump() + "\n";
+      jsonl += json{{"identifier", fmt::format("{}-{}-0-0", split, i)},
+                    {"sentence", sent},
+                    {"label", truth ? "True" : "False"},
+                    {"left_image", split + "/" + img_name(i + 1)},
+                    {"right_image", split + "/" + img_name(j + 1)}}
+                   .dump() +
+               "\n";
     }
     fs::create_directories(out / "nlvr2");
     write_file_atomic((out / "nlvr2" / (split + ".jsonl")).string(), jsonl);
@@ -654,8 +703,14 @@ ShapesStats generate_shapes(const ShapesOptions& opt) {
           auto& o = sc.objects[k];
           o.cx += vel[k].first;
           o.cy += vel[k].second;
-          if (o.cx < o.radius || o.cx > opt.size - o.radius) { vel[k].first = -vel[k].first; o.cx += 2 * vel[k].first; }
-          if (o.cy < o.radius || o.cy > opt.size - o.radius) { vel[k].second = -vel[k].second; o.cy += 2 * vel[k].second; }
+          if (o.cx < o.radius || o.cx > opt.size - o.radius) {
+            vel[k].first = -vel[k].first;
+            o.cx += 2 * vel[k].first;
+          }
+          if (o.cy < o.radius || o.cy > opt.size - o.radius) {
+            vel[k].second = -vel[k].second;
+            o.cy += 2 * vel[k].second;
+          }
         }
       }
       vids.push_back({{"id", v + 1}, {"path", dir}, {"frames", opt.video_frames}, {"caption", caption}});
@@ -671,8 +726,13 @@ ShapesStats generate_shapes(const ShapesOptions& opt) {
       const std::string solid = shapes_solids()[static_cast<size_t>(kind)];
       const std::string file = fmt::format("points/{}/{:06d}.ply", split, c + 1);
       write_ply_binary((out / file).string(), shapes_solid_points(kind, opt.cloud_points, mix(r())));
-      clouds.push_back({{"id", c + 1}, {"file", file}, {"label", kind}, {"shape", solid},
-                        {"captions", {"a point cloud of " + a(solid), "a 3d " + solid, "the surface of " + a(solid) + " sampled as points"}}});
+      clouds.push_back(
+          {{"id", c + 1},
+           {"file", file},
+           {"label", kind},
+           {"shape", solid},
+           {"captions",
+            {"a point cloud of " + a(solid), "a 3d " + solid, "the surface of " + a(solid) + " sampled as points"}}});
     }
     if (nc > 0) write_json(out / "points" / ("captions_" + split + ".json"), {{"clouds", clouds}});
   }

@@ -109,7 +109,8 @@ std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_bos, bo
 std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
   std::vector<int> keep;
   for (int64_t id : ids) {
-    if (id < 0 || id >= vocab_size()) throw InputError(fmt::format("tokenizer: id {} outside [0, {})", id, vocab_size()));
+    if (id < 0 || id >= vocab_size())
+      throw InputError(fmt::format("tokenizer: id {} outside [0, {})", id, vocab_size()));
     if (id <= SpecialTokens::image_end && id != SpecialTokens::unk) continue;
     keep.push_back(static_cast<int>(id));
   }

@@ -93,10 +93,14 @@ TEST(DataFormats, VqaV2AndAnswerVocab) {
   };
   const std::vector<std::string> red(10, "red"), two{"2", "2", "2", "2", "2", "2", "2", "3", "3", "two"},
       yes(10, "yes");
-  write(d + "/a.json", std::string(R"({"annotations":[)") +
-                           R"({"question_id":420,"image_id":42,"answer_type":"other","multiple_choice_answer":"red","answers":)" + ans(red) + "}," +
-                           R"({"question_id":421,"image_id":42,"answer_type":"number","multiple_choice_answer":"2","answers":)" + ans(two) + "}," +
-                           R"({"question_id":430,"image_id":43,"answer_type":"yes/no","multiple_choice_answer":"Yes","answers":)" + ans(yes) + "}]}");
+  write(d + "/a.json",
+        std::string(R"({"annotations":[)") +
+            R"({"question_id":420,"image_id":42,"answer_type":"other","multiple_choice_answer":"red","answers":)" +
+            ans(red) + "}," +
+            R"({"question_id":421,"image_id":42,"answer_type":"number","multiple_choice_answer":"2","answers":)" +
+            ans(two) + "}," +
+            R"({"question_id":430,"image_id":43,"answer_type":"yes/no","multiple_choice_answer":"Yes","answers":)" +
+            ans(yes) + "}]}");
   const auto r = janus::load_vqa(d + "/q.json", d + "/a.json");
   ASSERT_EQ(r.size(), 3u);
   EXPECT_EQ(r[0].file, "COCO_val2014_000000000042.jpg");
@@ -115,8 +119,11 @@ TEST(DataFormats, VqaV2AndAnswerVocab) {
   EXPECT_EQ(mc.answers.size(), 3u);
   EXPECT_GE(mc.id("yes"), 0);  // normalised from "Yes"
 
-  write(d + "/a9.json", std::string(R"({"annotations":[{"question_id":420,"image_id":42,"answer_type":"other","multiple_choice_answer":"red","answers":)") +
-                            ans(std::vector<std::string>(9, "red")) + "}]}");
+  write(
+      d + "/a9.json",
+      std::string(
+          R"({"annotations":[{"question_id":420,"image_id":42,"answer_type":"other","multiple_choice_answer":"red","answers":)") +
+          ans(std::vector<std::string>(9, "red")) + "}]}");
   const auto e = error_of([&] { janus::load_vqa(d + "/q.json", d + "/a9.json"); });
   EXPECT_NE(e.find("a9.json"), std::string::npos) << e;
   EXPECT_NE(e.find("$.annotations[0].answers: expected 10 answers, got 9"), std::string::npos) << e;
@@ -134,7 +141,9 @@ TEST(DataFormats, Nlvr2Jsonl) {
   EXPECT_EQ(r[0].label, 1);
   EXPECT_EQ(r[1].label, 0);
   EXPECT_EQ(r[1].right, "r.png");
-  write(d + "/b.jsonl", "{\"identifier\":\"a-1-2-3\",\"sentence\":\"s\",\"label\":\"True\"}\n{\"identifier\":\"a-1-2-3\",\"sentence\":\"s\",\"label\":\"maybe\"}\n");
+  write(d + "/b.jsonl",
+        "{\"identifier\":\"a-1-2-3\",\"sentence\":\"s\",\"label\":\"True\"}\n{\"identifier\":\"a-1-2-3\",\"sentence\":"
+        "\"s\",\"label\":\"maybe\"}\n");
   const auto e = error_of([&] { janus::load_nlvr2(d + "/b.jsonl"); });
   EXPECT_NE(e.find("b.jsonl:2: $.label"), std::string::npos) << e;
 }
@@ -213,9 +222,10 @@ TEST(DataFormats, ImageFolderDataset) {
 
 TEST(DataFormats, PointClouds) {
   const auto d = temp_dir("points");
-  write(d + "/a.ply", "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
-                      "property uchar red\nelement face 0\nproperty list uchar int vertex_indices\nend_header\n"
-                      "0 0 0 255\n1 2 3 0\n-1 0.5 2 7\n");
+  write(d + "/a.ply",
+        "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nelement face 0\nproperty list uchar int vertex_indices\nend_header\n"
+        "0 0 0 255\n1 2 3 0\n-1 0.5 2 7\n");
   const auto a = janus::read_point_cloud(d + "/a.ply");
   ASSERT_EQ(a.sizes(), (std::vector<int64_t>{3, 3}));
   EXPECT_FLOAT_EQ(a[2][1].item<float>(), 0.5f);
@@ -224,12 +234,19 @@ TEST(DataFormats, PointClouds) {
   EXPECT_TRUE(janus::read_point_cloud(d + "/b.ply").equal(pts));
   // binary with a double property in between
   {
-    std::string hdr = "ply\nformat binary_little_endian 1.0\nelement vertex 2\nproperty double x\nproperty uchar q\n"
-                      "property float y\nproperty float z\nend_header\n";
+    std::string hdr =
+        "ply\nformat binary_little_endian 1.0\nelement vertex 2\nproperty double x\nproperty uchar q\n"
+        "property float y\nproperty float z\nend_header\n";
     std::string body;
     auto put = [&](auto v) { body.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
-    put(1.5); put(uint8_t{9}); put(2.f); put(3.f);
-    put(-1.0); put(uint8_t{1}); put(0.f); put(4.f);
+    put(1.5);
+    put(uint8_t{9});
+    put(2.f);
+    put(3.f);
+    put(-1.0);
+    put(uint8_t{1});
+    put(0.f);
+    put(4.f);
     write(d + "/c.ply", hdr + body);
     const auto c = janus::read_point_cloud(d + "/c.ply");
     EXPECT_TRUE(c.equal(at::tensor({1.5f, 2.f, 3.f, -1.f, 0.f, 4.f}).view({2, 3})));
@@ -240,7 +257,9 @@ TEST(DataFormats, PointClouds) {
   EXPECT_EQ(janus::read_point_cloud(d + "/d.xyz").size(0), 2);
   write(d + "/e.xyz", "1 2\n");
   EXPECT_THROW(janus::read_point_cloud(d + "/e.xyz"), janus::BadSampleError);
-  write(d + "/f.ply", "ply\nformat binary_big_endian 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float z\nend_header\n");
+  write(d + "/f.ply",
+        "ply\nformat binary_big_endian 1.0\nelement vertex 1\nproperty float x\nproperty float y\nproperty float "
+        "z\nend_header\n");
   EXPECT_THROW(janus::read_point_cloud(d + "/f.ply"), janus::BadSampleError);
   std::mt19937_64 rng(1);
   const auto s = janus::sample_points(pts, 64, rng);
@@ -254,7 +273,8 @@ TEST(DataFormats, VideoFramesAndFiles) {
   const auto d = temp_dir("video");
   std::vector<at::Tensor> frames;
   for (int i = 0; i < 10; ++i) {
-    frames.push_back(solid_image(16, 16, static_cast<uint8_t>(i * 25), static_cast<uint8_t>(i * 25), static_cast<uint8_t>(i * 25)));
+    frames.push_back(
+        solid_image(16, 16, static_cast<uint8_t>(i * 25), static_cast<uint8_t>(i * 25), static_cast<uint8_t>(i * 25)));
     janus::write_image_file(d + "/clip/" + std::to_string(100 + i) + ".png", frames.back());
   }
   const auto f = janus::read_video_frames(d + "/clip", 4);

@@ -62,11 +62,12 @@ TEST(DataLoader, SamplerMatchesPyTorchDistributedSampler) {
     int64_t n, world, seed, epoch;
     bool shuffle, drop_last;
   };
-  const std::vector<Case> cases{{10, 3, 0, 0, true, false}, {10, 3, 7, 2, true, true}, {11, 4, 1, 1, false, false},
-                                {2, 5, 3, 0, true, false}, {100, 8, 42, 5, true, false}, {7, 2, 0, 3, false, true}};
+  const std::vector<Case> cases{{10, 3, 0, 0, true, false}, {10, 3, 7, 2, true, true},    {11, 4, 1, 1, false, false},
+                                {2, 5, 3, 0, true, false},  {100, 8, 42, 5, true, false}, {7, 2, 0, 3, false, true}};
   std::vector<std::string> args;
   for (const auto& c : cases) {
-    for (int64_t v : {c.n, c.world, c.seed, c.epoch, static_cast<int64_t>(c.shuffle), static_cast<int64_t>(c.drop_last)}) {
+    for (int64_t v :
+         {c.n, c.world, c.seed, c.epoch, static_cast<int64_t>(c.shuffle), static_cast<int64_t>(c.drop_last)}) {
       args.push_back(std::to_string(v));
     }
   }
@@ -94,7 +95,8 @@ TEST(DataLoader, RanksPartitionTheEpoch) {
   }
   EXPECT_EQ(all.size(), 12u);  // padded by wrapping: 2 indices twice
   for (int64_t i = 0; i < 10; ++i) EXPECT_GE(all.count(i), 1u);
-  EXPECT_NE(janus::distributed_indices(10, 0, 1, true, 5, 0, false), janus::distributed_indices(10, 0, 1, true, 5, 1, false));
+  EXPECT_NE(janus::distributed_indices(10, 0, 1, true, 5, 0, false),
+            janus::distributed_indices(10, 0, 1, true, 5, 1, false));
 }
 
 TEST(DataLoader, ResumeFromSavedCursorMatchesUninterruptedRun) {
@@ -129,7 +131,8 @@ TEST(DataLoader, ResumeFromSavedCursorMatchesUninterruptedRun) {
     part.insert(part.end(), rest.begin(), rest.end());
     ASSERT_EQ(part.size(), full.size());
     for (size_t i = 0; i < full.size(); ++i) {
-      EXPECT_TRUE(part[i] == full[i]) << "stop " << stop << " sample " << i << ": " << part[i].index << " vs " << full[i].index;
+      EXPECT_TRUE(part[i] == full[i]) << "stop " << stop << " sample " << i << ": " << part[i].index << " vs "
+                                      << full[i].index;
     }
   }
   // Tensor form of the cursor round-trips too.
@@ -252,7 +255,8 @@ TEST(DataLoader, FashionMnistThroughImageFolder) {
   EXPECT_GE(b.labels.min().item<int64_t>(), 0);
   EXPECT_LE(b.labels.max().item<int64_t>(), 9);
   // The decoded image equals the IDX pixels (first test image is in class folder of label 0's name).
-  const auto first = janus::decode_image_file(d + "/test/" + janus::fashion_mnist_classes()[labels[0].item<uint8_t>()] + "/00000.png");
+  const auto first =
+      janus::decode_image_file(d + "/test/" + janus::fashion_mnist_classes()[labels[0].item<uint8_t>()] + "/00000.png");
   EXPECT_TRUE(first.select(2, 0).equal(idx[0]));
   janus::write_file_atomic(d + "/bad.idx", std::string("\x00\x00\x0d\x01\x00\x00\x00\x01", 8));
   EXPECT_THROW(janus::read_idx(d + "/bad.idx"), janus::InputError);

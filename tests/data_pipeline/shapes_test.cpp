@@ -5,8 +5,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "janus/core/fs.h"
 #include "janus/core/config.h"
+#include "janus/core/fs.h"
 #include "janus/data/factory.h"
 #include "janus/data/formats.h"
 #include "janus/data/loader.h"
@@ -19,7 +19,8 @@ TEST(DataShapes, ScenesAreDeterministicAndVaried) {
   const auto a = janus::make_shapes_scene(5, "train", 17, 64);
   const auto b = janus::make_shapes_scene(5, "train", 17, 64);
   EXPECT_TRUE(janus::render_shapes_scene(a).equal(janus::render_shapes_scene(b)));
-  EXPECT_FALSE(janus::render_shapes_scene(a).equal(janus::render_shapes_scene(janus::make_shapes_scene(6, "train", 17, 64))));
+  EXPECT_FALSE(
+      janus::render_shapes_scene(a).equal(janus::render_shapes_scene(janus::make_shapes_scene(6, "train", 17, 64))));
   std::set<int> colours, kinds, sizes, counts;
   for (int64_t i = 0; i < 200; ++i) {
     const auto s = janus::make_shapes_scene(1, "train", i, 64);
@@ -48,7 +49,8 @@ TEST(DataShapes, GenevalCheckerScoresOwnImagesHighAndMismatchesLow) {
       const auto g = janus::shapes_geneval_check(img, spec);
       own += g.overall;
       own_correct += g.correct;
-      const auto o = janus::shapes_geneval_check(janus::render_shapes_scene(janus::make_shapes_scene(9, "val", i + 1000, size)), spec);
+      const auto o = janus::shapes_geneval_check(
+          janus::render_shapes_scene(janus::make_shapes_scene(9, "val", i + 1000, size)), spec);
       other += o.overall;
       other_correct += o.correct;
     }
@@ -60,8 +62,8 @@ TEST(DataShapes, GenevalCheckerScoresOwnImagesHighAndMismatchesLow) {
   // Component scores: right shape, wrong colour.
   janus::ShapesScene sc;
   sc.image_size = 64;
-  sc.objects.push_back({0, 0, 1, 20, 32, 11, 0});   // large red circle on the left
-  sc.objects.push_back({4, 1, 1, 46, 32, 11, 0});   // large blue square on the right
+  sc.objects.push_back({0, 0, 1, 20, 32, 11, 0});  // large red circle on the left
+  sc.objects.push_back({4, 1, 1, 46, 32, 11, 0});  // large blue square on the right
   const auto img = janus::render_shapes_scene(sc);
   const auto spec = janus::PromptSpec::from_json(nlohmann::json::parse(
       R"({"objects":[{"colour":"green","shape":"circle"},{"colour":"blue","shape":"square"}],"relation":"left_of"})"));
@@ -77,8 +79,9 @@ TEST(DataShapes, GenevalCheckerScoresOwnImagesHighAndMismatchesLow) {
   good.relation = "right_of";
   EXPECT_DOUBLE_EQ(janus::shapes_geneval_check(img, good).position, 0.0);
   EXPECT_EQ(good.prompt(), "a photo of a red circle to the right of a blue square");
-  EXPECT_THROW(janus::PromptSpec::from_json(nlohmann::json::parse(R"({"objects":[{"colour":"pink","shape":"circle"}]})")),
-               janus::InputError);
+  EXPECT_THROW(
+      janus::PromptSpec::from_json(nlohmann::json::parse(R"({"objects":[{"colour":"pink","shape":"circle"}]})")),
+      janus::InputError);
 }
 
 TEST(DataShapes, GeneratedFilesLoadThroughRealFormatReaders) {
@@ -95,7 +98,8 @@ TEST(DataShapes, GeneratedFilesLoadThroughRealFormatReaders) {
   auto cds = janus::make_caption_dataset(caps, o, "shapes");
   EXPECT_EQ(cds->get(0, 0).images[0].sizes(), (std::vector<int64_t>{3, 64, 64}));
   // VQA
-  const auto vqa = janus::load_vqa(a + "/vqa/questions_train.json", a + "/vqa/annotations_train.json", "{subtype}/{id12}.png");
+  const auto vqa =
+      janus::load_vqa(a + "/vqa/questions_train.json", a + "/vqa/annotations_train.json", "{subtype}/{id12}.png");
   ASSERT_GE(vqa.size(), 24u * 3);
   std::set<std::string> types;
   for (const auto& q : vqa) {
@@ -140,11 +144,13 @@ TEST(DataShapes, GeneratedFilesLoadThroughRealFormatReaders) {
   ASSERT_EQ(clouds.size(), 4u);
   EXPECT_EQ(janus::read_point_cloud(a + "/" + clouds[0]["file"].get<std::string>()).size(0), 256);
   // Determinism: same seed, same bytes.
-  ASSERT_EQ(janus::test::run(janus::test::tool("janus_data") + " shapes --out " + d +
-                             "/b --train 24 --val 8 --size 64 --seed 3 --videos 4 --clouds 4 --cloud-points 256 --threads 2")
-                .exit_code, 0);
-  for (const std::string f : {"captions_train.json", "vqa/annotations_val.json", "nlvr2/train.jsonl", "train/000000000007.png",
-                              "points/train/000002.ply", "geneval/prompts_val.json"}) {
+  ASSERT_EQ(
+      janus::test::run(janus::test::tool("janus_data") + " shapes --out " + d +
+                       "/b --train 24 --val 8 --size 64 --seed 3 --videos 4 --clouds 4 --cloud-points 256 --threads 2")
+          .exit_code,
+      0);
+  for (const std::string f : {"captions_train.json", "vqa/annotations_val.json", "nlvr2/train.jsonl",
+                              "train/000000000007.png", "points/train/000002.ply", "geneval/prompts_val.json"}) {
     EXPECT_EQ(janus::read_file(a + "/" + f), janus::read_file(d + "/b/" + f)) << f;
   }
 }

@@ -20,7 +20,8 @@ std::string corpus(const std::string& dir) {
 TEST(DataTokenizer, TrainLoadSpecialTokensRoundTrip) {
   const auto d = janus::test::temp_dir("tok");
   const auto c = corpus(d);
-  const auto r = janus::test::run(janus::test::tool("janus_data") + " tokenizer train --input " + c + " --vocab 80 --out " + d + "/tok");
+  const auto r = janus::test::run(janus::test::tool("janus_data") + " tokenizer train --input " + c +
+                                  " --vocab 80 --out " + d + "/tok");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto t = janus::Tokenizer::load(d + "/tok");
   EXPECT_EQ(t.vocab_size(), 80);

@@ -86,9 +86,9 @@ int main(int argc, char** argv) {
           }
           throw janus::InputError(fmt::format("{}: {} not found (install dataset-fashion-mnist)", fm_src, stem));
         };
-        const auto n = janus::idx_to_image_folder(find(split + "-images-idx3-ubyte"), find(split + "-labels-idx1-ubyte"),
-                                                  janus::fashion_mnist_classes(),
-                                                  (fs::path(fm_out) / (split == "train" ? "train" : "test")).string(), fm_limit);
+        const auto n = janus::idx_to_image_folder(
+            find(split + "-images-idx3-ubyte"), find(split + "-labels-idx1-ubyte"), janus::fashion_mnist_classes(),
+            (fs::path(fm_out) / (split == "train" ? "train" : "test")).string(), fm_limit);
         spdlog::info("fashion-mnist {}: {} images", split, n);
       }
       return 0;
@@ -100,15 +100,17 @@ int main(int argc, char** argv) {
       int64_t correct = 0;
       for (const auto& p : doc) {
         const auto spec = janus::PromptSpec::from_json(p.at("spec"));
-        const std::string file = gc_images.empty()
-                                     ? (fs::path(gc_prompts).parent_path().parent_path() / p.at("reference").get<std::string>()).string()
-                                     : (fs::path(gc_images) / fmt::format("{}.png", p.at("id").get<int64_t>())).string();
+        const std::string file =
+            gc_images.empty()
+                ? (fs::path(gc_prompts).parent_path().parent_path() / p.at("reference").get<std::string>()).string()
+                : (fs::path(gc_images) / fmt::format("{}.png", p.at("id").get<int64_t>())).string();
         const auto g = janus::shapes_geneval_check(janus::decode_image_file(file), spec);
         sum += g.overall;
         correct += g.correct;
       }
       const double n = std::max<double>(1, static_cast<double>(doc.size()));
-      fmt::print("{}\n", nlohmann::json{{"prompts", doc.size()}, {"overall", sum / n}, {"correct", correct / n}}.dump());
+      fmt::print("{}\n",
+                 nlohmann::json{{"prompts", doc.size()}, {"overall", sum / n}, {"correct", correct / n}}.dump());
       return 0;
     }
     return 2;

@@ -26,7 +26,7 @@ std::string resolve_under(const std::string& root, const std::string& rel, const
 // ---- COCO captions (captions_*.json) and Karpathy splits (dataset_coco.json) ----
 struct CaptionRecord {
   int64_t image_id = -1;
-  std::string file;      // path relative to the image root
+  std::string file;  // path relative to the image root
   std::string caption;
   int64_t caption_id = -1;
 };
@@ -70,7 +70,7 @@ std::string normalize_answer(const std::string& answer);
 // ---- NLVR2 (jsonl) ----
 struct Nlvr2Record {
   std::string identifier;
-  std::string left;   // image paths relative to the image root
+  std::string left;  // image paths relative to the image root
   std::string right;
   std::string sentence;
   int64_t label = -1;  // 1 True, 0 False
@@ -99,11 +99,11 @@ void write_ply_binary(const std::string& path, const at::Tensor& points);
 
 // ---- datasets ----
 struct DatasetOptions {
-  std::string image_root;         // root that relative image paths resolve under
+  std::string image_root;  // root that relative image paths resolve under
   ImageTransform transform;
   PathPolicy paths;
-  int64_t num_points = 1024;      // point datasets: points per sample
-  int64_t num_frames = 8;         // video datasets: frames per sample
+  int64_t num_points = 1024;  // point datasets: points per sample
+  int64_t num_frames = 8;     // video datasets: frames per sample
 };
 
 // Each caption record is one sample (image + caption).
@@ -117,7 +117,6 @@ DatasetPtr make_text_dataset(std::vector<std::string> lines);
 DatasetPtr make_point_cloud_dataset(std::vector<std::string> files, std::vector<std::string> captions,
                                     std::vector<int64_t> labels, DatasetOptions opts);
 // files[i]: frame folder or video file relative to image_root.
-DatasetPtr make_video_dataset(std::vector<std::string> files, std::vector<std::string> captions,
-                              DatasetOptions opts);
+DatasetPtr make_video_dataset(std::vector<std::string> files, std::vector<std::string> captions, DatasetOptions opts);
 
 }  // namespace janus

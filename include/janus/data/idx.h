@@ -15,7 +15,6 @@ at::Tensor read_idx(const std::string& path, int64_t max_items = 0);
 const std::vector<std::string>& fashion_mnist_classes();
 // Writes images as OUT/<split>/<class>/<n>.png (an image folder) from the IDX pair; returns images written.
 int64_t idx_to_image_folder(const std::string& images_idx, const std::string& labels_idx,
-                            const std::vector<std::string>& class_names, const std::string& out_dir,
-                            int64_t limit = 0);
+                            const std::vector<std::string>& class_names, const std::string& out_dir, int64_t limit = 0);
 
 }  // namespace janus

@@ -30,10 +30,10 @@ at::Tensor decode_image_bytes(const std::string& bytes, const std::string& what)
 void write_image_file(const std::string& path, const at::Tensor& rgb_u8);
 
 struct ImageTransform {
-  int64_t resize_short = 0;     // resize so the short side has this length (0: keep)
-  int64_t crop = 0;             // square crop side (0: no crop)
-  bool random_crop = false;     // random instead of center crop
-  bool random_flip = false;     // horizontal flip with p = 0.5
+  int64_t resize_short = 0;  // resize so the short side has this length (0: keep)
+  int64_t crop = 0;          // square crop side (0: no crop)
+  bool random_crop = false;  // random instead of center crop
+  bool random_flip = false;  // horizontal flip with p = 0.5
   std::vector<double> mean{0.5, 0.5, 0.5};
   std::vector<double> std{0.5, 0.5, 0.5};
 };

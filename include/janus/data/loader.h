@@ -45,17 +45,17 @@ struct LoaderCursor {
 
 struct LoaderOptions {
   int64_t batch_size = 32;
-  int64_t num_workers = 2;      // 0: build batches on the calling thread
-  int64_t prefetch = 4;         // batches in flight per worker
+  int64_t num_workers = 2;  // 0: build batches on the calling thread
+  int64_t prefetch = 4;     // batches in flight per worker
   bool shuffle = true;
   uint64_t seed = 0;
   int64_t rank = 0;
   int64_t world_size = 1;
-  bool drop_last = false;       // sampler: drop the tail instead of padding by wrapping
-  bool drop_last_batch = false; // loader: drop a final partial batch
+  bool drop_last = false;        // sampler: drop the tail instead of padding by wrapping
+  bool drop_last_batch = false;  // loader: drop a final partial batch
   double max_bad_fraction = 0.05;
-  int64_t min_check = 32;       // samples seen before max_bad_fraction is enforced (or epoch end)
-  int64_t max_text_len = 0;     // tokenizer: truncate to this many tokens (0: no limit)
+  int64_t min_check = 32;                      // samples seen before max_bad_fraction is enforced (or epoch end)
+  int64_t max_text_len = 0;                    // tokenizer: truncate to this many tokens (0: no limit)
   std::shared_ptr<const Tokenizer> tokenizer;  // fills Sample::token_ids from Sample::text when set
 };
 
@@ -63,16 +63,16 @@ struct LoaderOptions {
 struct Batch {
   std::vector<Sample> samples;
   int64_t epoch = 0;
-  int64_t position = 0;          // position of the first sample in the rank's epoch list
-  int64_t skipped = 0;           // bad samples dropped from this batch
-  at::Tensor images;             // [B, 3, H, W] (first image of each sample)
-  at::Tensor images2;            // [B, 3, H, W] (second image, NLVR2)
-  at::Tensor tokens;             // int64 [B, L]
-  at::Tensor attention_mask;     // int64 [B, L]
-  at::Tensor labels;             // int64 [B]
-  at::Tensor answer_ids;         // int64 [B]
-  at::Tensor points;             // [B, N, 3]
-  at::Tensor frames;             // [B, T, 3, H, W]
+  int64_t position = 0;       // position of the first sample in the rank's epoch list
+  int64_t skipped = 0;        // bad samples dropped from this batch
+  at::Tensor images;          // [B, 3, H, W] (first image of each sample)
+  at::Tensor images2;         // [B, 3, H, W] (second image, NLVR2)
+  at::Tensor tokens;          // int64 [B, L]
+  at::Tensor attention_mask;  // int64 [B, L]
+  at::Tensor labels;          // int64 [B]
+  at::Tensor answer_ids;      // int64 [B]
+  at::Tensor points;          // [B, N, 3]
+  at::Tensor frames;          // [B, T, 3, H, W]
   int64_t size() const { return static_cast<int64_t>(samples.size()); }
 };
 
@@ -121,9 +121,9 @@ class DataLoader {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::thread> workers_;
-  int64_t next_job_ = 0;       // next job number to hand out
+  int64_t next_job_ = 0;  // next job number to hand out
   Job next_job_pos_{0, 0};
-  int64_t consumed_ = 0;       // job number of the next batch next() returns
+  int64_t consumed_ = 0;  // job number of the next batch next() returns
   std::map<int64_t, Batch> ready_;
   std::exception_ptr error_;
   bool stopping_ = false;

@@ -21,7 +21,7 @@ const std::vector<std::string>& shapes_solids();   // sphere cube cone cylinder 
 struct ShapeObject {
   int colour = 0;
   int kind = 0;
-  int size = 0;     // 0 small, 1 large
+  int size = 0;           // 0 small, 1 large
   double cx = 0, cy = 0;  // centre in pixels
   double radius = 0;      // circumradius in pixels
   double angle = 0;       // rotation (radians) for triangle/star
@@ -64,12 +64,12 @@ struct DetectedShape {
 std::vector<DetectedShape> shapes_detect(const at::Tensor& rgb_u8);
 
 struct GenevalScore {
-  double colour = 0;    // fraction of prompt objects whose colour is present
-  double shape = 0;     // fraction of prompt objects whose shape is present
-  double count = 0;     // fraction of prompt objects with exactly `count` (colour, shape) matches
-  double position = 1;  // 1/0 for the relation (1 when the prompt has none)
-  double overall = 0;   // mean of the four
-  bool correct = false; // everything right (GenEval's binary score)
+  double colour = 0;     // fraction of prompt objects whose colour is present
+  double shape = 0;      // fraction of prompt objects whose shape is present
+  double count = 0;      // fraction of prompt objects with exactly `count` (colour, shape) matches
+  double position = 1;   // 1/0 for the relation (1 when the prompt has none)
+  double overall = 0;    // mean of the four
+  bool correct = false;  // everything right (GenEval's binary score)
   std::vector<DetectedShape> detected;
 };
 GenevalScore shapes_geneval_check(const at::Tensor& rgb_u8, const PromptSpec& spec);
@@ -80,9 +80,9 @@ struct ShapesOptions {
   int64_t val = 200;
   int64_t size = 64;
   uint64_t seed = 0;
-  int64_t videos = 16;        // per split
+  int64_t videos = 16;  // per split
   int64_t video_frames = 8;
-  int64_t clouds = 20;        // per split
+  int64_t clouds = 20;  // per split
   int64_t cloud_points = 2048;
   int64_t threads = 1;
 };
