@@ -6,6 +6,12 @@ find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json 3.9 REQUIRED)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
 find_package(OpenCV REQUIRED COMPONENTS core imgproc imgcodecs videoio)
+# SentencePiece (tokenizer) and zlib (gzipped IDX files) are PRIVATE dependencies of janus: no public header
+# includes them, so janusConfig.cmake needs no find_dependency for either.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+find_library(JANUS_SENTENCEPIECE_TRAIN_LIB sentencepiece_train REQUIRED)
+find_package(ZLIB REQUIRED)
 find_package(CLI11 CONFIG QUIET)
 if(NOT CLI11_FOUND)
   find_path(JANUS_CLI11_INCLUDE CLI/CLI.hpp REQUIRED)

@@ -1,0 +1,99 @@
+#pragma once
+// The built-in Shapes benchmark: deterministic procedural scenes of coloured 2-D shapes, written in the real
+// formats (COCO captions, VQA v2, NLVR2, GenEval-style prompts) plus moving-shape videos and primitive-solid
+// point clouds, and an analytic GenEval-style checker. Formats: docs/data.md.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+namespace janus {
+
+// Colour and shape vocabularies (index = id).
+const std::vector<std::string>& shapes_colours();  // red yellow green cyan blue magenta
+const std::vector<std::string>& shapes_kinds();    // circle square triangle star
+const std::vector<std::string>& shapes_sizes();    // small large
+const std::vector<std::string>& shapes_solids();   // sphere cube cone cylinder torus
+
+struct ShapeObject {
+  int colour = 0;
+  int kind = 0;
+  int size = 0;           // 0 small, 1 large
+  double cx = 0, cy = 0;  // centre in pixels
+  double radius = 0;      // circumradius in pixels
+  double angle = 0;       // rotation (radians) for triangle/star
+};
+
+struct ShapesScene {
+  int64_t id = 0;
+  int64_t image_size = 64;
+  std::vector<ShapeObject> objects;
+};
+
+// Scene `index` of a split: depends only on (seed, split, index).
+ShapesScene make_shapes_scene(uint64_t seed, const std::string& split, int64_t index, int64_t image_size);
+// uint8 [S, S, 3] RGB.
+at::Tensor render_shapes_scene(const ShapesScene& scene);
+// >= 3 captions from varied templates.
+std::vector<std::string> shapes_captions(const ShapesScene& scene, uint64_t seed);
+
+// GenEval-style prompt: objects with colour/shape/count and an optional relation between object 0 and 1.
+struct PromptObject {
+  std::string colour;
+  std::string shape;
+  int64_t count = 1;
+};
+struct PromptSpec {
+  std::vector<PromptObject> objects;
+  std::string relation;  // "" or left_of, right_of, above, below (object 0 relative to object 1)
+  nlohmann::json to_json() const;
+  static PromptSpec from_json(const nlohmann::json& j);  // InputError on malformed specs
+  std::string prompt() const;                            // text, e.g. "a photo of a red circle left of a blue square"
+};
+PromptSpec shapes_prompt_spec(const ShapesScene& scene);
+
+struct DetectedShape {
+  std::string colour;
+  std::string shape;
+  double cx = 0, cy = 0, area = 0;
+};
+// Segments an RGB uint8 [H, W, 3] image by hue and classifies each blob's contour.
+std::vector<DetectedShape> shapes_detect(const at::Tensor& rgb_u8);
+
+struct GenevalScore {
+  double colour = 0;     // fraction of prompt objects whose colour is present
+  double shape = 0;      // fraction of prompt objects whose shape is present
+  double count = 0;      // fraction of prompt objects with exactly `count` (colour, shape) matches
+  double position = 1;   // 1/0 for the relation (1 when the prompt has none)
+  double overall = 0;    // mean of the four
+  bool correct = false;  // everything right (GenEval's binary score)
+  std::vector<DetectedShape> detected;
+};
+GenevalScore shapes_geneval_check(const at::Tensor& rgb_u8, const PromptSpec& spec);
+
+struct ShapesOptions {
+  std::string out;
+  int64_t train = 1000;
+  int64_t val = 200;
+  int64_t size = 64;
+  uint64_t seed = 0;
+  int64_t videos = 16;  // per split
+  int64_t video_frames = 8;
+  int64_t clouds = 20;  // per split
+  int64_t cloud_points = 2048;
+  int64_t threads = 1;
+};
+struct ShapesStats {
+  int64_t images = 0;
+  double image_seconds = 0;  // rendering + PNG writing of the scene images
+  double total_seconds = 0;
+};
+ShapesStats generate_shapes(const ShapesOptions& opts);
+
+// Point cloud of a primitive solid's surface (kind indexes shapes_solids()), float [n, 3].
+at::Tensor shapes_solid_points(int kind, int64_t n, uint64_t seed);
+
+}  // namespace janus

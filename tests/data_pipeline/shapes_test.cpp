@@ -1,0 +1,195 @@
+// The Shapes benchmark: determinism, the GenEval-style checker, and that every file it writes loads through the
+// real-format readers.
+#include <filesystem>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "janus/core/config.h"
+#include "janus/core/fs.h"
+#include "janus/data/factory.h"
+#include "janus/data/formats.h"
+#include "janus/data/loader.h"
+#include "janus/data/shapes.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+
+TEST(DataShapes, ScenesAreDeterministicAndVaried) {
+  const auto a = janus::make_shapes_scene(5, "train", 17, 64);
+  const auto b = janus::make_shapes_scene(5, "train", 17, 64);
+  EXPECT_TRUE(janus::render_shapes_scene(a).equal(janus::render_shapes_scene(b)));
+  EXPECT_FALSE(
+      janus::render_shapes_scene(a).equal(janus::render_shapes_scene(janus::make_shapes_scene(6, "train", 17, 64))));
+  std::set<int> colours, kinds, sizes, counts;
+  for (int64_t i = 0; i < 200; ++i) {
+    const auto s = janus::make_shapes_scene(1, "train", i, 64);
+    counts.insert(static_cast<int>(s.objects.size()));
+    for (const auto& o : s.objects) {
+      colours.insert(o.colour);
+      kinds.insert(o.kind);
+      sizes.insert(o.size);
+    }
+    EXPECT_GE(janus::shapes_captions(s, 1).size(), 3u);
+  }
+  EXPECT_EQ(colours.size(), 6u);
+  EXPECT_EQ(kinds.size(), 4u);
+  EXPECT_EQ(sizes.size(), 2u);
+  EXPECT_EQ(counts, (std::set<int>{1, 2, 3}));
+}
+
+TEST(DataShapes, GenevalCheckerScoresOwnImagesHighAndMismatchesLow) {
+  for (int64_t size : {64, 128}) {
+    double own = 0, own_correct = 0, other = 0, other_correct = 0;
+    const int n = 300;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto s = janus::make_shapes_scene(9, "val", i, size);
+      const auto spec = janus::shapes_prompt_spec(s);
+      const auto img = janus::render_shapes_scene(s);
+      const auto g = janus::shapes_geneval_check(img, spec);
+      own += g.overall;
+      own_correct += g.correct;
+      const auto o = janus::shapes_geneval_check(
+          janus::render_shapes_scene(janus::make_shapes_scene(9, "val", i + 1000, size)), spec);
+      other += o.overall;
+      other_correct += o.correct;
+    }
+    EXPECT_GE(own_correct / n, 0.98) << "size " << size;
+    EXPECT_GE(own / n, 0.99) << "size " << size;
+    EXPECT_LT(other_correct / n, 0.1) << "size " << size;
+    EXPECT_LT(other / n, 0.7) << "size " << size;
+  }
+  // Component scores: right shape, wrong colour.
+  janus::ShapesScene sc;
+  sc.image_size = 64;
+  sc.objects.push_back({0, 0, 1, 20, 32, 11, 0});  // large red circle on the left
+  sc.objects.push_back({4, 1, 1, 46, 32, 11, 0});  // large blue square on the right
+  const auto img = janus::render_shapes_scene(sc);
+  const auto spec = janus::PromptSpec::from_json(nlohmann::json::parse(
+      R"({"objects":[{"colour":"green","shape":"circle"},{"colour":"blue","shape":"square"}],"relation":"left_of"})"));
+  auto g = janus::shapes_geneval_check(img, spec);
+  EXPECT_DOUBLE_EQ(g.shape, 1.0);
+  EXPECT_DOUBLE_EQ(g.colour, 0.5);
+  EXPECT_DOUBLE_EQ(g.count, 0.5);
+  EXPECT_DOUBLE_EQ(g.position, 0.0);  // no green circle found
+  EXPECT_FALSE(g.correct);
+  auto good = spec;
+  good.objects[0].colour = "red";
+  EXPECT_TRUE(janus::shapes_geneval_check(img, good).correct);
+  good.relation = "right_of";
+  EXPECT_DOUBLE_EQ(janus::shapes_geneval_check(img, good).position, 0.0);
+  EXPECT_EQ(good.prompt(), "a photo of a red circle to the right of a blue square");
+  EXPECT_THROW(
+      janus::PromptSpec::from_json(nlohmann::json::parse(R"({"objects":[{"colour":"pink","shape":"circle"}]})")),
+      janus::InputError);
+}
+
+TEST(DataShapes, GeneratedFilesLoadThroughRealFormatReaders) {
+  const auto d = janus::test::temp_dir("shapes");
+  const auto r = janus::test::run(janus::test::tool("janus_data") + " shapes --out " + d +
+                                  "/a --train 24 --val 8 --size 64 --seed 3 --videos 4 --clouds 4 --cloud-points 256");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string a = d + "/a";
+  // COCO captions
+  const auto caps = janus::load_coco_captions(a + "/captions_train.json");
+  EXPECT_GE(caps.size(), 24u * 3);
+  janus::DatasetOptions o;
+  o.image_root = a;
+  auto cds = janus::make_caption_dataset(caps, o, "shapes");
+  EXPECT_EQ(cds->get(0, 0).images[0].sizes(), (std::vector<int64_t>{3, 64, 64}));
+  // VQA
+  const auto vqa =
+      janus::load_vqa(a + "/vqa/questions_train.json", a + "/vqa/annotations_train.json", "{subtype}/{id12}.png");
+  ASSERT_GE(vqa.size(), 24u * 3);
+  std::set<std::string> types;
+  for (const auto& q : vqa) {
+    EXPECT_EQ(q.answers.size(), 10u);
+    types.insert(q.answer_type);
+  }
+  EXPECT_EQ(types, (std::set<std::string>{"number", "other", "yes/no"}));
+  const auto vocab = janus::build_answer_vocab(vqa, 0);
+  auto vds = janus::make_vqa_dataset(vqa, vocab, o);
+  janus::LoaderOptions lo;
+  lo.batch_size = 16;
+  lo.num_workers = 2;
+  janus::DataLoader vl(vds, lo);
+  const auto vb = vl.next();
+  EXPECT_EQ(vb.images.size(0), 16);
+  EXPECT_GE(vb.answer_ids.min().item<int64_t>(), 0);
+  // VQA answers agree with the checker's view of the image ("how many shapes").
+  for (const auto& q : vqa) {
+    if (q.question != "how many shapes are there?") continue;
+    const auto det = janus::shapes_detect(janus::decode_image_file(a + "/" + q.file));
+    EXPECT_EQ(std::to_string(det.size()), q.multiple_choice_answer) << q.file;
+  }
+  // NLVR2
+  const auto nl = janus::load_nlvr2(a + "/nlvr2/train.jsonl");
+  ASSERT_EQ(nl.size(), 24u);
+  auto nds = janus::make_nlvr2_dataset(nl, o);
+  const auto ns = nds->get(3, 0);
+  EXPECT_EQ(ns.images.size(), 2u);
+  // GenEval prompts score 1 on their reference images
+  const auto prompts = nlohmann::json::parse(janus::read_file(a + "/geneval/prompts_val.json"));
+  ASSERT_EQ(prompts.size(), 8u);
+  for (const auto& p : prompts) {
+    const auto g = janus::shapes_geneval_check(janus::decode_image_file(a + "/" + p["reference"].get<std::string>()),
+                                               janus::PromptSpec::from_json(p["spec"]));
+    EXPECT_TRUE(g.correct) << p.dump();
+  }
+  // Videos and point clouds
+  const auto vids = nlohmann::json::parse(janus::read_file(a + "/videos/captions_train.json"))["videos"];
+  ASSERT_EQ(vids.size(), 4u);
+  EXPECT_EQ(janus::read_video_frames(a + "/" + vids[0]["path"].get<std::string>(), 0).size(0), 8);
+  const auto clouds = nlohmann::json::parse(janus::read_file(a + "/points/captions_train.json"))["clouds"];
+  ASSERT_EQ(clouds.size(), 4u);
+  EXPECT_EQ(janus::read_point_cloud(a + "/" + clouds[0]["file"].get<std::string>()).size(0), 256);
+  // Determinism: same seed, same bytes.
+  ASSERT_EQ(
+      janus::test::run(janus::test::tool("janus_data") + " shapes --out " + d +
+                       "/b --train 24 --val 8 --size 64 --seed 3 --videos 4 --clouds 4 --cloud-points 256 --threads 2")
+          .exit_code,
+      0);
+  for (const std::string f : {"captions_train.json", "vqa/annotations_val.json", "nlvr2/train.jsonl",
+                              "train/000000000007.png", "points/train/000002.ply", "geneval/prompts_val.json"}) {
+    EXPECT_EQ(janus::read_file(a + "/" + f), janus::read_file(d + "/b/" + f)) << f;
+  }
+}
+
+TEST(DataShapes, SolidPointClouds) {
+  const auto s = janus::shapes_solid_points(0, 500, 1);
+  EXPECT_NEAR(s.norm(2, 1).min().item<float>(), 0.5f, 1e-4);
+  EXPECT_NEAR(s.norm(2, 1).max().item<float>(), 0.5f, 1e-4);
+  const auto c = janus::shapes_solid_points(1, 500, 1);
+  EXPECT_NEAR(c.abs().amax(1).min().item<float>(), 0.5f, 1e-5);  // every point on a face
+  const auto t = janus::shapes_solid_points(4, 500, 1);
+  const auto rxy = (t.select(1, 0).pow(2) + t.select(1, 1).pow(2)).sqrt();
+  const auto tube = ((rxy - 0.35).pow(2) + t.select(1, 2).pow(2)).sqrt();
+  EXPECT_NEAR(tube.max().item<float>(), 0.15f, 1e-4);
+  EXPECT_FALSE(janus::shapes_solid_points(2, 10, 1).equal(janus::shapes_solid_points(2, 10, 2)));
+  EXPECT_THROW(janus::shapes_solid_points(7, 10, 1), janus::InputError);
+}
+
+TEST(DataShapes, ConfigDrivenDatasets) {
+  const auto d = janus::test::temp_dir("shapes_cfg");
+  janus::ShapesOptions so;
+  so.out = d;
+  so.train = 12;
+  so.val = 4;
+  so.videos = 0;
+  so.clouds = 0;
+  janus::generate_shapes(so);
+  auto cfg = janus::Config::from_yaml("data:\n  format: shapes\n  train: " + d + "\n  val: " + d +
+                                      "\nmodel:\n  image_size: 48\n");
+  const auto train = janus::open_dataset(cfg, true);
+  EXPECT_EQ(train->size(), 12 * 4);
+  EXPECT_EQ(train->get(0, 1).images[0].sizes(), (std::vector<int64_t>{3, 48, 48}));
+  EXPECT_EQ(janus::open_dataset(cfg, false)->size(), 4 * 4);
+  janus::DataLoader l(train, janus::loader_options(cfg));
+  EXPECT_EQ(l.next().images.size(0), std::min<int64_t>(32, 48));
+  janus::DatasetOptions o;
+  const auto vqa = janus::open_dataset("vqa", d + "/vqa/questions_val.json", "val", o);
+  EXPECT_GT(vqa->size(), 0);
+  EXPECT_EQ(vqa->get(0, 0).answers.size(), 10u);
+  EXPECT_EQ(janus::open_dataset("nlvr2", d + "/nlvr2/train.jsonl", "train", o)->get(0, 0).images.size(), 2u);
+  EXPECT_THROW(janus::open_dataset("nope", d, "train", o), janus::InputError);
+}
