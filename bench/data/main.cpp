@@ -10,6 +10,7 @@
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 
+#include "janus/core/fs.h"
 #include "janus/data/formats.h"
 #include "janus/data/image.h"
 #include "janus/data/loader.h"
@@ -53,7 +54,6 @@ int main(int argc, char** argv) {
     fmt::print("  {} worker thread(s){}: {:8.0f} images/s{}\n", workers, workers == 0 ? " (inline)" : "", ips,
                workers == 2 && base > 0 ? fmt::format("  ({:.2f}x of 1 thread)", ips / base) : "");
   }
-  // (std::filesystem::remove_all resolves to a broken copy exported by libtorch.so here; use rm.)
-  const std::string rm = "rm -rf '" + dir.string() + "'";
-  return std::system(rm.c_str()) == 0 ? 0 : 1;
+  janus::remove_tree(dir.string());
+  return 0;
 }

@@ -32,25 +32,6 @@ void fsync_dir(const fs::path& dir) {
   }
 }
 
-// Recursive delete with POSIX calls. (std::filesystem::remove_all is avoided on purpose: with the pinned
-// LibTorch the symbol binds to a copy inside libtorch.so that crashes.)
-void remove_tree(const std::string& path) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return;
-  if (S_ISDIR(st.st_mode)) {
-    if (DIR* d = ::opendir(path.c_str())) {
-      while (const dirent* e = ::readdir(d)) {
-        const std::string n = e->d_name;
-        if (n != "." && n != "..") remove_tree(path + "/" + n);
-      }
-      ::closedir(d);
-    }
-    ::rmdir(path.c_str());
-  } else {
-    ::unlink(path.c_str());
-  }
-}
-
 // step of a "step_N" directory name, or -1.
 int64_t parse_step(const std::string& name) {
   if (name.rfind(kPrefix, 0) != 0 || name.size() == std::string(kPrefix).size()) return -1;

@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "janus/core/fs.h"
+
 namespace janus::test {
 namespace fs = std::filesystem;
 
@@ -28,7 +30,7 @@ std::string temp_dir(const std::string& tag) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_') c = '_';
   }
   const fs::path dir = fs::path(binary_dir()) / "test_tmp" / fmt::format("{}_{}_{}_{}", name, tag, ::getpid(), counter++);
-  fs::remove_all(dir);
+  janus::remove_tree(dir.string());
   fs::create_directories(dir);
   return dir.string();
 }
