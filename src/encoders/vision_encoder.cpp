@@ -182,14 +182,12 @@ VisionOutput VisionEncoderImpl::encode(const at::Tensor& tokens) {
     if (adapters) x = adapters->ptr<AdapterImpl>(i)->forward(x);
   }
   if (norm) x = norm->forward(x);
-  at::Tensor pooled;
-  if (options.global_pool() == "token") {
-    pooled = x.select(1, 0);
-  } else {
-    pooled = x.slice(1, num_prefix_tokens()).mean(1);
-  }
-  if (fc_norm) pooled = fc_norm->forward(pooled);
-  return {x, pooled};
+  return {x, pool(x)};
+}
+
+at::Tensor VisionEncoderImpl::pool(const at::Tensor& x) {
+  at::Tensor pooled = options.global_pool() == "token" ? x.select(1, 0) : x.slice(1, num_prefix_tokens()).mean(1);
+  return fc_norm ? fc_norm->forward(pooled) : pooled;
 }
 
 VisionOutput VisionEncoderImpl::forward(const at::Tensor& images) {

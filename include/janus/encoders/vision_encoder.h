@@ -133,6 +133,8 @@ class VisionEncoderImpl : public torch::nn::Cloneable<VisionEncoderImpl> {
   at::Tensor add_positions(const at::Tensor& patch_tokens, std::pair<int64_t, int64_t> grid);
   // [B, N, D] -> blocks (+ adapters) -> final norm -> {tokens, pooled}
   VisionOutput encode(const at::Tensor& tokens);
+  // Final tokens [B, N, D] -> pooled [B, D] (class token or mean of patch tokens, then fc_norm if used)
+  at::Tensor pool(const at::Tensor& tokens);
   // pos_embed resampled to a grid: [1, P + gh*gw, D] with P = 1 if class_token else 0
   at::Tensor position_embedding(int64_t grid_h, int64_t grid_w) const;
 
