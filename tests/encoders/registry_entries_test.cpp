@@ -5,6 +5,7 @@
 #include "janus/core/registry.h"
 #include "janus/io/module_io.h"
 #include "janus/io/safetensors.h"
+#include "parity_cases.h"
 #include "test_util.h"
 
 namespace jt = janus::test;
@@ -70,14 +71,14 @@ TEST(EncoderRegistry, EveryModuleBuildsRunsAndRoundTrips) {
 
 TEST(EncoderRegistry, JanusModuleRunsTimmWeights) {
   // End to end through the CLI: timm weights load strictly by their own names and reproduce timm's tokens.
+  const auto case_dir = jt::cached_python_case("timm_vit_case.py");
   const auto dir = jt::temp_dir();
-  ASSERT_EQ(jt::run_python("timm_vit_case.py", {dir}).exit_code, 0);
-  const auto io = janus::load_safetensors(dir + "/avg_io.safetensors");
+  const auto io = janus::load_safetensors(case_dir + "/avg_io.safetensors");
   janus::save_safetensors(dir + "/in.safetensors", {{"images", io.at("images")}});
   const std::string opts = R"({"image_size": 32, "patch_size": 8, "dim": 48, "depth": 3, "heads": 3,
       "class_token": false, "global_pool": "avg", "qkv_bias": false, "mlp_ratio": 2.0})";
   const auto r = jt::run(jt::tool("janus_module") + " run --name vision_encoder --options " + jt::quote(opts) +
-                         " --weights " + dir + "/avg_weights.safetensors --inputs " + dir + "/in.safetensors --out " +
+                         " --weights " + case_dir + "/avg_weights.safetensors --inputs " + dir + "/in.safetensors --out " +
                          dir + "/out.safetensors 2>&1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto out = janus::load_safetensors(dir + "/out.safetensors");

@@ -9,6 +9,7 @@
 #include "janus/encoders/text_encoder.h"
 #include "janus/io/module_io.h"
 #include "janus/io/safetensors.h"
+#include "parity_cases.h"
 #include "test_util.h"
 
 namespace jt = janus::test;
@@ -16,12 +17,7 @@ namespace jt = janus::test;
 namespace {
 
 const std::string& bert_case() {
-  static const std::string dir = [] {
-    auto d = jt::temp_dir("hf_bert");
-    const auto r = jt::run_python("hf_bert_case.py", {d});
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    return d;
-  }();
+  static const std::string dir = jt::cached_python_case("hf_bert_case.py");
   return dir;
 }
 

@@ -9,6 +9,7 @@
 #include "janus/encoders/vision_encoder.h"
 #include "janus/io/module_io.h"
 #include "janus/io/safetensors.h"
+#include "parity_cases.h"
 #include "test_util.h"
 
 namespace jt = janus::test;
@@ -17,12 +18,7 @@ namespace {
 
 // Writes the timm cases once per test binary run.
 const std::string& timm_cases() {
-  static const std::string dir = [] {
-    auto d = jt::temp_dir("timm_vit");
-    const auto r = jt::run_python("timm_vit_case.py", {d});
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    return d;
-  }();
+  static const std::string dir = jt::cached_python_case("timm_vit_case.py");
   return dir;
 }
 
