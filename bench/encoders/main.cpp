@@ -13,8 +13,8 @@
 #include <vector>
 
 #include <ATen/Parallel.h>
-#include <nlohmann/json.hpp>
 #include <torch/nn.h>
+#include <nlohmann/json.hpp>
 
 #include "janus/encoders/vision_encoder.h"
 #include "janus/io/module_io.h"
@@ -59,7 +59,8 @@ void router_claim() {
     std::printf("%-12lld %-12lld %14lld %18lld %+9.1f%% %18lld %+9.1f%%\n", static_cast<long long>(in),
                 static_cast<long long>(out), static_cast<long long>(router), static_cast<long long>(separate),
                 100.0 * (static_cast<double>(router) / static_cast<double>(separate) - 1.0),
-                static_cast<long long>(proj_only), 100.0 * (static_cast<double>(router) / static_cast<double>(proj_only) - 1.0));
+                static_cast<long long>(proj_only),
+                100.0 * (static_cast<double>(router) / static_cast<double>(proj_only) - 1.0));
   }
 }
 
@@ -78,13 +79,20 @@ int main(int argc, char** argv) {
       }
       return std::string(argv[++i]);
     };
-    if (a == "--threads") threads = std::stoi(next());
-    else if (a == "--warmup") warmup = std::stoi(next());
-    else if (a == "--iters") iters = std::stoi(next());
-    else if (a == "--batch") batch = std::stoi(next());
-    else if (a == "--image-size") image_size = std::stoi(next());
-    else if (a == "--flavour") flavour = next();
-    else if (a == "--skip-timm") skip_timm = true;
+    if (a == "--threads")
+      threads = std::stoi(next());
+    else if (a == "--warmup")
+      warmup = std::stoi(next());
+    else if (a == "--iters")
+      iters = std::stoi(next());
+    else if (a == "--batch")
+      batch = std::stoi(next());
+    else if (a == "--image-size")
+      image_size = std::stoi(next());
+    else if (a == "--flavour")
+      flavour = next();
+    else if (a == "--skip-timm")
+      skip_timm = true;
     else {
       std::fprintf(stderr, "janus_bench_encoders: unknown argument %s\n", a.c_str());
       return 2;
@@ -101,9 +109,12 @@ int main(int argc, char** argv) {
   const std::string dir = mkdtemp(tmpl);
   janus::save_module(*enc, dir + "/weights.safetensors");
   janus::save_safetensors(dir + "/input.safetensors", {{"images", images}});
-  std::ofstream(dir + "/config.json") << nlohmann::json{{"image_size", opts.image_size()}, {"patch_size", opts.patch_size()},
-                                                         {"dim", opts.dim()}, {"depth", opts.depth()}, {"heads", opts.heads()}}
-                                             .dump();
+  std::ofstream(dir + "/config.json") << nlohmann::json{
+      {"image_size", opts.image_size()},
+      {"patch_size", opts.patch_size()},
+      {"dim", opts.dim()},
+      {"depth", opts.depth()},
+      {"heads", opts.heads()}}.dump();
 
   std::printf("== VisionEncoder (ViT-%s/%lld @ %d, batch %d, fp32, %d threads) forward+backward ==\n", flavour.c_str(),
               static_cast<long long>(opts.patch_size()), image_size, batch, threads);
@@ -129,8 +140,9 @@ int main(int argc, char** argv) {
 
   int rc = 0;
   if (!skip_timm) {
-    const std::string cmd = std::string(JANUS_PYTHON) + " " + JANUS_SOURCE_DIR + "/bench/encoders/timm_vit_bench.py " + dir +
-                            " " + std::to_string(threads) + " " + std::to_string(warmup) + " " + std::to_string(iters);
+    const std::string cmd = std::string(JANUS_PYTHON) + " " + JANUS_SOURCE_DIR + "/bench/encoders/timm_vit_bench.py " +
+                            dir + " " + std::to_string(threads) + " " + std::to_string(warmup) + " " +
+                            std::to_string(iters);
     const auto text = run_capture(cmd + " 2>&1", &rc);
     nlohmann::json r;
     try {

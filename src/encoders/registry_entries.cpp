@@ -35,19 +35,20 @@ VisionEncoderOptions vision_from_resolved(nlohmann::json o) {
   return vision_encoder_options_from_json(o);
 }
 
-JANUS_REGISTER_MODULE(ModuleEntry{
-    "vision_encoder",
-    "ViT with timm VisionTransformer parameter names (cls_token, pos_embed, patch_embed.proj, blocks.N.*, norm|fc_norm)",
-    vision_option_specs(),
-    {{"images", "[B, C, H, W] float (H, W multiples of patch_size)"}},
-    {{"tokens", "[B, N, D] float"}, {"pooled", "[B, D] float"}},
-    [](const nlohmann::json& o) {
-      auto m = VisionEncoder(vision_from_resolved(o));
-      return RunnableModule{m.ptr(), [m](const TensorMap& in) mutable {
-                              auto out = m->forward(in.at("images"));
-                              return TensorMap{{"tokens", out.tokens}, {"pooled", out.pooled}};
-                            }};
-    }});
+JANUS_REGISTER_MODULE(ModuleEntry{"vision_encoder",
+                                  "ViT with timm VisionTransformer parameter names (cls_token, pos_embed, "
+                                  "patch_embed.proj, blocks.N.*, norm|fc_norm)",
+                                  vision_option_specs(),
+                                  {{"images", "[B, C, H, W] float (H, W multiples of patch_size)"}},
+                                  {{"tokens", "[B, N, D] float"}, {"pooled", "[B, D] float"}},
+                                  [](const nlohmann::json& o) {
+                                    auto m = VisionEncoder(vision_from_resolved(o));
+                                    return RunnableModule{
+                                        m.ptr(), [m](const TensorMap& in) mutable {
+                                          auto out = m->forward(in.at("images"));
+                                          return TensorMap{{"tokens", out.tokens}, {"pooled", out.pooled}};
+                                        }};
+                                  }});
 
 JANUS_REGISTER_MODULE(ModuleEntry{
     "text_encoder",
@@ -121,10 +122,11 @@ JANUS_REGISTER_MODULE(ModuleEntry{
     {{"tokens", "[B, G, D] float"}, {"centers", "[B, G, 3] float"}, {"pooled", "[B, D] float"}},
     [](const nlohmann::json& o) {
       auto m = PointCloudEncoder(point_cloud_encoder_options_from_json(o));
-      return RunnableModule{m.ptr(), [m](const TensorMap& in) mutable {
-                              auto out = m->forward(in.at("points"));
-                              return TensorMap{{"tokens", out.tokens}, {"centers", out.centers}, {"pooled", out.pooled}};
-                            }};
+      return RunnableModule{
+          m.ptr(), [m](const TensorMap& in) mutable {
+            auto out = m->forward(in.at("points"));
+            return TensorMap{{"tokens", out.tokens}, {"centers", out.centers}, {"pooled", out.pooled}};
+          }};
     }});
 
 }  // namespace

@@ -2,8 +2,8 @@
 
 #include <regex>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "janus/core/error.h"
 #include "janus/io/module_io.h"
@@ -40,7 +40,8 @@ at::Tensor TextAttentionImpl::forward(const at::Tensor& x, const at::Tensor& mas
   const auto split = [&](const at::Tensor& t) { return t.view({B, L, heads, hd}).transpose(1, 2); };
   std::optional<at::Tensor> m;
   if (mask.defined()) m = mask;
-  auto o = at::scaled_dot_product_attention(split(query->forward(x)), split(key->forward(x)), split(value->forward(x)), m);
+  auto o =
+      at::scaled_dot_product_attention(split(query->forward(x)), split(key->forward(x)), split(value->forward(x)), m);
   return out->forward(o.transpose(1, 2).reshape({B, L, dim}));
 }
 
@@ -100,8 +101,9 @@ void TextEncoderImpl::reset() {
   const auto& o = options;
   if (o.dim() <= 0 || o.heads() <= 0 || o.dim() % o.heads() != 0 || o.vocab_size() <= 0 || o.max_positions() <= 0 ||
       o.mlp_dim() <= 0 || o.depth() < 0 || o.type_vocab_size() < 0) {
-    throw InputError(fmt::format("text_encoder: bad shape (dim {}, heads {}, vocab {}, max_positions {}, mlp_dim {}, depth {})",
-                                 o.dim(), o.heads(), o.vocab_size(), o.max_positions(), o.mlp_dim(), o.depth()));
+    throw InputError(
+        fmt::format("text_encoder: bad shape (dim {}, heads {}, vocab {}, max_positions {}, mlp_dim {}, depth {})",
+                    o.dim(), o.heads(), o.vocab_size(), o.max_positions(), o.mlp_dim(), o.depth()));
   }
   check_activation(o.act());
   embeddings = register_module("embeddings", TextEmbeddings(o));
@@ -126,11 +128,11 @@ void TextEncoderImpl::reset_parameters() {
 
 TextOutput TextEncoderImpl::forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& attention_mask,
                                     const std::optional<at::Tensor>& token_type_ids) {
-  TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong, "text_encoder: input_ids must be int64 [B, L], got ",
-              input_ids.scalar_type(), " ", input_ids.sizes());
+  TORCH_CHECK(input_ids.dim() == 2 && input_ids.scalar_type() == at::kLong,
+              "text_encoder: input_ids must be int64 [B, L], got ", input_ids.scalar_type(), " ", input_ids.sizes());
   const int64_t B = input_ids.size(0), L = input_ids.size(1);
-  TORCH_CHECK(L >= 1 && L <= options.max_positions(), "text_encoder: sequence length ", L, " is outside [1, max_positions ",
-              options.max_positions(), "]");
+  TORCH_CHECK(L >= 1 && L <= options.max_positions(), "text_encoder: sequence length ", L,
+              " is outside [1, max_positions ", options.max_positions(), "]");
   if (input_ids.numel() > 0) {
     const auto lo = input_ids.min().item<int64_t>(), hi = input_ids.max().item<int64_t>();
     TORCH_CHECK(lo >= 0 && hi < options.vocab_size(), "text_encoder: token ids span [", lo, ", ", hi,
@@ -207,18 +209,30 @@ TextEncoderOptions text_encoder_options_from_json(const nlohmann::json& j) {
   }
   for (const auto& [k, v] : j.items()) {
     if (k == "flavour") continue;
-    if (k == "vocab_size") o.vocab_size(v.get<int64_t>());
-    else if (k == "dim") o.dim(v.get<int64_t>());
-    else if (k == "depth") o.depth(v.get<int64_t>());
-    else if (k == "heads") o.heads(v.get<int64_t>());
-    else if (k == "mlp_dim") o.mlp_dim(v.get<int64_t>());
-    else if (k == "max_positions") o.max_positions(v.get<int64_t>());
-    else if (k == "type_vocab_size") o.type_vocab_size(v.get<int64_t>());
-    else if (k == "norm_eps") o.norm_eps(v.get<double>());
-    else if (k == "act") o.act(v.get<std::string>());
-    else if (k == "pooler") o.pooler(v.get<bool>());
-    else if (k == "mlm_head") o.mlm_head(v.get<bool>());
-    else throw InputError("text_encoder: unknown option '" + k + "'");
+    if (k == "vocab_size")
+      o.vocab_size(v.get<int64_t>());
+    else if (k == "dim")
+      o.dim(v.get<int64_t>());
+    else if (k == "depth")
+      o.depth(v.get<int64_t>());
+    else if (k == "heads")
+      o.heads(v.get<int64_t>());
+    else if (k == "mlp_dim")
+      o.mlp_dim(v.get<int64_t>());
+    else if (k == "max_positions")
+      o.max_positions(v.get<int64_t>());
+    else if (k == "type_vocab_size")
+      o.type_vocab_size(v.get<int64_t>());
+    else if (k == "norm_eps")
+      o.norm_eps(v.get<double>());
+    else if (k == "act")
+      o.act(v.get<std::string>());
+    else if (k == "pooler")
+      o.pooler(v.get<bool>());
+    else if (k == "mlm_head")
+      o.mlm_head(v.get<bool>());
+    else
+      throw InputError("text_encoder: unknown option '" + k + "'");
   }
   return o;
 }

@@ -12,9 +12,10 @@ void VideoEncoderImpl::reset() {
   const auto& v = options.vision();
   const int64_t heads = options.temporal_heads() > 0 ? options.temporal_heads() : v.heads();
   if (options.max_frames() <= 0 || options.temporal_depth() < 0 || v.dim() % heads != 0) {
-    throw InputError(fmt::format("video_encoder: max_frames {} must be positive, temporal_depth {} >= 0, dim {} a "
-                                 "multiple of temporal_heads {}",
-                                 options.max_frames(), options.temporal_depth(), v.dim(), heads));
+    throw InputError(
+        fmt::format("video_encoder: max_frames {} must be positive, temporal_depth {} >= 0, dim {} a "
+                    "multiple of temporal_heads {}",
+                    options.max_frames(), options.temporal_depth(), v.dim(), heads));
   }
   vision = register_module("vision", VisionEncoder(v));
   temporal_pos = register_parameter("temporal_pos", at::zeros({1, options.max_frames(), v.dim()}));
@@ -53,11 +54,16 @@ VideoOutput VideoEncoderImpl::forward(const at::Tensor& video) {
 VideoEncoderOptions video_encoder_options_from_json(const nlohmann::json& j) {
   VideoEncoderOptions o;
   for (const auto& [k, v] : j.items()) {
-    if (k == "vision") o.vision(vision_encoder_options_from_json(v));
-    else if (k == "max_frames") o.max_frames(v.get<int64_t>());
-    else if (k == "temporal_depth") o.temporal_depth(v.get<int64_t>());
-    else if (k == "temporal_heads") o.temporal_heads(v.get<int64_t>());
-    else throw InputError("video_encoder: unknown option '" + k + "'");
+    if (k == "vision")
+      o.vision(vision_encoder_options_from_json(v));
+    else if (k == "max_frames")
+      o.max_frames(v.get<int64_t>());
+    else if (k == "temporal_depth")
+      o.temporal_depth(v.get<int64_t>());
+    else if (k == "temporal_heads")
+      o.temporal_heads(v.get<int64_t>());
+    else
+      throw InputError("video_encoder: unknown option '" + k + "'");
   }
   return o;
 }

@@ -1,9 +1,9 @@
 #include "janus/encoders/vision_encoder.h"
 
 #include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/nn/init.h>
+#include <nlohmann/json.hpp>
 
 #include "janus/core/error.h"
 #include "janus/io/module_io.h"
@@ -16,8 +16,8 @@ AttentionImpl::AttentionImpl(const AttentionOptions& options_) : options(options
 void AttentionImpl::reset() {
   TORCH_CHECK(options.dim() > 0 && options.heads() > 0 && options.dim() % options.heads() == 0, "attention: dim ",
               options.dim(), " is not a positive multiple of heads ", options.heads());
-  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(options.dim(), 3 * options.dim())
-                                                     .bias(options.qkv_bias())));
+  qkv = register_module(
+      "qkv", torch::nn::Linear(torch::nn::LinearOptions(options.dim(), 3 * options.dim()).bias(options.qkv_bias())));
   proj = register_module("proj", torch::nn::Linear(options.dim(), options.dim()));
 }
 
@@ -40,7 +40,8 @@ void BlockImpl::reset() {
     return torch::nn::LayerNorm(torch::nn::LayerNormOptions({options.dim()}).eps(options.norm_eps()));
   };
   norm1 = register_module("norm1", ln());
-  attn = register_module("attn", Attention(AttentionOptions(options.dim(), options.heads()).qkv_bias(options.qkv_bias())));
+  attn =
+      register_module("attn", Attention(AttentionOptions(options.dim(), options.heads()).qkv_bias(options.qkv_bias())));
   norm2 = register_module("norm2", ln());
   const auto hidden = static_cast<int64_t>(static_cast<double>(options.dim()) * options.mlp_ratio());
   mlp = register_module("mlp", Mlp(MlpOptions(options.dim(), hidden).act(options.act())));
@@ -66,7 +67,8 @@ PatchEmbedImpl::PatchEmbedImpl(int64_t in_chans_, int64_t dim_, int64_t patch_si
 }
 
 void PatchEmbedImpl::reset() {
-  proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, dim, patch_size).stride(patch_size)));
+  proj = register_module("proj",
+                         torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, dim, patch_size).stride(patch_size)));
 }
 
 at::Tensor PatchEmbedImpl::forward(const at::Tensor& images) {
@@ -106,8 +108,9 @@ void VisionEncoderImpl::reset() {
                                  o.image_size(), o.patch_size()));
   }
   if (o.dim() <= 0 || o.heads() <= 0 || o.dim() % o.heads() != 0 || o.depth() < 0 || o.in_chans() <= 0) {
-    throw InputError(fmt::format("vision_encoder: dim {} must be a positive multiple of heads {} (depth {}, in_chans {})",
-                                 o.dim(), o.heads(), o.depth(), o.in_chans()));
+    throw InputError(
+        fmt::format("vision_encoder: dim {} must be a positive multiple of heads {} (depth {}, in_chans {})", o.dim(),
+                    o.heads(), o.depth(), o.in_chans()));
   }
   patch_embed = register_module("patch_embed", PatchEmbed(o.in_chans(), o.dim(), o.patch_size()));
   if (o.class_token()) cls_token = register_parameter("cls_token", at::zeros({1, 1, o.dim()}));
@@ -115,7 +118,8 @@ void VisionEncoderImpl::reset() {
   pos_embed = register_parameter("pos_embed", at::zeros({1, num_prefix_tokens() + g * g, o.dim()}));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < o.depth(); ++i) {
-    blocks->push_back(Block(BlockOptions(o.dim(), o.heads()).mlp_ratio(o.mlp_ratio()).qkv_bias(o.qkv_bias()).norm_eps(o.norm_eps())));
+    blocks->push_back(
+        Block(BlockOptions(o.dim(), o.heads()).mlp_ratio(o.mlp_ratio()).qkv_bias(o.qkv_bias()).norm_eps(o.norm_eps())));
   }
   if (o.adapter_dim() > 0) {
     adapters = register_module("adapters", torch::nn::ModuleList());
@@ -148,8 +152,8 @@ void VisionEncoderImpl::reset_parameters() {
 at::Tensor VisionEncoderImpl::position_embedding(int64_t gh, int64_t gw) const {
   const int64_t g = grid_size();
   if (gh == g && gw == g) return pos_embed;
-  TORCH_CHECK(options.dynamic_image_size(), "vision_encoder: patch grid ", gh, "x", gw, " differs from the trained ",
-              g, "x", g, " and dynamic_image_size is off");
+  TORCH_CHECK(options.dynamic_image_size(), "vision_encoder: patch grid ", gh, "x", gw, " differs from the trained ", g,
+              "x", g, " and dynamic_image_size is off");
   const int64_t P = num_prefix_tokens(), D = options.dim();
   auto prefix = pos_embed.slice(1, 0, P);
   auto grid = pos_embed.slice(1, P).to(at::kFloat).reshape({1, g, g, D}).permute({0, 3, 1, 2});
@@ -221,21 +225,36 @@ VisionEncoderOptions vision_encoder_options_from_json(const nlohmann::json& j) {
   }
   for (const auto& [k, v] : j.items()) {
     if (k == "flavour") continue;
-    if (k == "image_size") o.image_size(v.get<int64_t>());
-    else if (k == "patch_size") o.patch_size(v.get<int64_t>());
-    else if (k == "in_chans") o.in_chans(v.get<int64_t>());
-    else if (k == "dim") o.dim(v.get<int64_t>());
-    else if (k == "depth") o.depth(v.get<int64_t>());
-    else if (k == "heads") o.heads(v.get<int64_t>());
-    else if (k == "mlp_ratio") o.mlp_ratio(v.get<double>());
-    else if (k == "class_token") o.class_token(v.get<bool>());
-    else if (k == "qkv_bias") o.qkv_bias(v.get<bool>());
-    else if (k == "global_pool") o.global_pool(v.get<std::string>());
-    else if (k == "fc_norm") o.fc_norm(v.is_null() ? std::optional<bool>() : std::optional<bool>(v.get<bool>()));
-    else if (k == "norm_eps") o.norm_eps(v.get<double>());
-    else if (k == "dynamic_image_size") o.dynamic_image_size(v.get<bool>());
-    else if (k == "adapter_dim") o.adapter_dim(v.get<int64_t>());
-    else throw InputError("vision_encoder: unknown option '" + k + "'");
+    if (k == "image_size")
+      o.image_size(v.get<int64_t>());
+    else if (k == "patch_size")
+      o.patch_size(v.get<int64_t>());
+    else if (k == "in_chans")
+      o.in_chans(v.get<int64_t>());
+    else if (k == "dim")
+      o.dim(v.get<int64_t>());
+    else if (k == "depth")
+      o.depth(v.get<int64_t>());
+    else if (k == "heads")
+      o.heads(v.get<int64_t>());
+    else if (k == "mlp_ratio")
+      o.mlp_ratio(v.get<double>());
+    else if (k == "class_token")
+      o.class_token(v.get<bool>());
+    else if (k == "qkv_bias")
+      o.qkv_bias(v.get<bool>());
+    else if (k == "global_pool")
+      o.global_pool(v.get<std::string>());
+    else if (k == "fc_norm")
+      o.fc_norm(v.is_null() ? std::optional<bool>() : std::optional<bool>(v.get<bool>()));
+    else if (k == "norm_eps")
+      o.norm_eps(v.get<double>());
+    else if (k == "dynamic_image_size")
+      o.dynamic_image_size(v.get<bool>());
+    else if (k == "adapter_dim")
+      o.adapter_dim(v.get<int64_t>());
+    else
+      throw InputError("vision_encoder: unknown option '" + k + "'");
   }
   return o;
 }

@@ -21,7 +21,8 @@ void AdapterImpl::reset_parameters() {
 }
 
 at::Tensor AdapterImpl::forward(const at::Tensor& x) {
-  TORCH_CHECK(x.dim() >= 1 && x.size(-1) == options.dim(), "adapter: expected [*, ", options.dim(), "], got ", x.sizes());
+  TORCH_CHECK(x.dim() >= 1 && x.size(-1) == options.dim(), "adapter: expected [*, ", options.dim(), "], got ",
+              x.sizes());
   return x + up->forward(at::gelu(down->forward(x)));
 }
 

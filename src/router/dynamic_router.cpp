@@ -8,10 +8,14 @@ namespace janus {
 
 std::string modality_name(Modality m) {
   switch (m) {
-    case Modality::kImage: return "image";
-    case Modality::kVideo: return "video";
-    case Modality::kPointCloud: return "point_cloud";
-    case Modality::kText: return "text";
+    case Modality::kImage:
+      return "image";
+    case Modality::kVideo:
+      return "video";
+    case Modality::kPointCloud:
+      return "point_cloud";
+    case Modality::kText:
+      return "text";
   }
   return "unknown";
 }
@@ -32,15 +36,17 @@ void DynamicRouterImpl::reset() {
   }
   gate = register_module("gate", torch::nn::Linear(options.in_dim(), options.out_dim()));
   proj = register_module("proj", torch::nn::ModuleList());
-  for (int64_t m = 0; m < options.num_modalities(); ++m) proj->push_back(torch::nn::Linear(options.in_dim(), options.out_dim()));
+  for (int64_t m = 0; m < options.num_modalities(); ++m)
+    proj->push_back(torch::nn::Linear(options.in_dim(), options.out_dim()));
 }
 
 at::Tensor DynamicRouterImpl::forward(const at::Tensor& x, const at::Tensor& modality_id) {
   TORCH_CHECK((x.dim() == 2 || x.dim() == 3) && x.size(-1) == options.in_dim(), "dynamic_router: expected x [B, (L,) ",
               options.in_dim(), "], got ", x.sizes());
-  TORCH_CHECK(modality_id.dim() == 1 && modality_id.size(0) == x.size(0) && !at::isFloatingType(modality_id.scalar_type()),
-              "dynamic_router: modality_id must be an integer tensor [", x.size(0), "], got ", modality_id.scalar_type(),
-              " ", modality_id.sizes());
+  TORCH_CHECK(
+      modality_id.dim() == 1 && modality_id.size(0) == x.size(0) && !at::isFloatingType(modality_id.scalar_type()),
+      "dynamic_router: modality_id must be an integer tensor [", x.size(0), "], got ", modality_id.scalar_type(), " ",
+      modality_id.sizes());
   const auto ids = modality_id.to(x.device(), at::kLong);
   if (ids.numel() > 0) {
     const auto lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();

@@ -21,14 +21,20 @@ int64_t set_trainable(torch::nn::Module& module, const std::vector<std::string>&
       p.value().set_requires_grad(trainable);
       ++hits;
     }
-    if (hits == 0) throw InputError(fmt::format("{}: pattern '{}' matches no parameter", trainable ? "unfreeze" : "freeze", pattern));
+    if (hits == 0)
+      throw InputError(
+          fmt::format("{}: pattern '{}' matches no parameter", trainable ? "unfreeze" : "freeze", pattern));
     n += hits;
   }
   return n;
 }
 
-int64_t freeze(torch::nn::Module& module, const std::string& pattern) { return set_trainable(module, {pattern}, false); }
-int64_t unfreeze(torch::nn::Module& module, const std::string& pattern) { return set_trainable(module, {pattern}, true); }
+int64_t freeze(torch::nn::Module& module, const std::string& pattern) {
+  return set_trainable(module, {pattern}, false);
+}
+int64_t unfreeze(torch::nn::Module& module, const std::string& pattern) {
+  return set_trainable(module, {pattern}, true);
+}
 
 ParameterReport parameter_report(const torch::nn::Module& module) {
   ParameterReport r;

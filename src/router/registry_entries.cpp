@@ -32,7 +32,9 @@ JANUS_REGISTER_MODULE(ModuleEntry{
     {{"y", "[*, dim] float"}},
     [](const nlohmann::json& o) {
       auto m = Adapter(AdapterOptions(o["dim"].get<int64_t>(), o["bottleneck"].get<int64_t>()));
-      return RunnableModule{m.ptr(), [m](const TensorMap& in) mutable { return TensorMap{{"y", m->forward(in.at("x"))}}; }};
+      return RunnableModule{m.ptr(), [m](const TensorMap& in) mutable {
+                              return TensorMap{{"y", m->forward(in.at("x"))}};
+                            }};
     }});
 
 }  // namespace

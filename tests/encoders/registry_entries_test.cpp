@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/nn.h>
+#include <nlohmann/json.hpp>
 
 #include "janus/core/registry.h"
 #include "janus/io/module_io.h"
@@ -29,7 +29,8 @@ std::vector<Case> cases() {
        {{"input_ids", torch::randint(0, 50, {2, 7})}, {"attention_mask", torch::ones({2, 7}, torch::kLong)}},
        {{"tokens", {2, 7, 128}}, {"pooled", {2, 128}}, {"mlm_logits", {2, 7, 50}}}},
       {"video_encoder",
-       {{"vision", {{"image_size", 16}, {"patch_size", 8}, {"dim", 16}, {"depth", 1}, {"heads", 2}}}, {"max_frames", 4}},
+       {{"vision", {{"image_size", 16}, {"patch_size", 8}, {"dim", 16}, {"depth", 1}, {"heads", 2}}},
+        {"max_frames", 4}},
        {{"video", torch::randn({1, 3, 3, 16, 16})}},
        {{"tokens", {1, 3, 5, 16}}, {"pooled", {1, 16}}}},
       {"point_cloud_encoder",
@@ -78,8 +79,8 @@ TEST(EncoderRegistry, JanusModuleRunsTimmWeights) {
   const std::string opts = R"({"image_size": 32, "patch_size": 8, "dim": 48, "depth": 3, "heads": 3,
       "class_token": false, "global_pool": "avg", "qkv_bias": false, "mlp_ratio": 2.0})";
   const auto r = jt::run(jt::tool("janus_module") + " run --name vision_encoder --options " + jt::quote(opts) +
-                         " --weights " + case_dir + "/avg_weights.safetensors --inputs " + dir + "/in.safetensors --out " +
-                         dir + "/out.safetensors 2>&1");
+                         " --weights " + case_dir + "/avg_weights.safetensors --inputs " + dir +
+                         "/in.safetensors --out " + dir + "/out.safetensors 2>&1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto out = janus::load_safetensors(dir + "/out.safetensors");
   EXPECT_TRUE(jt::all_close(out.at("tokens"), io.at("tokens"), 1e-5));

@@ -29,7 +29,8 @@ TEST(DynamicRouter, MixedBatchEqualsPerSampleFormula) {
   }
   // 2-D input and a single-modality call agree with the mixed call.
   const auto x2 = torch::randn({4, 12});
-  EXPECT_TRUE(jt::all_close(r->forward(x2, janus::Modality::kText), r->forward(x2, torch::full({4}, 3, torch::kLong)), 0));
+  EXPECT_TRUE(
+      jt::all_close(r->forward(x2, janus::Modality::kText), r->forward(x2, torch::full({4}, 3, torch::kLong)), 0));
 }
 
 TEST(DynamicRouter, GradientsReachOnlyUsedProjections) {
@@ -54,8 +55,11 @@ TEST(DynamicRouter, NamesSaveLoadAndErrors) {
   const auto ids = torch::tensor({1, 3}, torch::kLong);
   EXPECT_TRUE(torch::equal(a->forward(x, ids), b->forward(x, ids)));
   using ::testing::HasSubstr;
-  EXPECT_THAT([&] { a->forward(x, torch::tensor({0, 4}, torch::kLong)); },
-              ::testing::ThrowsMessage<c10::Error>(HasSubstr("expected [0, 4)")));
+  EXPECT_THAT(
+      [&] {
+        a->forward(x, torch::tensor({0, 4}, torch::kLong));
+      },
+      ::testing::ThrowsMessage<c10::Error>(HasSubstr("expected [0, 4)")));
   EXPECT_THAT([&] { a->forward(x, torch::tensor({0}, torch::kLong)); },
               ::testing::ThrowsMessage<c10::Error>(HasSubstr("modality_id must be an integer tensor [2]")));
   EXPECT_THROW(janus::modality_from_name("audio"), janus::InputError);
@@ -84,7 +88,9 @@ struct TinyModelImpl : torch::nn::Module {
   TinyModelImpl() {
     auto enc = std::make_shared<torch::nn::Module>();
     vision = enc->register_module(
-        "vision", janus::VisionEncoder(janus::VisionEncoderOptions().image_size(16).patch_size(8).dim(16).depth(2).heads(2).adapter_dim(4)));
+        "vision",
+        janus::VisionEncoder(
+            janus::VisionEncoderOptions().image_size(16).patch_size(8).dim(16).depth(2).heads(2).adapter_dim(4)));
     register_module("encoders", enc);
     router = register_module("router", janus::DynamicRouter(janus::DynamicRouterOptions(16, 12)));
     adapter = register_module("adapter", janus::Adapter(janus::AdapterOptions(12, 3)));

@@ -2,8 +2,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/nn.h>
+#include <nlohmann/json.hpp>
 
 #include "janus/core/error.h"
 #include "janus/encoders/text_encoder.h"
@@ -56,7 +56,8 @@ TEST(TextEncoder, HfBertForMaskedLMParityTiedDecoder) {
 }
 
 TEST(TextEncoder, DecoderIsTiedToWordEmbeddings) {
-  janus::TextEncoder enc(janus::TextEncoderOptions().vocab_size(20).dim(8).depth(1).heads(2).mlp_dim(16).max_positions(8));
+  janus::TextEncoder enc(
+      janus::TextEncoderOptions().vocab_size(20).dim(8).depth(1).heads(2).mlp_dim(16).max_positions(8));
   const auto ids = torch::randint(0, 20, {2, 5});
   auto logits = enc->mlm_logits(enc->forward(ids).tokens);
   logits.sum().backward();
@@ -66,7 +67,8 @@ TEST(TextEncoder, DecoderIsTiedToWordEmbeddings) {
 }
 
 TEST(TextEncoder, KeyMap) {
-  EXPECT_EQ(janus::bert_key_to_janus("bert.encoder.layer.11.attention.self.query.weight"), "layers.11.attn.query.weight");
+  EXPECT_EQ(janus::bert_key_to_janus("bert.encoder.layer.11.attention.self.query.weight"),
+            "layers.11.attn.query.weight");
   EXPECT_EQ(janus::bert_key_to_janus("encoder.layer.0.output.LayerNorm.bias"), "layers.0.mlp_norm.bias");
   EXPECT_EQ(janus::bert_key_to_janus("encoder.layer.0.intermediate.dense.weight"), "layers.0.mlp.fc1.weight");
   EXPECT_EQ(janus::bert_key_to_janus("cls.predictions.decoder.weight"), "");
@@ -93,10 +95,19 @@ TEST(TextEncoder, ShapesSaveLoadAndErrors) {
   EXPECT_TRUE(torch::equal(a->forward(ids).tokens, b->forward(ids).tokens));
   using ::testing::HasSubstr;
   using ::testing::ThrowsMessage;
-  EXPECT_THAT([&] { a->forward(torch::full({1, 3}, 30, torch::kLong)); },
-              ThrowsMessage<c10::Error>(HasSubstr("vocab_size is 30")));
-  EXPECT_THAT([&] { a->forward(torch::zeros({1, 11}, torch::kLong)); },
-              ThrowsMessage<c10::Error>(HasSubstr("max_positions 10")));
-  EXPECT_THAT([&] { a->forward(torch::zeros({1, 3}, torch::kLong), torch::zeros({1, 3})); },
-              ThrowsMessage<c10::Error>(HasSubstr("no unmasked token")));
+  EXPECT_THAT(
+      [&] {
+        a->forward(torch::full({1, 3}, 30, torch::kLong));
+      },
+      ThrowsMessage<c10::Error>(HasSubstr("vocab_size is 30")));
+  EXPECT_THAT(
+      [&] {
+        a->forward(torch::zeros({1, 11}, torch::kLong));
+      },
+      ThrowsMessage<c10::Error>(HasSubstr("max_positions 10")));
+  EXPECT_THAT(
+      [&] {
+        a->forward(torch::zeros({1, 3}, torch::kLong), torch::zeros({1, 3}));
+      },
+      ThrowsMessage<c10::Error>(HasSubstr("no unmasked token")));
 }

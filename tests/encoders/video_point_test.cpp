@@ -69,13 +69,22 @@ TEST(VideoEncoder, SaveLoadAndErrors) {
   const auto x = torch::randn({1, 2, 3, 16, 16});
   EXPECT_TRUE(torch::equal(a->forward(x).tokens, b->forward(x).tokens));
   EXPECT_TRUE(janus::module_state(*a).count("vision.blocks.0.attn.qkv.weight"));
-  EXPECT_THAT([&] { a->forward(torch::randn({1, 5, 3, 16, 16})); }, ThrowsMessage<c10::Error>(HasSubstr("max_frames 4")));
-  EXPECT_THAT([&] { a->forward(torch::randn({1, 3, 16, 16})); }, ThrowsMessage<c10::Error>(HasSubstr("[B, T, C, H, W]")));
+  EXPECT_THAT(
+      [&] {
+        a->forward(torch::randn({1, 5, 3, 16, 16}));
+      },
+      ThrowsMessage<c10::Error>(HasSubstr("max_frames 4")));
+  EXPECT_THAT(
+      [&] {
+        a->forward(torch::randn({1, 3, 16, 16}));
+      },
+      ThrowsMessage<c10::Error>(HasSubstr("[B, T, C, H, W]")));
 }
 
 TEST(PointCloudEncoder, OutputInvariantToPointOrder) {
   torch::manual_seed(3);
-  janus::PointCloudEncoder enc(janus::PointCloudEncoderOptions().in_channels(2).num_groups(8).group_size(6).dim(32).depth(1).heads(4));
+  janus::PointCloudEncoder enc(
+      janus::PointCloudEncoderOptions().in_channels(2).num_groups(8).group_size(6).dim(32).depth(1).heads(4));
   enc->eval();
   const auto pts = torch::randn({2, 100, 5});
   const auto perm = torch::randperm(100);
@@ -92,8 +101,9 @@ TEST(PointCloudEncoder, OutputInvariantToPointOrder) {
 
 TEST(PointCloudEncoder, FarthestPointSamplingAndKnn) {
   // Corners of a square plus a point near the centre: FPS starts at the corner farthest from the centroid.
-  const auto xyz = torch::tensor({{0.f, 0.f, 0.f}, {1.f, 0.f, 0.f}, {0.f, 1.f, 0.f}, {1.1f, 1.1f, 0.f}, {0.5f, 0.4f, 0.f}})
-                       .unsqueeze(0);
+  const auto xyz =
+      torch::tensor({{0.f, 0.f, 0.f}, {1.f, 0.f, 0.f}, {0.f, 1.f, 0.f}, {1.1f, 1.1f, 0.f}, {0.5f, 0.4f, 0.f}})
+          .unsqueeze(0);
   const auto idx = janus::farthest_point_sample(xyz, 4);
   EXPECT_EQ(idx[0][0].item<int64_t>(), 3);
   EXPECT_EQ(idx[0][1].item<int64_t>(), 0);
@@ -115,8 +125,16 @@ TEST(PointCloudEncoder, SaveLoadAndErrors) {
   janus::save_module(*a, dir + "/p.safetensors");
   EXPECT_TRUE(janus::load_module(*b, dir + "/p.safetensors").ok());
   EXPECT_TRUE(torch::equal(a->forward(pts).tokens, b->forward(pts).tokens));
-  EXPECT_THAT([&] { a->forward(torch::randn({1, 3, 3})); }, ThrowsMessage<c10::Error>(HasSubstr("need at least num_groups 4")));
-  EXPECT_THAT([&] { a->forward(torch::randn({1, 20, 4})); }, ThrowsMessage<c10::Error>(HasSubstr("expected points [B, P, 3]")));
+  EXPECT_THAT(
+      [&] {
+        a->forward(torch::randn({1, 3, 3}));
+      },
+      ThrowsMessage<c10::Error>(HasSubstr("need at least num_groups 4")));
+  EXPECT_THAT(
+      [&] {
+        a->forward(torch::randn({1, 20, 4}));
+      },
+      ThrowsMessage<c10::Error>(HasSubstr("expected points [B, P, 3]")));
   auto bad = pts.clone();
   bad[0][3][1] = std::numeric_limits<float>::quiet_NaN();
   EXPECT_THAT([&] { a->forward(bad); }, ThrowsMessage<c10::Error>(HasSubstr("NaN")));

@@ -2,8 +2,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/nn.h>
+#include <nlohmann/json.hpp>
 
 #include "janus/core/error.h"
 #include "janus/encoders/vision_encoder.h"
@@ -73,10 +73,16 @@ TEST(VisionEncoder, BadInputsGiveClearErrors) {
   EXPECT_THROW(janus::VisionEncoder(janus::VisionEncoderOptions().class_token(false)), janus::InputError);
   EXPECT_THROW(janus::VisionEncoder(janus::VisionEncoderOptions().image_size(30).patch_size(8)), janus::InputError);
   janus::VisionEncoder enc(janus::VisionEncoderOptions().image_size(16).patch_size(8).dim(16).depth(1).heads(2));
-  EXPECT_THAT([&] { enc->forward(torch::randn({1, 3, 20, 16})); },
-              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("not a multiple of patch_size 8")));
-  EXPECT_THAT([&] { enc->forward(torch::randn({1, 1, 16, 16})); },
-              ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("expected images [B, 3, H, W]")));
+  EXPECT_THAT(
+      [&] {
+        enc->forward(torch::randn({1, 3, 20, 16}));
+      },
+      ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("not a multiple of patch_size 8")));
+  EXPECT_THAT(
+      [&] {
+        enc->forward(torch::randn({1, 1, 16, 16}));
+      },
+      ::testing::ThrowsMessage<c10::Error>(::testing::HasSubstr("expected images [B, 3, H, W]")));
 }
 
 TEST(VisionEncoder, SaveLoadRoundTripAndAdaptersStartAsIdentity) {

@@ -10,12 +10,12 @@
 #include <cstdint>
 
 #include <ATen/ATen.h>
-#include <nlohmann/json_fwd.hpp>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include "janus/core/layers.h"
 

@@ -22,7 +22,6 @@
 #include <string>
 
 #include <ATen/ATen.h>
-#include <nlohmann/json_fwd.hpp>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -30,6 +29,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include "janus/core/layers.h"
 

@@ -8,10 +8,10 @@
 #include <cstdint>
 
 #include <ATen/ATen.h>
-#include <nlohmann/json_fwd.hpp>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/pimpl.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include "janus/encoders/vision_encoder.h"
 

@@ -10,7 +10,6 @@
 #include <utility>
 
 #include <ATen/ATen.h>
-#include <nlohmann/json_fwd.hpp>
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -18,6 +17,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include "janus/core/layers.h"
 #include "janus/router/adapter.h"
@@ -105,7 +105,6 @@ struct VisionEncoderOptions {
   TORCH_ARG(bool, dynamic_image_size) = true;
   TORCH_ARG(int64_t, adapter_dim) = 0;  // > 0: a residual bottleneck Adapter after every block
 
-
  public:
   // ViT-Ti/S/B/L shapes at patch 16: "tiny" (192, 12, 3), "small" (384, 12, 6), "base" (768, 12, 12),
   // "large" (1024, 24, 16). InputError for other names.
@@ -144,8 +143,8 @@ class VisionEncoderImpl : public torch::nn::Cloneable<VisionEncoderImpl> {
 
   VisionEncoderOptions options;
   PatchEmbed patch_embed{nullptr};
-  at::Tensor cls_token;                   // [1, 1, D] (undefined without class token)
-  at::Tensor pos_embed;                   // [1, P + g*g, D]
+  at::Tensor cls_token;  // [1, 1, D] (undefined without class token)
+  at::Tensor pos_embed;  // [1, P + g*g, D]
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::ModuleList adapters{nullptr};  // only with adapter_dim > 0
   torch::nn::LayerNorm norm{nullptr};       // before pooling (undefined when fc_norm)
