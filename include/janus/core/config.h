@@ -35,6 +35,8 @@ struct ModelConfig {
   int64_t max_text_len = 32;
   int64_t vocab_size = 0;  // 0: take it from the tokenizer
   std::string weights;     // optional safetensors to load after construction
+  int64_t num_answers = 0;
+  int64_t num_classes = 0;
 
   template <class V> void visit(V& v) {
     v("flavour", flavour, "model flavour from the registry (janus_model describe lists them)",
@@ -44,6 +46,9 @@ struct ModelConfig {
     v("vocab_size", vocab_size, "text vocabulary size; 0 = the tokenizer's", Check::range(0, 10000000));
     v("weights", weights, "safetensors file loaded into the model after construction (optional)",
       Check::existing());
+    v("num_answers", num_answers, "VQA answer-vocabulary size of the classification head; 0 = no head",
+      Check::range(0, 10000000));
+    v("num_classes", num_classes, "image classes of the classification head; 0 = no head", Check::range(0, 10000000));
   }
 };
 

@@ -1,0 +1,139 @@
+#pragma once
+// JanusModel: the unified multimodal model with decoupled visual encoding (docs/model.md).
+//
+//   understanding: image -> ViT ("vision") -> DynamicRouter ("router") -> Adapter ("adapter") -> tokens [B, N, D]
+//                  text  -> TextEncoder ("text") -> DynamicRouter -> Adapter                    -> tokens [B, L, D]
+//     bidirectional DualStreamFusion stack ("fusion") over [cls, image, text] -> ITM / NLVR2 / VQA-classify heads
+//     contrastive heads on the encoders' pooled vectors ("vision_proj", "text_proj", "logit_scale")
+//   generation:    image -> VQ-VAE ("vq") -> codes -> code embeddings -> causal DualStreamFusion stack
+//                  ("image_gen.backbone") -> image-code head -> codes -> VQ decoder -> image
+//     the same causal stack, with an image prefix from the understanding path, is the text decoder for captions
+//     and VQA answers (tied to image_gen.text_embed).
+//
+// The understanding ViT and the VQ tokenizer never share weights: generation losses give the ViT no gradient and
+// understanding losses give the VQ-VAE and code embeddings none (tested).
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <ATen/ATen.h>
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "janus/decoder/image_token_generator.h"
+#include "janus/decoder/vqvae.h"
+#include "janus/encoders/text_encoder.h"
+#include "janus/encoders/vision_encoder.h"
+#include "janus/fusion/fusion.h"
+#include "janus/model/flavours.h"
+#include "janus/router/adapter.h"
+#include "janus/router/dynamic_router.h"
+
+namespace janus {
+
+// Token ids [B, L] int64 with a padding mask [B, L] bool (true = real token).
+struct TextInput {
+  at::Tensor ids;
+  at::Tensor mask;
+};
+
+// Every task entry point returns its logits and, when targets were given, its loss (scalar).
+struct TaskOutput {
+  at::Tensor logits;
+  at::Tensor loss;
+  std::map<std::string, at::Tensor> extras;
+};
+
+struct ContrastiveOutput {
+  at::Tensor image_embeds;  // [B, E], l2-normalised
+  at::Tensor text_embeds;   // [B, E], l2-normalised
+  at::Tensor logit_scale;   // scalar: exp(t), t clamped to <= ln(100)
+  at::Tensor loss;          // symmetric InfoNCE over this batch
+};
+
+// Adapts the causal FusionTransformer to the generator's CausalBackbone interface.
+class FusionBackboneImpl : public CausalBackbone {
+ public:
+  explicit FusionBackboneImpl(const FusionTransformerOptions& options);
+  int64_t dim() const override { return net->options.block().dim(); }
+  at::Tensor forward_causal(const at::Tensor& x) override;
+  at::Tensor forward_step(const at::Tensor& x, CausalKVCache& cache) override;
+  FusionTransformer net{nullptr};
+};
+TORCH_MODULE(FusionBackbone);
+
+class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
+ public:
+  explicit JanusModelImpl(const JanusModelOptions& options);
+  void reset() override;
+
+  // ---- understanding features ----
+  // images [B, 3, H, W] -> routed tokens [B, N, D]
+  at::Tensor image_tokens(const at::Tensor& images);
+  // text -> routed tokens [B, L, D]
+  at::Tensor text_tokens(const TextInput& text);
+
+  // ---- task entry points (loss when targets are given) ----
+  ContrastiveOutput contrastive(const at::Tensor& images, const TextInput& text);
+  // labels [B] int64 (1 = match) -> logits [B, 2]
+  TaskOutput itm(const at::Tensor& images, const TextInput& text, const at::Tensor& labels = {});
+  // Teacher-forced captioning: logits [B, L-1, V] predicting text.ids[:, 1:]; loss over real tokens.
+  TaskOutput caption(const at::Tensor& images, const TextInput& text);
+  // Greedy caption decoding with the KV cache: [B, <= max_len] ids starting with bos.
+  at::Tensor generate_caption(const at::Tensor& images, int64_t bos, int64_t eos, int64_t max_len);
+  // VQA as classification over the answer vocabulary: logits [B, A]; targets [B, A] soft scores (VQA v2
+  // min(1, n/3)), trained with binary cross-entropy as is standard for VQA v2.
+  TaskOutput vqa(const at::Tensor& images, const TextInput& question, const at::Tensor& targets = {});
+  // VQA as answer generation: question and answer as one causal sequence after the image; loss on answer tokens.
+  TaskOutput vqa_generate(const at::Tensor& images, const TextInput& question, const TextInput& answer);
+  // labels [B] int64 (1 = true) -> logits [B, 2]
+  TaskOutput nlvr2(const at::Tensor& image_a, const at::Tensor& image_b, const TextInput& text,
+                   const at::Tensor& labels = {});
+  // labels [B] -> logits [B, num_classes]
+  TaskOutput classify(const at::Tensor& images, const at::Tensor& labels = {});
+  // Text -> image codes: text ids [B, Lt], codes [B, N] -> logits [B, N, K], next-code loss.
+  TaskOutput image_code_logits(const at::Tensor& text_ids, const at::Tensor& codes);
+  // Video prediction: codes of frame t+1 from frame t (+ text): logits [B, N, K].
+  TaskOutput video_next_codes(const at::Tensor& text_ids, const at::Tensor& codes_t, const at::Tensor& codes_next);
+  // SimMIM on the understanding ViT: masks patches (ratio 0.6, mask patch simmim_mask_patch scaled), L1 on masked
+  // pixels only. extras: "mask" [B, 1, H, W], "reconstruction" [B, 3, H, W].
+  TaskOutput simmim(const at::Tensor& images, at::Generator& gen);
+  // MLM on the text encoder: 15% of real non-special tokens; 80% mask_id, 10% random, 10% kept.
+  TaskOutput mlm(const TextInput& text, int64_t mask_id, int64_t num_special, at::Generator& gen);
+  // VQ tokenizer forward (reconstruction + codebook/commitment losses).
+  VQVAEOutput tokenizer(const at::Tensor& images);
+  // prompts [P, Lt] -> images [P * samples, 3, H, W] in the VQ-VAE's pixel range.
+  at::Tensor generate_images(const at::Tensor& prompt_ids, const SamplingOptions& sampling);
+
+  JanusModelOptions options;
+  VisionEncoder vision{nullptr};
+  TextEncoder text{nullptr};
+  DynamicRouter router{nullptr};
+  Adapter adapter{nullptr};
+  FusionTransformer fusion{nullptr};
+  at::Tensor cls_token;    // [1, 1, D] first token of the bidirectional fusion sequence
+  at::Tensor type_embed;   // [3, D] image / second image / text segment embeddings
+  torch::nn::Linear vision_proj{nullptr}, text_proj{nullptr};
+  at::Tensor logit_scale;  // scalar, init ln(1/0.07)
+  torch::nn::Linear itm_head{nullptr}, nlvr2_head{nullptr};
+  torch::nn::Linear vqa_head{nullptr};   // only with num_answers > 0
+  torch::nn::Linear cls_head{nullptr};   // only with num_classes > 0
+  at::Tensor mask_token;                 // [1, 1, Dv] SimMIM
+  torch::nn::Linear simmim_head{nullptr};
+  VQVAE vq{nullptr};
+  ImageTokenGenerator image_gen{nullptr};
+  at::Tensor lm_bias;  // [V] bias of the text LM head (weight tied to image_gen.text_embed)
+
+ private:
+  at::Tensor fuse_cls(const std::vector<at::Tensor>& segments, const std::vector<at::Tensor>& masks);
+  // Causal LM over [prefix; text]: logits for text positions 1..L-1.
+  at::Tensor lm_logits(const at::Tensor& prefix, const at::Tensor& ids);
+};
+TORCH_MODULE(JanusModel);
+
+// Freezes what a stage must not train and reports it, e.g. patterns {"vision.*", "text.*"}.
+std::string describe_model(const JanusModelImpl& model);
+
+}  // namespace janus

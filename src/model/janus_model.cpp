@@ -1,0 +1,326 @@
+#include "janus/model/janus_model.h"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+
+#include "janus/core/error.h"
+#include "janus/router/freeze.h"
+
+namespace janus {
+namespace {
+
+// Pads [B, L, D] (and its key mask) at the end to a multiple of `m`: the attention kernels work on whole blocks.
+std::pair<at::Tensor, at::Tensor> pad_tokens(const at::Tensor& x, const at::Tensor& mask, int64_t m) {
+  const int64_t L = x.size(1);
+  const int64_t pad = (m - L % m) % m;
+  if (pad == 0) return {x, mask};
+  auto px = at::cat({x, at::zeros({x.size(0), pad, x.size(2)}, x.options())}, 1);
+  auto pm = at::cat({mask, at::zeros({mask.size(0), pad}, mask.options())}, 1);
+  return {px, pm};
+}
+
+DualStreamFusionOptions block_options(const JanusModelOptions& o, bool causal) {
+  return DualStreamFusionOptions(o.dim, o.fusion_heads)
+      .causal(causal)
+      .block_size(o.block_size)
+      .bucket_size(o.block_size)
+      .density(o.density)
+      .n_hashes(o.n_hashes);
+}
+
+at::Tensor masked_mean_ce(const at::Tensor& logits, const at::Tensor& targets, const at::Tensor& keep) {
+  // logits [B, T, V], targets [B, T], keep [B, T] bool
+  const auto flat_t = at::where(keep, targets, at::full_like(targets, -100));
+  return at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), flat_t.reshape({-1}), {}, at::Reduction::Mean,
+                                -100);
+}
+
+}  // namespace
+
+// ---- FusionBackbone ----------------------------------------------------------------------------------------------
+FusionBackboneImpl::FusionBackboneImpl(const FusionTransformerOptions& options) {
+  TORCH_CHECK(options.block().causal(), "fusion_backbone: the generation backbone must be causal");
+  net = register_module("fusion", FusionTransformer(options));
+}
+
+at::Tensor FusionBackboneImpl::forward_causal(const at::Tensor& x) {
+  const int64_t m = 2 * std::max(net->options.block().block_size(), net->options.block().bucket_size());
+  const auto mask = at::ones({x.size(0), x.size(1)}, x.options().dtype(at::kBool));
+  auto [px, pm] = pad_tokens(x, mask, m);  // causal: padding at the end cannot change earlier positions
+  return net->forward(px).slice(1, 0, x.size(1));
+}
+
+at::Tensor FusionBackboneImpl::forward_step(const at::Tensor& x, CausalKVCache& cache) {
+  if (!cache.state.has_value()) cache.state = net->new_cache();
+  auto& fc = std::any_cast<KVCache&>(cache.state);
+  auto out = net->forward_step(x, fc);
+  cache.length = fc.length();
+  return out;
+}
+
+// ---- JanusModel --------------------------------------------------------------------------------------------------
+JanusModelImpl::JanusModelImpl(const JanusModelOptions& options_) : options(options_) { reset(); }
+
+void JanusModelImpl::reset() {
+  options.validate();
+  const auto& o = options;
+  const int64_t D = o.dim, Dv = o.vision.dim(), V = o.text.vocab_size();
+  vision = register_module("vision", VisionEncoder(o.vision));
+  text = register_module("text", TextEncoder(o.text));
+  router = register_module("router", DynamicRouter(DynamicRouterOptions(Dv, D)));
+  if (o.adapter_bottleneck > 0) adapter = register_module("adapter", Adapter(AdapterOptions(D, o.adapter_bottleneck)));
+  FusionTransformerOptions fo(D, o.fusion_heads, o.fusion_depth);
+  fo.block(block_options(o, /*causal=*/false));
+  fusion = register_module("fusion", FusionTransformer(fo));
+  cls_token = register_parameter("cls_token", at::zeros({1, 1, D}));
+  type_embed = register_parameter("type_embed", at::zeros({3, D}));
+  vision_proj = register_module("vision_proj", torch::nn::Linear(torch::nn::LinearOptions(Dv, o.embed_dim).bias(false)));
+  text_proj = register_module("text_proj", torch::nn::Linear(torch::nn::LinearOptions(o.text.dim(), o.embed_dim).bias(false)));
+  logit_scale = register_parameter("logit_scale", at::full({}, std::log(1.0 / 0.07)));
+  itm_head = register_module("itm_head", torch::nn::Linear(D, 2));
+  nlvr2_head = register_module("nlvr2_head", torch::nn::Linear(D, 2));
+  if (o.num_answers > 0) vqa_head = register_module("vqa_head", torch::nn::Linear(D, o.num_answers));
+  if (o.num_classes > 0) cls_head = register_module("cls_head", torch::nn::Linear(Dv, o.num_classes));
+  mask_token = register_parameter("mask_token", at::zeros({1, 1, Dv}));
+  const int64_t p = o.vision.patch_size();
+  simmim_head = register_module("simmim_head", torch::nn::Linear(Dv, p * p * o.vision.in_chans()));
+  vq = register_module("vq", VQVAE(o.vq));
+  FusionTransformerOptions co(D, o.fusion_heads, o.causal_depth);
+  co.block(block_options(o, /*causal=*/true));
+  auto backbone = std::make_shared<FusionBackboneImpl>(co);
+  image_gen = register_module(
+      "image_gen", ImageTokenGenerator(ImageTokenGeneratorOptions(V, o.vq.codebook_size())
+                                           .dim(D)
+                                           .heads(o.fusion_heads)
+                                           .depth(o.causal_depth)
+                                           .max_positions(o.max_positions),
+                                       backbone));
+  lm_bias = register_parameter("lm_bias", at::zeros({V}));
+  torch::NoGradGuard no_grad;
+  torch::nn::init::normal_(cls_token, 0.0, 0.02);
+  torch::nn::init::normal_(type_embed, 0.0, 0.02);
+  torch::nn::init::normal_(mask_token, 0.0, 0.02);
+}
+
+at::Tensor JanusModelImpl::image_tokens(const at::Tensor& images) {
+  auto t = router->forward(vision->forward(images).tokens, Modality::kImage);
+  return adapter ? adapter->forward(t) : t;
+}
+
+at::Tensor JanusModelImpl::text_tokens(const TextInput& t) {
+  auto r = router->forward(text->forward(t.ids, t.mask).tokens, Modality::kText);
+  return adapter ? adapter->forward(r) : r;
+}
+
+at::Tensor JanusModelImpl::fuse_cls(const std::vector<at::Tensor>& segments, const std::vector<at::Tensor>& masks) {
+  const int64_t B = segments.front().size(0);
+  std::vector<at::Tensor> xs{cls_token.expand({B, 1, options.dim})};
+  std::vector<at::Tensor> ms{at::ones({B, 1}, segments.front().options().dtype(at::kBool))};
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    xs.push_back(segments[i] + type_embed[static_cast<int64_t>(std::min<std::size_t>(i, 2))]);
+    ms.push_back(masks[i].to(at::kBool));
+  }
+  auto [x, m] = pad_tokens(at::cat(xs, 1), at::cat(ms, 1), 2 * options.block_size);
+  return fusion->forward(x, m).select(1, 0);
+}
+
+ContrastiveOutput JanusModelImpl::contrastive(const at::Tensor& images, const TextInput& t) {
+  ContrastiveOutput out;
+  auto l2 = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true).clamp_min(1e-12); };
+  out.image_embeds = l2(vision_proj->forward(vision->forward(images).pooled));
+  out.text_embeds = l2(text_proj->forward(text->forward(t.ids, t.mask).pooled));
+  out.logit_scale = logit_scale.clamp_max(std::log(100.0)).exp();
+  const auto logits = out.logit_scale * at::matmul(out.image_embeds, out.text_embeds.t());
+  const auto labels = at::arange(logits.size(0), logits.options().dtype(at::kLong));
+  out.loss = 0.5 * (at::cross_entropy_loss(logits, labels) + at::cross_entropy_loss(logits.t(), labels));
+  return out;
+}
+
+TaskOutput JanusModelImpl::itm(const at::Tensor& images, const TextInput& t, const at::Tensor& labels) {
+  const auto img = image_tokens(images);
+  const auto txt = text_tokens(t);
+  TaskOutput out;
+  out.logits = itm_head->forward(fuse_cls({img, txt}, {at::ones({img.size(0), img.size(1)}, t.mask.options().dtype(at::kBool)), t.mask}));
+  if (labels.defined()) out.loss = at::cross_entropy_loss(out.logits, labels);
+  return out;
+}
+
+at::Tensor JanusModelImpl::lm_logits(const at::Tensor& prefix, const at::Tensor& ids) {
+  const int64_t N = prefix.size(1), L = ids.size(1);
+  TORCH_CHECK(N + L <= options.max_positions, "janus_model: image tokens ", N, " + text ", L, " exceed max_positions ",
+              options.max_positions);
+  auto seq = at::cat({prefix, image_gen->text_embed->forward(ids)}, 1) + image_gen->pos_embed.slice(0, 0, N + L);
+  auto h = image_gen->backbone->forward_causal(seq);
+  return at::linear(h.slice(1, N, N + L - 1), image_gen->text_embed->weight, lm_bias);
+}
+
+TaskOutput JanusModelImpl::caption(const at::Tensor& images, const TextInput& t) {
+  TORCH_CHECK(t.ids.size(1) >= 2, "janus_model: captions need at least bos + one token");
+  TaskOutput out;
+  out.logits = lm_logits(image_tokens(images), t.ids);
+  out.loss = masked_mean_ce(out.logits, t.ids.slice(1, 1), t.mask.slice(1, 1).to(at::kBool));
+  return out;
+}
+
+at::Tensor JanusModelImpl::generate_caption(const at::Tensor& images, int64_t bos, int64_t eos, int64_t max_len) {
+  torch::NoGradGuard no_grad;
+  const auto prefix = image_tokens(images);
+  const int64_t B = prefix.size(0), N = prefix.size(1);
+  max_len = std::min(max_len, options.max_positions - N);
+  auto ids = at::full({B, 1}, bos, at::TensorOptions().dtype(at::kLong).device(prefix.device()));
+  CausalKVCache cache;
+  auto x = at::cat({prefix, image_gen->text_embed->forward(ids)}, 1) + image_gen->pos_embed.slice(0, 0, N + 1);
+  auto h = image_gen->backbone->forward_step(x, cache).select(1, -1);
+  auto done = at::zeros({B}, ids.options().dtype(at::kBool));
+  for (int64_t t = 1; t < max_len; ++t) {
+    auto next = at::linear(h, image_gen->text_embed->weight, lm_bias).argmax(-1);
+    next = at::where(done, at::full_like(next, eos), next);
+    ids = at::cat({ids, next.unsqueeze(1)}, 1);
+    done = done | (next == eos);
+    if (done.all().item<bool>()) break;
+    auto e = image_gen->text_embed->forward(next.unsqueeze(1)) + image_gen->pos_embed.slice(0, N + t, N + t + 1);
+    h = image_gen->backbone->forward_step(e, cache).select(1, -1);
+  }
+  return ids;
+}
+
+TaskOutput JanusModelImpl::vqa(const at::Tensor& images, const TextInput& q, const at::Tensor& targets) {
+  TORCH_CHECK(vqa_head, "janus_model: the VQA classification head needs model num_answers > 0");
+  const auto img = image_tokens(images);
+  TaskOutput out;
+  out.logits = vqa_head->forward(
+      fuse_cls({img, text_tokens(q)}, {at::ones({img.size(0), img.size(1)}, q.mask.options().dtype(at::kBool)), q.mask}));
+  if (targets.defined()) {
+    out.loss = at::binary_cross_entropy_with_logits(out.logits, targets.to(out.logits.scalar_type())) * targets.size(1);
+  }
+  return out;
+}
+
+TaskOutput JanusModelImpl::vqa_generate(const at::Tensor& images, const TextInput& q, const TextInput& a) {
+  const auto ids = at::cat({q.ids, a.ids}, 1);
+  TaskOutput out;
+  out.logits = lm_logits(image_tokens(images), ids);
+  // Loss on answer tokens only: positions of a.ids within ids, shifted by one for next-token prediction.
+  auto keep = at::cat({at::zeros_like(q.mask, q.mask.options().dtype(at::kBool)), a.mask.to(at::kBool)}, 1).slice(1, 1);
+  out.loss = masked_mean_ce(out.logits, ids.slice(1, 1), keep);
+  return out;
+}
+
+TaskOutput JanusModelImpl::nlvr2(const at::Tensor& image_a, const at::Tensor& image_b, const TextInput& t,
+                                 const at::Tensor& labels) {
+  const auto a = image_tokens(image_a), b = image_tokens(image_b);
+  const auto ones = at::ones({a.size(0), a.size(1)}, t.mask.options().dtype(at::kBool));
+  TaskOutput out;
+  out.logits = nlvr2_head->forward(fuse_cls({a, b, text_tokens(t)}, {ones, ones, t.mask}));
+  if (labels.defined()) out.loss = at::cross_entropy_loss(out.logits, labels);
+  return out;
+}
+
+TaskOutput JanusModelImpl::classify(const at::Tensor& images, const at::Tensor& labels) {
+  TORCH_CHECK(cls_head, "janus_model: classification needs model num_classes > 0");
+  TaskOutput out;
+  out.logits = cls_head->forward(vision->forward(images).pooled);
+  if (labels.defined()) out.loss = at::cross_entropy_loss(out.logits, labels);
+  return out;
+}
+
+TaskOutput JanusModelImpl::image_code_logits(const at::Tensor& text_ids, const at::Tensor& codes) {
+  TaskOutput out;
+  out.logits = image_gen->forward(text_ids, codes);
+  out.loss = at::cross_entropy_loss(out.logits.reshape({-1, out.logits.size(-1)}), codes.reshape({-1}));
+  return out;
+}
+
+TaskOutput JanusModelImpl::video_next_codes(const at::Tensor& text_ids, const at::Tensor& codes_t,
+                                            const at::Tensor& codes_next) {
+  TaskOutput out;
+  out.logits = image_gen->forward(text_ids, codes_next, codes_t);
+  out.loss = at::cross_entropy_loss(out.logits.reshape({-1, out.logits.size(-1)}), codes_next.reshape({-1}));
+  return out;
+}
+
+TaskOutput JanusModelImpl::simmim(const at::Tensor& images, at::Generator& gen) {
+  const int64_t B = images.size(0), C = images.size(1), H = images.size(2), W = images.size(3);
+  const int64_t p = options.vision.patch_size();
+  // Mask patch: 32 px at 224, scaled with the image size, as a whole number of model patches (>= 1).
+  const double scaled = static_cast<double>(options.simmim_mask_patch) * static_cast<double>(H) / 224.0;
+  const int64_t mp = std::max<int64_t>(1, std::llround(scaled / static_cast<double>(p))) * p;
+  TORCH_CHECK(H % mp == 0 && W % mp == 0, "simmim: image ", H, "x", W, " is not a multiple of the mask patch ", mp);
+  const int64_t mh = H / mp, mw = W / mp, n = mh * mw;
+  const int64_t masked = static_cast<int64_t>(std::ceil(0.6 * static_cast<double>(n)));
+  auto scores = at::rand({B, n}, gen, at::TensorOptions().dtype(at::kFloat));
+  auto order = scores.argsort(1);
+  auto m = at::zeros({B, n}, at::kFloat).scatter_(1, order.slice(1, 0, masked), 1.0).to(images.device());
+  const int64_t s = mp / p;  // model patches per mask patch
+  auto patch_mask = m.view({B, mh, 1, mw, 1}).expand({B, mh, s, mw, s}).reshape({B, mh * s * mw * s, 1});
+  std::pair<int64_t, int64_t> grid;
+  auto tokens = vision->patchify(images, &grid);
+  tokens = tokens * (1 - patch_mask) + mask_token.to(tokens.dtype()) * patch_mask;
+  auto enc = vision->encode(vision->add_positions(tokens, grid)).tokens.slice(1, vision->num_prefix_tokens());
+  auto pix = simmim_head->forward(enc);  // [B, gh*gw, p*p*C]
+  const int64_t gh = grid.first, gw = grid.second;
+  auto rec = pix.view({B, gh, gw, p, p, C}).permute({0, 5, 1, 3, 2, 4}).reshape({B, C, gh * p, gw * p});
+  auto pixel_mask = patch_mask.view({B, 1, gh, 1, gw, 1}).expand({B, 1, gh, p, gw, p}).reshape({B, 1, H, W});
+  TaskOutput out;
+  out.loss = ((images - rec).abs() * pixel_mask).sum() / (pixel_mask.sum() + 1e-5) / static_cast<double>(C);
+  out.logits = rec;
+  out.extras["mask"] = pixel_mask;
+  out.extras["reconstruction"] = rec;
+  return out;
+}
+
+TaskOutput JanusModelImpl::mlm(const TextInput& t, int64_t mask_id, int64_t num_special, at::Generator& gen) {
+  const auto ids = t.ids;
+  const int64_t V = options.text.vocab_size();
+  auto candidates = t.mask.to(at::kBool) & (ids >= num_special);
+  auto r = at::rand(ids.sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(ids.device());
+  auto selected = candidates & (r < 0.15);
+  if (!selected.any().item<bool>() && candidates.any().item<bool>()) {
+    // Keep the loss defined for tiny batches: select the candidate with the smallest draw.
+    auto masked_r = at::where(candidates, r, at::full_like(r, 2.0));
+    selected = at::zeros_like(candidates).view({-1}).index_fill_(0, masked_r.view({-1}).argmin(), true).view(ids.sizes());
+  }
+  auto r2 = at::rand(ids.sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(ids.device());
+  auto random_ids = at::randint(num_special, V, ids.sizes(), gen, at::TensorOptions().dtype(at::kLong)).to(ids.device());
+  auto inputs = at::where(selected & (r2 < 0.8), at::full_like(ids, mask_id), ids);
+  inputs = at::where(selected & (r2 >= 0.8) & (r2 < 0.9), random_ids, inputs);
+  auto labels = at::where(selected, ids, at::full_like(ids, -100));
+  TaskOutput out;
+  out.logits = text->mlm_logits(text->forward(inputs, t.mask).tokens);
+  out.loss = at::cross_entropy_loss(out.logits.reshape({-1, V}), labels.reshape({-1}), {}, at::Reduction::Mean, -100);
+  out.extras["selected"] = selected;
+  return out;
+}
+
+VQVAEOutput JanusModelImpl::tokenizer(const at::Tensor& images) { return vq->forward(images); }
+
+at::Tensor JanusModelImpl::generate_images(const at::Tensor& prompt_ids, const SamplingOptions& sampling) {
+  torch::NoGradGuard no_grad;
+  SamplingOptions s = sampling;
+  s.num_tokens(options.code_tokens());
+  auto codes = image_gen->generate(prompt_ids, s);
+  const int64_t g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(options.code_tokens()))));
+  return vq->decode(codes.view({codes.size(0), g, g}));
+}
+
+std::string describe_model(const JanusModelImpl& model) {
+  std::string out = fmt::format("JanusModel flavour '{}'\n", model.options.flavour);
+  int64_t total = 0;
+  for (const auto& child : model.named_children()) {
+    int64_t n = 0;
+    for (const auto& p : child.value()->parameters()) n += p.numel();
+    total += n;
+    const auto rep = parameter_report(*child.value());
+    out += fmt::format("  {:<12} {:>14L} params  (trainable {:L}, frozen {:L})\n", child.key(), n, rep.trainable, rep.frozen);
+  }
+  int64_t own = 0;
+  for (const auto& p : model.named_parameters(/*recurse=*/false)) own += p.value().numel();
+  total += own;
+  out += fmt::format("  {:<12} {:>14L} params\n", "(own)", own);
+  out += fmt::format("  {:<12} {:>14L} params; {}\n", "total", total, parameter_report(model).summary());
+  return out;
+}
+
+}  // namespace janus
