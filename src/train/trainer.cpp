@@ -329,7 +329,7 @@ bool Trainer::run_step() {
   for (int64_t m = 0; m < tc.grad_accum; ++m) {
     Batch b = task_.data().next();
     for (auto& [k, v] : b.tensors) v = v.to(device_, /*non_blocking=*/true);
-    samples_ += b.size;
+    samples_ += b.size * dist_.world_size;  // global samples (equal shards per rank)
     micro.push_back(std::move(b));
   }
   const bool inject = std::find(tc.debug_nonfinite_steps.begin(), tc.debug_nonfinite_steps.end(), step_) !=
@@ -455,6 +455,7 @@ TrainResult Trainer::run(const std::string& resume) {
       const double steps_per_s = static_cast<double>(step_ - step_at_log) / dt;
       std::map<std::string, double> values;
       for (const auto& [k, v] : log_sums_) values[k] = v / static_cast<double>(log_count_);
+      if (hooks_.reduce_log) hooks_.reduce_log(values);
       values["lr"] = opts_[0]->optim.lr();
       values["grad_norm"] = last_grad_norm_;
       values["nonfinite_steps"] = static_cast<double>(nonfinite_total_);
@@ -467,7 +468,10 @@ TrainResult Trainer::run(const std::string& resume) {
       step_at_log = step_;
     }
     if (last) break;
-    if (stop_requested()) {
+    // Ranks may see a signal at different steps: agree, so every rank checkpoints and stops after the same step.
+    bool stop = stop_requested();
+    if (hooks_.any_rank && dist_.world_size > 1) stop = hooks_.any_rank(stop);
+    if (stop) {
       spdlog::warn("stop requested: checkpointing at step {} and exiting", step_);
       result.last_checkpoint = save_checkpoint();
       result.stopped = true;
