@@ -133,6 +133,16 @@ at::Device resolve_device(const std::string& spec) {
   }
 }
 
+at::Device resolve_device(const std::string& spec, int local_rank) {
+  const at::Device d = resolve_device(spec);
+  if (!d.is_cuda() || (spec != "auto" && spec != "cuda")) return d;
+  if (local_rank >= cuda_devices()) {
+    throw_input_error("train.device {}: local rank {} needs cuda:{} but {} CUDA device(s) are available", spec,
+                      local_rank, local_rank, cuda_devices());
+  }
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+}
+
 struct Trainer::Opt {
   NamedOptimizer optim;
   GradScaler scaler;
@@ -145,7 +155,7 @@ Trainer::Trainer(const Config& config, TrainTask& task, DistContext dist, Traine
   if (run_dir_.empty()) throw_input_error("train.run_dir must not be empty");
   model_ = task_.model();
   if (!model_) throw_error("TrainTask::model() returned null");
-  device_ = resolve_device(tc.device);
+  device_ = dist_.world_size > 1 ? resolve_device(tc.device, dist_.local_rank) : resolve_device(tc.device);
   model_->to(device_);
   apply_freeze(*model_, tc.freeze);
 

@@ -234,3 +234,48 @@ TEST(DdpTrain, TorchrunStandaloneMatchesSingleProcess) {
   expect_bit_identical(weights(dir + "/tr/final/model.rank1.safetensors"),
                        weights(dir + "/tr/final/model.rank0.safetensors"), "torchrun rank 1 vs rank 0");
 }
+
+// SIGTERM reaching only rank 1: the ranks agree (any_rank) to stop after the same step, rank 0 checkpoints, every
+// rank exits 0 (launcher 0); --resume auto then ends bit-identical to the uninterrupted run. Without the agreement
+// rank 1 would leave alone and rank 0 would fail with a lost rank.
+TEST(DdpTrain, SigtermOnOneRankStopsAllAtTheSameStep) {
+  const auto dir = jt::temp_dir("ddp_term");
+  const std::string ck = "--set checkpoint.every_steps=4";
+  const auto full = launch(2, train_args(dir + "/full", 8, 16, ck));
+  ASSERT_EQ(full.exit_code, 0) << full.output;
+  const std::string cut = dir + "/cut";
+  const auto r = jt::run("exec 2>&1; " + jt::quote(jt::tool("janus_launch")) + " --nproc 2 -- " +
+                         train_args(cut, 8, 16, ck + " --toy-step-sleep-ms 100") + " > " + jt::quote(dir + "/log") +
+                         " 2>&1 & L=$!; for i in $(seq 1 400); do [ -d " + jt::quote(cut + "/checkpoints/step_000000004") +
+                         " ] && break; sleep 0.05; done; sleep 0.25; kill -TERM $(pgrep -P $L | sort -n | tail -n 1); "
+                         "wait $L; echo launcher=$?");
+  const auto log = read_text(dir + "/log");
+  ASSERT_NE(r.output.find("launcher=0"), std::string::npos) << r.output << log;
+  EXPECT_NE(log.find("stop requested"), std::string::npos) << log;
+  ASSERT_FALSE(fs::exists(cut + "/final/model.safetensors")) << log;
+  const auto resumed = launch(2, train_args(cut, 8, 16, ck) + " --resume auto");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resumed from"), std::string::npos) << resumed.output;
+  EXPECT_EQ(resumed.output.find("at step 4\n"), std::string::npos) << "expected a stop checkpoint after step 4";
+  expect_bit_identical(weights(cut + "/final/model.safetensors"), weights(dir + "/full/final/model.safetensors"),
+                       "resumed after SIGTERM vs uninterrupted");
+}
+
+// Non-finite gradients under DDP: the skip decision and the K-consecutive stop are agreed through any_rank, so both
+// ranks skip the same steps and stop together naming the module; rank 0's last good checkpoint stays the newest.
+TEST(DdpTrain, NonFiniteStopIsTakenByEveryRank) {
+  const auto dir = jt::temp_dir("ddp_nan");
+  const auto r = launch(2, train_args(dir + "/run", 8, 12,
+                                      "--set checkpoint.every_steps=3 --set train.debug_nonfinite_steps=[6,7,8] "
+                                      "--set train.max_nonfinite_steps=3"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  for (int rank : {0, 1}) {
+    EXPECT_NE(r.output.find("[rank " + std::to_string(rank) + "] [error] training stopped: gradients of module"),
+              std::string::npos)
+        << r.output;
+  }
+  EXPECT_NE(r.output.find("last good checkpoint: " + dir + "/run/checkpoints/step_000000006"), std::string::npos)
+      << r.output;
+  EXPECT_TRUE(fs::exists(dir + "/run/checkpoints/step_000000006")) << r.output;
+  EXPECT_FALSE(fs::exists(dir + "/run/checkpoints/step_000000009")) << r.output;
+}

@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
     DdpHooks dh;
     jt::DistContext dist;
     if (env.world_size > 1) {
-      const auto device = jt::resolve_device(config.train.device);
+      const auto device = jt::resolve_device(config.train.device, env.local_rank);  // cuda:<local_rank> on GPUs
       dh.pg = jd::ProcessGroup::create(config.parallel, env, device);  // also re-inits logging with "rank R"
       dist.rank = dh.pg->rank();
       dist.world_size = dh.pg->size();

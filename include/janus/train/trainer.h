@@ -111,5 +111,7 @@ void clear_stop_request();
 
 // Picks the device for train.device ("auto": cuda:0 when available, else cpu).
 at::Device resolve_device(const std::string& spec);
+// Data parallel: "auto"/"cuda" resolve to cuda:<local_rank> (one GPU per rank); explicit specs are kept.
+at::Device resolve_device(const std::string& spec, int local_rank);
 
 }  // namespace janus::train
