@@ -1,10 +1,12 @@
 #include "janus/train/toy_task.h"
 
 #include <chrono>
+#include <csignal>
 #include <thread>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <spdlog/spdlog.h>
 
 #include "janus/core/error.h"
 #include "janus/core/registry.h"
@@ -38,9 +40,12 @@ at::Tensor ToyNetImpl::discriminate(const at::Tensor& y) {
   return disc->forward(y);
 }
 
-ToyDataSource::ToyDataSource(ToyNetOptions net, int64_t batch_size, uint64_t seed)
-    : net_(std::move(net)), batch_size_(batch_size), seed_(seed) {
+ToyDataSource::ToyDataSource(ToyNetOptions net, int64_t batch_size, uint64_t seed, int rank, int world_size)
+    : net_(std::move(net)), batch_size_(batch_size), seed_(seed), rank_(rank), world_size_(world_size) {
   if (batch_size_ < 1) throw_input_error("toy data: batch size must be >= 1, got {}", batch_size_);
+  if (world_size_ < 1 || rank_ < 0 || rank_ >= world_size_) {
+    throw_input_error("toy data: rank {} outside world size {}", rank_, world_size_);
+  }
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ * 1000003ULL + 17);
   a_ = at::randn({net_.in_dim(), net_.out_dim()}, gen, at::kFloat);
 }
@@ -48,8 +53,12 @@ ToyDataSource::ToyDataSource(ToyNetOptions net, int64_t batch_size, uint64_t see
 Batch ToyDataSource::next() {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ * 1000003ULL + 1000 + static_cast<uint64_t>(index_));
   Batch b;
-  const auto x = at::randn({batch_size_, net_.in_dim()}, gen, at::kFloat);
-  const auto tok = at::randint(net_.vocab(), {batch_size_}, gen, at::kLong);
+  // The whole global batch is generated on every rank (cheap here) and this rank keeps its shard of rows.
+  const int64_t global = batch_size_ * world_size_;
+  const auto x_all = at::randn({global, net_.in_dim()}, gen, at::kFloat);
+  const auto tok_all = at::randint(net_.vocab(), {global}, gen, at::kLong);
+  const auto x = x_all.narrow(0, rank_ * batch_size_, batch_size_).contiguous();
+  const auto tok = tok_all.narrow(0, rank_ * batch_size_, batch_size_).contiguous();
   b.tensors["x"] = x;
   b.tensors["tokens"] = tok;
   b.tensors["y"] = at::tanh(x.matmul(a_)) + 0.1 * at::sin(tok.to(at::kFloat)).unsqueeze(1);
@@ -66,7 +75,9 @@ void ToyDataSource::load_state(const nlohmann::json& state) {
 }
 
 ToyTask::ToyTask(ToyTaskOptions options)
-    : opt_(std::move(options)), net_(ToyNet(opt_.net)), data_(opt_.net, opt_.batch_size, opt_.seed) {}
+    : opt_(std::move(options)),
+      net_(ToyNet(opt_.net)),
+      data_(opt_.net, opt_.batch_size, opt_.seed, opt_.rank, opt_.world_size) {}
 
 StepOutput ToyTask::compute_loss(const Batch& batch, const StepContext& ctx) {
   if (opt_.step_sleep_ms > 0 && ctx.micro == 0 && ctx.optimizer == "main") {
@@ -101,7 +112,14 @@ std::vector<ExtraOptimizerSpec> ToyTask::extra_optimizers() const {
   return {s};
 }
 
-void ToyTask::after_step(const StepContext&) { ++steps_seen_; }
+void ToyTask::after_step(const StepContext&) {
+  ++steps_seen_;
+  if (opt_.kill_at_step >= 0 && steps_seen_ == opt_.kill_at_step && (opt_.kill_rank < 0 || opt_.kill_rank == opt_.rank)) {
+    spdlog::warn("toy task: killing rank {} with SIGKILL after step {} (--toy-kill-at-step)", opt_.rank, steps_seen_);
+    spdlog::default_logger()->flush();
+    std::raise(SIGKILL);
+  }
+}
 
 void ToyTask::save_state(TensorMap& tensors, nlohmann::json& meta) const {
   meta["steps_seen"] = steps_seen_;

@@ -133,6 +133,16 @@ at::Device resolve_device(const std::string& spec) {
   }
 }
 
+at::Device resolve_device(const std::string& spec, int local_rank) {
+  const at::Device d = resolve_device(spec);
+  if (!d.is_cuda() || (spec != "auto" && spec != "cuda")) return d;
+  if (local_rank >= cuda_devices()) {
+    throw_input_error("train.device {}: local rank {} needs cuda:{} but {} CUDA device(s) are available", spec,
+                      local_rank, local_rank, cuda_devices());
+  }
+  return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank));
+}
+
 struct Trainer::Opt {
   NamedOptimizer optim;
   GradScaler scaler;
@@ -145,7 +155,7 @@ Trainer::Trainer(const Config& config, TrainTask& task, DistContext dist, Traine
   if (run_dir_.empty()) throw_input_error("train.run_dir must not be empty");
   model_ = task_.model();
   if (!model_) throw_error("TrainTask::model() returned null");
-  device_ = resolve_device(tc.device);
+  device_ = dist_.world_size > 1 ? resolve_device(tc.device, dist_.local_rank) : resolve_device(tc.device);
   model_->to(device_);
   apply_freeze(*model_, tc.freeze);
 
@@ -329,7 +339,7 @@ bool Trainer::run_step() {
   for (int64_t m = 0; m < tc.grad_accum; ++m) {
     Batch b = task_.data().next();
     for (auto& [k, v] : b.tensors) v = v.to(device_, /*non_blocking=*/true);
-    samples_ += b.size;
+    samples_ += b.size * dist_.world_size;  // global samples (equal shards per rank)
     micro.push_back(std::move(b));
   }
   const bool inject = std::find(tc.debug_nonfinite_steps.begin(), tc.debug_nonfinite_steps.end(), step_) !=
@@ -455,6 +465,7 @@ TrainResult Trainer::run(const std::string& resume) {
       const double steps_per_s = static_cast<double>(step_ - step_at_log) / dt;
       std::map<std::string, double> values;
       for (const auto& [k, v] : log_sums_) values[k] = v / static_cast<double>(log_count_);
+      if (hooks_.reduce_log) hooks_.reduce_log(values);
       values["lr"] = opts_[0]->optim.lr();
       values["grad_norm"] = last_grad_norm_;
       values["nonfinite_steps"] = static_cast<double>(nonfinite_total_);
@@ -467,7 +478,10 @@ TrainResult Trainer::run(const std::string& resume) {
       step_at_log = step_;
     }
     if (last) break;
-    if (stop_requested()) {
+    // Ranks may see a signal at different steps: agree, so every rank checkpoints and stops after the same step.
+    bool stop = stop_requested();
+    if (hooks_.any_rank && dist_.world_size > 1) stop = hooks_.any_rank(stop);
+    if (stop) {
       spdlog::warn("stop requested: checkpointing at step {} and exiting", step_);
       result.last_checkpoint = save_checkpoint();
       result.stopped = true;

@@ -45,10 +45,14 @@ class ToyNetImpl : public torch::nn::Cloneable<ToyNetImpl> {
 };
 TORCH_MODULE(ToyNet);
 
-// Batch `i` is a pure function of (seed, i): x ~ N(0, 1), tokens uniform, y = tanh(x A) + 0.1 sin(token).
+// Global batch `i` (world_size x batch_size rows) is a pure function of (seed, i, its row count): x ~ N(0, 1),
+// tokens uniform, y = tanh(x A) + 0.1 sin(token). Data parallel (DistributedSampler semantics): rank r yields rows
+// [r*batch_size, (r+1)*batch_size) of global batch i, so the union of the ranks' batches is exactly the batch a
+// single process with batch_size x world_size would see. The cursor (the global batch index) is the same on
+// every rank, so rank 0's checkpoint resumes every rank exactly.
 class ToyDataSource : public DataSource {
  public:
-  ToyDataSource(ToyNetOptions net, int64_t batch_size, uint64_t seed);
+  ToyDataSource(ToyNetOptions net, int64_t batch_size, uint64_t seed, int rank = 0, int world_size = 1);
   Batch next() override;
   nlohmann::json state() const override { return {{"index", index_}}; }
   void load_state(const nlohmann::json& state) override;
@@ -58,6 +62,8 @@ class ToyDataSource : public DataSource {
   ToyNetOptions net_;
   int64_t batch_size_;
   uint64_t seed_;
+  int rank_;
+  int world_size_;
   int64_t index_ = 0;
   at::Tensor a_;
 };
@@ -67,6 +73,10 @@ struct ToyTaskOptions {
   int64_t batch_size = 16;
   uint64_t seed = 0;
   int64_t step_sleep_ms = 0;  // slows each step down (lets tests signal/kill a run mid-way)
+  int rank = 0;               // data-parallel shard of this process
+  int world_size = 1;
+  int64_t kill_at_step = -1;  // testing: SIGKILL this process after this many applied steps (-1: never)
+  int kill_rank = -1;         // ... only on this rank (-1: every rank)
 };
 
 class ToyTask : public TrainTask {

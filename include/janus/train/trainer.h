@@ -5,6 +5,7 @@
 // exact resume, SIGTERM/SIGINT handling and metrics. Model, data and losses come from a TrainTask.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,8 @@ namespace janus::train {
 
 // Where this process sits in a data-parallel job. Single process: rank 0 of 1. The DDP wrapper fills it from
 // torchrun's environment. Only rank 0 writes logs, metrics and checkpoints.
+// With world_size > 1 the trainer counts samples as world_size x the local batch (equal shards per rank) and
+// agrees on SIGTERM/SIGINT stops through TrainerHooks::any_rank, so every rank stops after the same step.
 struct DistContext {
   int rank = 0;
   int world_size = 1;
@@ -38,6 +41,9 @@ struct TrainerHooks {
   std::function<bool(bool)> any_rank;
   // Called by every rank after rank 0 wrote a checkpoint (e.g. a barrier).
   std::function<void()> after_checkpoint;
+  // Called by every rank at each log point with the loss parts (means over the steps since the last record, same
+  // keys on every rank): replace them by their mean over ranks, so rank 0 logs global values.
+  std::function<void(std::map<std::string, double>&)> reduce_log;
 };
 
 struct TrainResult {
@@ -105,5 +111,7 @@ void clear_stop_request();
 
 // Picks the device for train.device ("auto": cuda:0 when available, else cpu).
 at::Device resolve_device(const std::string& spec);
+// Data parallel: "auto"/"cuda" resolve to cuda:<local_rank> (one GPU per rank); explicit specs are kept.
+at::Device resolve_device(const std::string& spec, int local_rank);
 
 }  // namespace janus::train
