@@ -251,7 +251,7 @@ TaskOutput JanusModelImpl::simmim(const at::Tensor& images, at::Generator& gen) 
   const int64_t mh = H / mp, mw = W / mp, n = mh * mw;
   const int64_t masked = static_cast<int64_t>(std::ceil(0.6 * static_cast<double>(n)));
   auto scores = at::rand({B, n}, gen, at::TensorOptions().dtype(at::kFloat));
-  auto order = scores.argsort(1);
+  auto order = scores.argsort(/*dim=*/1, /*descending=*/false);
   auto m = at::zeros({B, n}, at::kFloat).scatter_(1, order.slice(1, 0, masked), 1.0).to(images.device());
   const int64_t s = mp / p;  // model patches per mask patch
   auto patch_mask = m.view({B, mh, 1, mw, 1}).expand({B, mh, s, mw, s}).reshape({B, mh * s * mw * s, 1});
