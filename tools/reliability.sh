@@ -138,7 +138,7 @@ test_corrupt() {
       header) printf '\xff\xff\xff\xff\xff\xff\xff\x7f' | dd of="$c/model.safetensors" bs=1 seek=0 conv=notrunc status=none ;;
       missing) rm "$c/state.json" ;;
       manifest) truncate -s 40 "$c/manifest.json" ;;
-      manifest_type) printf '{"format":"janus-checkpoint-1","step":20,"files":{"model.safetensors":7}}' > "$c/manifest.json" ;;
+      manifest_type) printf '{"format":"janus-checkpoint-1","step":20,"files":{"config.yaml":7,"model.safetensors":7,"state.json":7,"state.safetensors":7}}' > "$c/manifest.json" ;;
       all) truncate -s 10 "$c/model.safetensors"; rm "$rd/checkpoints/step_000000010/state.safetensors" ;;
     esac
     local ok=1
@@ -174,11 +174,11 @@ test_diskfull() {
   for ((t = 0; t < n; t++)); do
     local rd="$work/diskfull_$t" ok=1 before after
     rm -rf "$rd"; cp -a "$work/base20" "$rd"
-    before=$(cd "$rd/checkpoints" && sha256sum step_*/* | sha256sum)
+    before=$(cd "$rd/checkpoints" && sha256sum step_?????????/* | sha256sum)
     (trap '' XFSZ; exec prlimit --fsize=$((limit - t * 50)) "$train" "${common[@]}" --set checkpoint.every_steps=10 \
        --set checkpoint.keep_last=3 --set train.steps=40 --set train.run_dir="$rd" --resume auto) > "$rd.log1" 2>&1
     local rc=$?
-    after=$(cd "$rd/checkpoints" && sha256sum step_*/* | sha256sum)
+    after=$(cd "$rd/checkpoints" && sha256sum step_?????????/* | sha256sum)
     [ $rc -eq 1 ] || { ok=0; log "diskfull $t: exit $rc, expected 1"; }
     grep -q "File too large" "$rd.log1" || { ok=0; log "diskfull $t: no clear error"; tail -3 "$rd.log1" >&2; }
     [ "$before" = "$after" ] || { ok=0; log "diskfull $t: existing checkpoints changed"; }
