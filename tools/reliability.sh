@@ -67,7 +67,7 @@ test_kill() {
   for ((t = 0; t < n; t++)); do
     local rd="$work/kill_$t" target delay mode
     rm -rf "$rd"
-    target=$(rnd 2 $((steps - 6)))
+    target=$(rnd 2 $((steps - 10)))
     delay=$(rnd 0 400)
     # Even trials: kill right when a checkpoint temp directory appears (mid-write); odd: after a random delay.
     if ((t % 2 == 0)); then mode=write; else mode=delay; fi
