@@ -34,16 +34,17 @@ TEST(CheckpointManifest, GoodCheckpointValidates) {
 TEST(CheckpointManifest, MalformedEntriesAreReasonsNotExceptions) {
   const auto dir = good_checkpoint();
   const std::string head = R"({"format":"janus-checkpoint-1","step":7,"files":)";
-  for (const std::string files : {R"({"model.safetensors":7})", R"({"model.safetensors":[1,2]})",
-                                  R"({"model.safetensors":{"size":"7","sha256":"x"}})",
-                                  R"({"model.safetensors":{"size":-1,"sha256":"x"}})",
-                                  R"({"model.safetensors":{"size":7,"sha256":5}})", R"({"model.safetensors":null})"}) {
+  for (const std::string files :
+       {R"({"model.safetensors":7})", R"({"model.safetensors":[1,2]})",
+        R"({"model.safetensors":{"size":"7","sha256":"x"}})", R"({"model.safetensors":{"size":-1,"sha256":"x"}})",
+        R"({"model.safetensors":{"size":7,"sha256":5}})", R"({"model.safetensors":null})"}) {
     put(dir + "/manifest.json", head + files + "}");
     std::string why;
     EXPECT_NO_THROW(why = CheckpointStore::validate(dir)) << files;
     EXPECT_NE(why, "") << files;
   }
-  for (const std::string m : {"[]", "7", R"({"format":1,"files":{}})", R"({"format":"janus-checkpoint-1","files":[]})"}) {
+  for (const std::string m :
+       {"[]", "7", R"({"format":1,"files":{}})", R"({"format":"janus-checkpoint-1","files":[]})"}) {
     put(dir + "/manifest.json", m);
     std::string why;
     EXPECT_NO_THROW(why = CheckpointStore::validate(dir)) << m;

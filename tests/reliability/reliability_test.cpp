@@ -29,9 +29,7 @@ int env_i(const char* name, int fallback) {
   return v ? std::atoi(v) : fallback;
 }
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 int ddp_worker() {
   at::set_num_threads(1);
@@ -86,10 +84,10 @@ struct WorkerEntry {
 // Runs `tools/reliability.sh --trials 1 --only <test>` and expects its RESULT line to report all trials passed.
 void run_fault_test(const std::string& test, int trials = 1) {
   const auto work = janus::test::temp_dir("rel-" + test);
-  const std::string cmd = "timeout -s KILL 170 " + janus::test::quote(janus::test::source_dir() + "/tools/reliability.sh") +
-                          " --build-dir " + janus::test::quote(janus::test::binary_dir()) + " --work " +
-                          janus::test::quote(work) + " --trials " + std::to_string(trials) + " --only " + test +
-                          " 2>&1";
+  const std::string cmd = "timeout -s KILL 170 " +
+                          janus::test::quote(janus::test::source_dir() + "/tools/reliability.sh") + " --build-dir " +
+                          janus::test::quote(janus::test::binary_dir()) + " --work " + janus::test::quote(work) +
+                          " --trials " + std::to_string(trials) + " --only " + test + " 2>&1";
   const auto r = janus::test::run(cmd);
   const std::regex line("RESULT " + test + " trials=([0-9]+) passed=([0-9]+)");
   std::smatch m;
