@@ -82,28 +82,47 @@ std::string CheckpointStore::write(int64_t step, const std::map<std::string, std
   return final_dir.string();
 }
 
-std::string CheckpointStore::validate(const std::string& dir) {
+std::string CheckpointStore::validate(const std::string& dir, const std::vector<std::string>& required) {
   const fs::path d(dir);
-  if (!fs::is_directory(d)) return "not a directory";
+  std::error_code dir_ec;
+  if (!fs::is_directory(d, dir_ec)) return "not a directory";
   nlohmann::json manifest;
   try {
     manifest = nlohmann::json::parse(read_file((d / kManifest).string()));
   } catch (const std::exception& e) {
     return fmt::format("manifest unreadable: {}", e.what());
   }
-  if (!manifest.is_object() || manifest.value("format", "") != kFormat || !manifest.contains("files") ||
-      !manifest["files"].is_object()) {
+  if (!manifest.is_object() || !manifest.contains("format") || manifest["format"] != kFormat ||
+      !manifest.contains("files") || !manifest["files"].is_object()) {
     return "manifest has an unknown format";
   }
+  for (const auto& r : required) {
+    if (!manifest["files"].contains(r)) return fmt::format("manifest does not list '{}'", r);
+  }
   for (const auto& [name, entry] : manifest["files"].items()) {
+    // Names are plain file names inside the checkpoint: nothing may point outside it.
+    if (name.empty() || name == "." || name == ".." || name == kManifest || name.find('/') != std::string::npos ||
+        name.find('\0') != std::string::npos) {
+      return fmt::format("manifest lists a bad file name '{}'", name.substr(0, 64));
+    }
+    if (!entry.is_object() || !entry.contains("size") || !entry["size"].is_number_unsigned() ||
+        !entry.contains("sha256") || !entry["sha256"].is_string()) {
+      return fmt::format("manifest entry of '{}' is malformed", name);
+    }
+    const auto want_size = entry["size"].get<uint64_t>();
     const fs::path f = d / name;
     std::error_code ec;
+    if (!fs::is_regular_file(f, ec)) return fmt::format("file '{}' missing", name);
     const auto size = fs::file_size(f, ec);
     if (ec) return fmt::format("file '{}' missing", name);
-    if (size != entry.value("size", uint64_t{0})) {
-      return fmt::format("file '{}' has {} bytes, manifest says {}", name, size, entry.value("size", uint64_t{0}));
+    if (size != want_size) return fmt::format("file '{}' has {} bytes, manifest says {}", name, size, want_size);
+    try {
+      if (sha256_file(f.string()) != entry["sha256"].get<std::string>()) {
+        return fmt::format("file '{}' fails its sha256", name);
+      }
+    } catch (const std::exception& e) {
+      return fmt::format("file '{}' unreadable: {}", name, e.what());
     }
-    if (sha256_file(f.string()) != entry.value("sha256", "")) return fmt::format("file '{}' fails its sha256", name);
   }
   return "";
 }
@@ -130,9 +149,9 @@ std::vector<std::string> CheckpointStore::list() const {
   return out;
 }
 
-std::optional<std::string> CheckpointStore::latest_valid() const {
+std::optional<std::string> CheckpointStore::latest_valid(const std::vector<std::string>& required) const {
   for (const auto& dir : list()) {
-    const auto why = validate(dir);
+    const auto why = validate(dir, required);
     if (why.empty()) return dir;
     spdlog::warn("checkpoint {} is corrupt ({}); falling back to the previous one", dir, why);
   }

@@ -24,6 +24,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Files every trainer checkpoint holds; a manifest that does not list one of them is corrupt.
+const std::vector<std::string> kCheckpointFiles = {"model.safetensors", "state.safetensors", "state.json",
+                                                   "config.yaml"};
+
 std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop.store(true); }
 
@@ -235,11 +239,12 @@ void Trainer::init_from(const std::string& path) {
   std::string file = path;
   if (fs::is_directory(path)) {
     if (fs::exists(fs::path(path) / "manifest.json")) {
-      const auto why = CheckpointStore::validate(path);
+      const auto why = CheckpointStore::validate(path, {"model.safetensors"});
       if (!why.empty()) throw_input_error("train.init_from: checkpoint '{}' is corrupt: {}", path, why);
       file = (fs::path(path) / "model.safetensors").string();
     } else {
-      const auto latest = CheckpointStore((fs::path(path) / "checkpoints").string(), 1).latest_valid();
+      const auto latest =
+          CheckpointStore((fs::path(path) / "checkpoints").string(), 1).latest_valid({"model.safetensors"});
       if (latest) {
         file = (fs::path(*latest) / "model.safetensors").string();
       } else if (fs::exists(fs::path(path) / "final" / "model.safetensors")) {
@@ -295,7 +300,7 @@ std::string Trainer::save_checkpoint() {
 }
 
 void Trainer::load_checkpoint(const std::string& dir) {
-  const auto why = CheckpointStore::validate(dir);
+  const auto why = CheckpointStore::validate(dir, kCheckpointFiles);
   if (!why.empty()) throw_input_error("checkpoint '{}' is corrupt: {}", dir, why);
   const fs::path d(dir);
   nlohmann::json meta;
@@ -435,7 +440,7 @@ TrainResult Trainer::run(const std::string& resume) {
         store_->root());
   }
   if (resume == "auto") {
-    const auto latest = store_->latest_valid();
+    const auto latest = store_->latest_valid(kCheckpointFiles);
     if (latest) {
       load_checkpoint(*latest);
     } else {

@@ -22,15 +22,17 @@ class CheckpointStore {
   // but the newest keep_last checkpoints. Returns the checkpoint directory.
   std::string write(int64_t step, const std::map<std::string, std::string>& files);
 
-  // "" when `dir` is a complete, uncorrupted checkpoint, otherwise the reason (one line).
-  static std::string validate(const std::string& dir);
+  // "" when `dir` is a complete, uncorrupted checkpoint, otherwise the reason (one line). Never throws for a bad
+  // manifest (any content is a reason). `required`: file names the manifest must list (a manifest damaged into
+  // listing fewer files must not let unverified files through).
+  static std::string validate(const std::string& dir, const std::vector<std::string>& required = {});
   // Step recorded in the manifest (InputError if unreadable).
   static int64_t step_of(const std::string& dir);
 
   // Checkpoint directories under root, newest step first (not validated).
   std::vector<std::string> list() const;
   // The newest valid checkpoint; every newer invalid one is reported with spdlog::warn (and skipped).
-  std::optional<std::string> latest_valid() const;
+  std::optional<std::string> latest_valid(const std::vector<std::string>& required = {}) const;
 
  private:
   std::string root_;
