@@ -15,7 +15,7 @@ if [ ! -f "$out/shapes/shapes_info.json" ]; then
 else
   echo "[quickstart] Shapes data present: $out/shapes"
 fi
-echo "[quickstart] model: $("$bin/janus_model" describe --flavour tiny --vocab 1000 | tail -n 1 | sed 's/^ *//')"
+echo "[quickstart] model: $("$bin/janus_model" describe --flavour tiny --vocab 1000 | grep -E '^ +total' | sed 's/^ *//')"
 resume=()
 [ -d "$out/toy/checkpoints" ] && resume=(--resume auto)
 echo "[quickstart] training (toy task; the three Shapes stages are not available yet)"
