@@ -22,8 +22,8 @@ int main(int argc, char** argv) {
     const auto b = reg.run("mlp", m2, {{"x", x}}).at("y");
     std::filesystem::remove(path);
     const bool same = at::equal(a, b);
-    std::printf("libjanus %s: %zu registered modules, weights round-trip %s\n", janus::version(),
-                reg.names().size(), same ? "ok" : "FAILED");
+    std::printf("libjanus %s: %zu registered modules, weights round-trip %s\n", janus::version(), reg.names().size(),
+                same ? "ok" : "FAILED");
     return same || !self_test ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "caption_app: %s\n", e.what());

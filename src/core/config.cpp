@@ -27,21 +27,47 @@ std::string leaf_of(const std::string& path) {
 }
 
 // ---- type names and parsing --------------------------------------------------------------------------------
-template <class T> struct TypeName;
-template <> struct TypeName<bool> { static constexpr const char* value = "bool"; };
-template <> struct TypeName<int64_t> { static constexpr const char* value = "int"; };
-template <> struct TypeName<double> { static constexpr const char* value = "float"; };
-template <> struct TypeName<std::string> { static constexpr const char* value = "string"; };
-template <> struct TypeName<std::vector<int64_t>> { static constexpr const char* value = "list[int]"; };
-template <> struct TypeName<std::vector<double>> { static constexpr const char* value = "list[float]"; };
-template <> struct TypeName<std::vector<std::string>> { static constexpr const char* value = "list[string]"; };
+template <class T>
+struct TypeName;
+template <>
+struct TypeName<bool> {
+  static constexpr const char* value = "bool";
+};
+template <>
+struct TypeName<int64_t> {
+  static constexpr const char* value = "int";
+};
+template <>
+struct TypeName<double> {
+  static constexpr const char* value = "float";
+};
+template <>
+struct TypeName<std::string> {
+  static constexpr const char* value = "string";
+};
+template <>
+struct TypeName<std::vector<int64_t>> {
+  static constexpr const char* value = "list[int]";
+};
+template <>
+struct TypeName<std::vector<double>> {
+  static constexpr const char* value = "list[float]";
+};
+template <>
+struct TypeName<std::vector<std::string>> {
+  static constexpr const char* value = "list[string]";
+};
 
 const char* node_kind(const YAML::Node& n) {
   switch (n.Type()) {
-    case YAML::NodeType::Null: return "nothing (null)";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a mapping";
-    default: return "a scalar";
+    case YAML::NodeType::Null:
+      return "nothing (null)";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    default:
+      return "a scalar";
   }
 }
 
@@ -61,9 +87,11 @@ struct Origin {
   throw ConfigError(fmt::format("config {}: {}: {}", o.at(n), path, what));
 }
 
-template <class T> T parse_scalar(const YAML::Node& n, const std::string& path, const Origin& o);
+template <class T>
+T parse_scalar(const YAML::Node& n, const std::string& path, const Origin& o);
 
-template <> bool parse_scalar<bool>(const YAML::Node& n, const std::string& path, const Origin& o) {
+template <>
+bool parse_scalar<bool>(const YAML::Node& n, const std::string& path, const Origin& o) {
   if (!n.IsScalar()) fail(o, n, path, fmt::format("expected a bool (true/false), got {}", node_kind(n)));
   std::string s = n.Scalar();
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -72,7 +100,8 @@ template <> bool parse_scalar<bool>(const YAML::Node& n, const std::string& path
   fail(o, n, path, fmt::format("expected a bool (true/false), got '{}'", n.Scalar()));
 }
 
-template <> double parse_scalar<double>(const YAML::Node& n, const std::string& path, const Origin& o) {
+template <>
+double parse_scalar<double>(const YAML::Node& n, const std::string& path, const Origin& o) {
   if (!n.IsScalar()) fail(o, n, path, fmt::format("expected a number, got {}", node_kind(n)));
   const std::string& s = n.Scalar();
   std::string lower = s;
@@ -91,7 +120,8 @@ template <> double parse_scalar<double>(const YAML::Node& n, const std::string& 
   return v;
 }
 
-template <> int64_t parse_scalar<int64_t>(const YAML::Node& n, const std::string& path, const Origin& o) {
+template <>
+int64_t parse_scalar<int64_t>(const YAML::Node& n, const std::string& path, const Origin& o) {
   if (!n.IsScalar()) fail(o, n, path, fmt::format("expected an integer, got {}", node_kind(n)));
   const std::string& s = n.Scalar();
   int64_t v = 0;
@@ -110,17 +140,20 @@ template <> int64_t parse_scalar<int64_t>(const YAML::Node& n, const std::string
   fail(o, n, path, fmt::format("expected an integer, got '{}'", s));
 }
 
-template <> std::string parse_scalar<std::string>(const YAML::Node& n, const std::string& path, const Origin& o) {
+template <>
+std::string parse_scalar<std::string>(const YAML::Node& n, const std::string& path, const Origin& o) {
   if (n.IsNull()) return std::string();
   if (!n.IsScalar()) fail(o, n, path, fmt::format("expected a string, got {}", node_kind(n)));
   return n.Scalar();
 }
 
-template <class T> T parse_value(const YAML::Node& n, const std::string& path, const Origin& o) {
+template <class T>
+T parse_value(const YAML::Node& n, const std::string& path, const Origin& o) {
   return parse_scalar<T>(n, path, o);
 }
 
-template <class T> std::vector<T> parse_list(const YAML::Node& n, const std::string& path, const Origin& o) {
+template <class T>
+std::vector<T> parse_list(const YAML::Node& n, const std::string& path, const Origin& o) {
   std::vector<T> out;
   if (n.IsNull()) return out;
   if (!n.IsSequence()) {
@@ -129,13 +162,16 @@ template <class T> std::vector<T> parse_list(const YAML::Node& n, const std::str
   for (std::size_t i = 0; i < n.size(); ++i) out.push_back(parse_scalar<T>(n[i], fmt::format("{}[{}]", path, i), o));
   return out;
 }
-template <> [[maybe_unused]] std::vector<int64_t> parse_value(const YAML::Node& n, const std::string& p, const Origin& o) {
+template <>
+[[maybe_unused]] std::vector<int64_t> parse_value(const YAML::Node& n, const std::string& p, const Origin& o) {
   return parse_list<int64_t>(n, p, o);
 }
-template <> std::vector<double> parse_value(const YAML::Node& n, const std::string& p, const Origin& o) {
+template <>
+std::vector<double> parse_value(const YAML::Node& n, const std::string& p, const Origin& o) {
   return parse_list<double>(n, p, o);
 }
-template <> std::vector<std::string> parse_value(const YAML::Node& n, const std::string& p, const Origin& o) {
+template <>
+std::vector<std::string> parse_value(const YAML::Node& n, const std::string& p, const Origin& o) {
   return parse_list<std::string>(n, p, o);
 }
 
@@ -145,8 +181,7 @@ void check_number(double v, const Check& c, const Origin& o, const YAML::Node& n
   const bool high = c.max && v > *c.max;
   if (low || high) fail(o, n, path, fmt::format("value {} is out of range: expected {}", v, c.describe()));
 }
-void check_string(const std::string& v, const Check& c, const Origin& o, const YAML::Node& n,
-                  const std::string& path) {
+void check_string(const std::string& v, const Check& c, const Origin& o, const YAML::Node& n, const std::string& path) {
   if (!c.choices.empty() && std::find(c.choices.begin(), c.choices.end(), v) == c.choices.end()) {
     const std::string best = closest_match(v, c.choices);
     const std::string hint = best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best);
@@ -175,10 +210,12 @@ void validate(const std::vector<T>& v, const Check& c, const Origin& o, const YA
 struct KeyCollector {
   std::string prefix;
   std::vector<std::string>* out;
-  template <class T> void operator()(const char* key, T&, const char*, const Check& = {}) {
+  template <class T>
+  void operator()(const char* key, T&, const char*, const Check& = {}) {
     out->push_back(join_path(prefix, key));
   }
-  template <class S> void section(const char* key, S& s, const char*) {
+  template <class S>
+  void section(const char* key, S& s, const char*) {
     KeyCollector sub{join_path(prefix, key), out};
     s.visit(sub);
   }
@@ -200,7 +237,8 @@ class Reader {
   Reader(YAML::Node node, std::string prefix, const Origin& origin)
       : node_(std::move(node)), prefix_(std::move(prefix)), origin_(origin) {}
 
-  template <class T> void operator()(const char* key, T& value, const char*, const Check& check = {}) {
+  template <class T>
+  void operator()(const char* key, T& value, const char*, const Check& check = {}) {
     seen_.emplace_back(key);
     const YAML::Node& cnode = node_;
     const YAML::Node child = cnode[key];
@@ -211,13 +249,15 @@ class Reader {
     value = std::move(parsed);
   }
 
-  template <class S> void section(const char* key, S& s, const char*) {
+  template <class S>
+  void section(const char* key, S& s, const char*) {
     seen_.emplace_back(key);
     const YAML::Node& cnode = node_;
     const YAML::Node child = cnode[key];
     const std::string path = join_path(prefix_, key);
     if (!child.IsDefined() || child.IsNull()) return;
-    if (!child.IsMap()) fail(origin_, child, path, fmt::format("expected a section (mapping), got {}", node_kind(child)));
+    if (!child.IsMap())
+      fail(origin_, child, path, fmt::format("expected a section (mapping), got {}", node_kind(child)));
     Reader sub(child, path, origin_);
     s.visit(sub);
     sub.reject_unknown();
@@ -278,16 +318,21 @@ class Writer {
   void operator()(const char* key, std::string& v, const char*, const Check& = {}) {
     out_ << YAML::Key << key << YAML::Value << YAML::DoubleQuoted << v;
   }
-  template <class T> void operator()(const char* key, std::vector<T>& v, const char*, const Check& = {}) {
+  template <class T>
+  void operator()(const char* key, std::vector<T>& v, const char*, const Check& = {}) {
     out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
     for (auto& x : v) {
-      if constexpr (std::is_same_v<T, std::string>) out_ << YAML::DoubleQuoted << x;
-      else if constexpr (std::is_same_v<T, double>) out_ << number_text(x);
-      else out_ << std::to_string(x);
+      if constexpr (std::is_same_v<T, std::string>)
+        out_ << YAML::DoubleQuoted << x;
+      else if constexpr (std::is_same_v<T, double>)
+        out_ << number_text(x);
+      else
+        out_ << std::to_string(x);
     }
     out_ << YAML::EndSeq;
   }
-  template <class S> void section(const char* key, S& s, const char*) {
+  template <class S>
+  void section(const char* key, S& s, const char*) {
     out_ << YAML::Key << key << YAML::Value << YAML::BeginMap;
     s.visit(*this);
     out_ << YAML::EndMap;
@@ -301,7 +346,8 @@ std::string default_text(bool v) { return v ? "true" : "false"; }
 std::string default_text(int64_t v) { return std::to_string(v); }
 std::string default_text(double v) { return number_text(v); }
 std::string default_text(const std::string& v) { return v.empty() ? "\"\"" : v; }
-template <class T> std::string default_text(const std::vector<T>& v) {
+template <class T>
+std::string default_text(const std::vector<T>& v) {
   std::vector<std::string> items;
   for (const auto& x : v) items.push_back(default_text(x));
   return fmt::format("[{}]", fmt::join(items, ", "));
@@ -309,12 +355,14 @@ template <class T> std::string default_text(const std::vector<T>& v) {
 
 class DocWriter {
  public:
-  template <class T> void operator()(const char* key, T& v, const char* help, const Check& check = {}) {
+  template <class T>
+  void operator()(const char* key, T& v, const char* help, const Check& check = {}) {
     const std::string allowed = check.describe();
     rows_ += fmt::format("| `{}` | {} | `{}` | {} | {} |\n", join_path(prefix_, key), TypeName<T>::value,
                          default_text(v), allowed.empty() ? "" : allowed, help);
   }
-  template <class S> void section(const char* key, S& s, const char* help) {
+  template <class S>
+  void section(const char* key, S& s, const char* help) {
     DocWriter sub;
     sub.prefix_ = join_path(prefix_, key);
     s.visit(sub);
@@ -339,7 +387,8 @@ YAML::Node load_yaml(const std::string& text, const std::string& source) {
 
 void apply(Config& cfg, const YAML::Node& root, const Origin& origin) {
   if (!root.IsDefined() || root.IsNull()) return;
-  if (!root.IsMap()) fail(origin, root, "<root>", fmt::format("expected a mapping of sections, got {}", node_kind(root)));
+  if (!root.IsMap())
+    fail(origin, root, "<root>", fmt::format("expected a mapping of sections, got {}", node_kind(root)));
   try {
     Reader r(root, "", origin);
     cfg.visit(r);

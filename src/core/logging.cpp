@@ -14,8 +14,7 @@ spdlog::level::level_enum parse_level(const std::string& level) {
   const auto lvl = spdlog::level::from_str(level);
   // from_str maps unknown names to "off"; only accept "off" when asked for.
   if (lvl == spdlog::level::off && level != "off") {
-    throw InputError(fmt::format(
-        "log level '{}' is not one of trace, debug, info, warn, error, critical, off", level));
+    throw InputError(fmt::format("log level '{}' is not one of trace, debug, info, warn, error, critical, off", level));
   }
   return lvl;
 }

@@ -9,8 +9,10 @@ namespace janus {
 std::string LoadReport::summary() const {
   std::vector<std::string> parts;
   if (!missing.empty()) parts.push_back(fmt::format("missing {} [{}]", missing.size(), fmt::join(missing, ", ")));
-  if (!unexpected.empty()) parts.push_back(fmt::format("unexpected {} [{}]", unexpected.size(), fmt::join(unexpected, ", ")));
-  if (!mismatched.empty()) parts.push_back(fmt::format("shape mismatch {} [{}]", mismatched.size(), fmt::join(mismatched, "; ")));
+  if (!unexpected.empty())
+    parts.push_back(fmt::format("unexpected {} [{}]", unexpected.size(), fmt::join(unexpected, ", ")));
+  if (!mismatched.empty())
+    parts.push_back(fmt::format("shape mismatch {} [{}]", mismatched.size(), fmt::join(mismatched, "; ")));
   return parts.empty() ? "all keys matched" : fmt::format("{}", fmt::join(parts, "; "));
 }
 
@@ -50,8 +52,8 @@ LoadReport load_module_state(torch::nn::Module& module, const TensorMap& state, 
     if (it == targets.end()) {
       report.unexpected.push_back(kv.first);
     } else if (it->second.sizes() != kv.second.sizes()) {
-      report.mismatched.push_back(fmt::format("{}: file [{}] vs module [{}]", kv.first, fmt::join(kv.second.sizes(), ", "),
-                                              fmt::join(it->second.sizes(), ", ")));
+      report.mismatched.push_back(fmt::format("{}: file [{}] vs module [{}]", kv.first,
+                                              fmt::join(kv.second.sizes(), ", "), fmt::join(it->second.sizes(), ", ")));
     }
   }
   if (options.strict && !report.ok()) {

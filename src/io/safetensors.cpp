@@ -34,11 +34,21 @@ struct DtypeName {
   at::ScalarType type;
 };
 const DtypeName kDtypes[] = {
-    {"F64", at::kDouble},        {"F32", at::kFloat},         {"F16", at::kHalf},
-    {"BF16", at::kBFloat16},     {"I64", at::kLong},          {"I32", at::kInt},
-    {"I16", at::kShort},         {"I8", at::kChar},           {"U8", at::kByte},
-    {"BOOL", at::kBool},         {"U16", at::kUInt16},        {"U32", at::kUInt32},
-    {"U64", at::kUInt64},        {"F8_E4M3", at::kFloat8_e4m3fn}, {"F8_E5M2", at::kFloat8_e5m2},
+    {"F64", at::kDouble},
+    {"F32", at::kFloat},
+    {"F16", at::kHalf},
+    {"BF16", at::kBFloat16},
+    {"I64", at::kLong},
+    {"I32", at::kInt},
+    {"I16", at::kShort},
+    {"I8", at::kChar},
+    {"U8", at::kByte},
+    {"BOOL", at::kBool},
+    {"U16", at::kUInt16},
+    {"U32", at::kUInt32},
+    {"U64", at::kUInt64},
+    {"F8_E4M3", at::kFloat8_e4m3fn},
+    {"F8_E5M2", at::kFloat8_e5m2},
     {"C64", at::kComplexFloat},
 };
 
@@ -73,8 +83,10 @@ void parse_header(const char* base, std::uint64_t file_size, const std::string& 
                   std::map<std::string, TensorInfo>& infos, Metadata& metadata, std::uint64_t& data_offset) {
   if (file_size < 8) bad(file, fmt::format("file is {} bytes, too short for the 8-byte header length", file_size));
   const std::uint64_t n = read_u64_le(base);
-  if (n > kSafetensorsMaxHeader) bad(file, fmt::format("header length {} exceeds the {} byte limit", n, kSafetensorsMaxHeader));
-  if (n > file_size - 8) bad(file, fmt::format("header length {} runs past the end of the {}-byte file (truncated?)", n, file_size));
+  if (n > kSafetensorsMaxHeader)
+    bad(file, fmt::format("header length {} exceeds the {} byte limit", n, kSafetensorsMaxHeader));
+  if (n > file_size - 8)
+    bad(file, fmt::format("header length {} runs past the end of the {}-byte file (truncated?)", n, file_size));
   if (n < 2 || base[8] != '{') bad(file, "header is not a JSON object");
   nlohmann::json header;
   try {
@@ -109,16 +121,20 @@ void parse_header(const char* base, std::uint64_t file_size, const std::string& 
       bad(file, fmt::format("tensor '{}': unknown dtype '{}'", name, t["dtype"].get<std::string>()));
     }
     if (!t["shape"].is_array()) bad(file, fmt::format("tensor '{}': shape is not a list", name));
-    if (t["shape"].size() > 64) bad(file, fmt::format("tensor '{}': {} dimensions is too many", name, t["shape"].size()));
+    if (t["shape"].size() > 64)
+      bad(file, fmt::format("tensor '{}': {} dimensions is too many", name, t["shape"].size()));
     // numel and byte size with overflow checks
     unsigned __int128 numel = 1;
     for (const auto& d : t["shape"]) {
-      if (!d.is_number_unsigned()) bad(file, fmt::format("tensor '{}': shape entries must be non-negative integers", name));
+      if (!d.is_number_unsigned())
+        bad(file, fmt::format("tensor '{}': shape entries must be non-negative integers", name));
       const auto v = d.get<std::uint64_t>();
-      if (v > static_cast<std::uint64_t>(std::numeric_limits<int64_t>::max())) bad(file, fmt::format("tensor '{}': dimension {} too large", name, v));
+      if (v > static_cast<std::uint64_t>(std::numeric_limits<int64_t>::max()))
+        bad(file, fmt::format("tensor '{}': dimension {} too large", name, v));
       info.shape.push_back(static_cast<int64_t>(v));
       numel *= v;
-      if (numel > (static_cast<unsigned __int128>(1) << 62)) bad(file, fmt::format("tensor '{}': shape too large", name));
+      if (numel > (static_cast<unsigned __int128>(1) << 62))
+        bad(file, fmt::format("tensor '{}': shape too large", name));
     }
     const auto& off = t["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
@@ -126,15 +142,17 @@ void parse_header(const char* base, std::uint64_t file_size, const std::string& 
     }
     info.begin = off[0].get<std::uint64_t>();
     info.end = off[1].get<std::uint64_t>();
-    if (info.begin > info.end) bad(file, fmt::format("tensor '{}': data_offsets [{}, {}] are reversed", name, info.begin, info.end));
+    if (info.begin > info.end)
+      bad(file, fmt::format("tensor '{}': data_offsets [{}, {}] are reversed", name, info.begin, info.end));
     if (info.end > buffer) {
       bad(file, fmt::format("tensor '{}': data_offsets [{}, {}] lie outside the {}-byte data buffer (truncated?)", name,
                             info.begin, info.end, buffer));
     }
     const unsigned __int128 want = numel * c10::elementSize(info.dtype);
     if (want != info.end - info.begin) {
-      bad(file, fmt::format("tensor '{}': {} bytes stored but dtype {} x shape [{}] needs {}", name, info.end - info.begin,
-                            t["dtype"].get<std::string>(), fmt::join(info.shape, ", "), static_cast<std::uint64_t>(want)));
+      bad(file,
+          fmt::format("tensor '{}': {} bytes stored but dtype {} x shape [{}] needs {}", name, info.end - info.begin,
+                      t["dtype"].get<std::string>(), fmt::join(info.shape, ", "), static_cast<std::uint64_t>(want)));
     }
     ranges.emplace_back(info.begin, info.end);
     range_names.push_back(name);
@@ -212,7 +230,8 @@ at::Tensor SafeTensorsFile::tensor(const std::string& name) const {
   if (nbytes == 0) return at::empty(ti.shape, opts);
   if (reinterpret_cast<std::uintptr_t>(ptr) % align == 0) {
     auto keep = map_;
-    return at::from_blob(const_cast<char*>(ptr), ti.shape, [keep](void*) {}, opts);
+    return at::from_blob(
+        const_cast<char*>(ptr), ti.shape, [keep](void*) {}, opts);
   }
   at::Tensor out = at::empty(ti.shape, opts);
   std::memcpy(out.data_ptr(), ptr, nbytes);

@@ -19,7 +19,8 @@ int64_t JanusModelOptions::code_tokens() const {
 void JanusModelOptions::validate() const {
   auto bad = [&](const std::string& what) { throw InputError(fmt::format("model ({}): {}", flavour, what)); };
   if (vision.dim() != text.dim()) {
-    bad(fmt::format("the router needs equal encoder widths, got vision.dim {} and text.dim {}", vision.dim(), text.dim()));
+    bad(fmt::format("the router needs equal encoder widths, got vision.dim {} and text.dim {}", vision.dim(),
+                    text.dim()));
   }
   if (vision.image_size() % vision.patch_size() != 0) {
     bad(fmt::format("image_size {} is not a multiple of patch_size {}", vision.image_size(), vision.patch_size()));
@@ -53,8 +54,15 @@ JanusModelOptions tiny(int64_t vocab) {
   o.density = 0.5;
   o.n_hashes = 2;
   o.embed_dim = 128;
-  o.vq = VQVAEOptions().ch(32).ch_mult({1, 2, 2, 4}).num_res_blocks(1).num_groups(8).mid_attention(false)
-             .z_channels(64).codebook_size(512).codebook_dim(8);
+  o.vq = VQVAEOptions()
+             .ch(32)
+             .ch_mult({1, 2, 2, 4})
+             .num_res_blocks(1)
+             .num_groups(8)
+             .mid_attention(false)
+             .z_channels(64)
+             .codebook_size(512)
+             .codebook_dim(8);
   o.causal_depth = 2;
   o.max_positions = 160;
   return o;
@@ -72,8 +80,14 @@ JanusModelOptions small(int64_t vocab) {
   o.density = 0.3;
   o.n_hashes = 4;
   o.embed_dim = 256;
-  o.vq = VQVAEOptions().ch(64).ch_mult({1, 1, 2, 2, 4}).num_res_blocks(2).num_groups(32).z_channels(256)
-             .codebook_size(16384).codebook_dim(8);
+  o.vq = VQVAEOptions()
+             .ch(64)
+             .ch_mult({1, 1, 2, 2, 4})
+             .num_res_blocks(2)
+             .num_groups(32)
+             .z_channels(256)
+             .codebook_size(16384)
+             .codebook_dim(8);
   o.causal_depth = 8;
   o.max_positions = 512;
   return o;
@@ -87,8 +101,14 @@ JanusModelOptions base(int64_t vocab) {
   o.fusion_depth = 6;
   o.fusion_heads = 12;
   o.embed_dim = 512;
-  o.vq = VQVAEOptions().ch(128).ch_mult({1, 1, 2, 2, 4}).num_res_blocks(2).num_groups(32).z_channels(256)
-             .codebook_size(16384).codebook_dim(8);
+  o.vq = VQVAEOptions()
+             .ch(128)
+             .ch_mult({1, 1, 2, 2, 4})
+             .num_res_blocks(2)
+             .num_groups(32)
+             .z_channels(256)
+             .codebook_size(16384)
+             .codebook_dim(8);
   o.causal_depth = 12;
   return o;
 }
@@ -113,10 +133,14 @@ std::vector<std::string> model_flavour_names() { return {"tiny", "small", "base"
 JanusModelOptions model_flavour(const std::string& name, int64_t vocab_size, int64_t image_size) {
   if (vocab_size <= 0) throw InputError(fmt::format("model: vocab_size must be positive, got {}", vocab_size));
   JanusModelOptions o;
-  if (name == "tiny") o = tiny(vocab_size);
-  else if (name == "small") o = small(vocab_size);
-  else if (name == "base") o = base(vocab_size);
-  else if (name == "1b") o = one_b(vocab_size);
+  if (name == "tiny")
+    o = tiny(vocab_size);
+  else if (name == "small")
+    o = small(vocab_size);
+  else if (name == "base")
+    o = base(vocab_size);
+  else if (name == "1b")
+    o = one_b(vocab_size);
   else {
     const auto best = closest_match(name, model_flavour_names());
     throw InputError(fmt::format("unknown model flavour '{}'{} (flavours: tiny, small, base, 1b)", name,

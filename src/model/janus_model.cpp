@@ -76,8 +76,10 @@ void JanusModelImpl::reset() {
   fusion = register_module("fusion", FusionTransformer(fo));
   cls_token = register_parameter("cls_token", at::zeros({1, 1, D}));
   type_embed = register_parameter("type_embed", at::zeros({3, D}));
-  vision_proj = register_module("vision_proj", torch::nn::Linear(torch::nn::LinearOptions(Dv, o.embed_dim).bias(false)));
-  text_proj = register_module("text_proj", torch::nn::Linear(torch::nn::LinearOptions(o.text.dim(), o.embed_dim).bias(false)));
+  vision_proj =
+      register_module("vision_proj", torch::nn::Linear(torch::nn::LinearOptions(Dv, o.embed_dim).bias(false)));
+  text_proj =
+      register_module("text_proj", torch::nn::Linear(torch::nn::LinearOptions(o.text.dim(), o.embed_dim).bias(false)));
   logit_scale = register_parameter("logit_scale", at::full({}, std::log(1.0 / 0.07)));
   itm_head = register_module("itm_head", torch::nn::Linear(D, 2));
   nlvr2_head = register_module("nlvr2_head", torch::nn::Linear(D, 2));
@@ -90,13 +92,12 @@ void JanusModelImpl::reset() {
   FusionTransformerOptions co(D, o.fusion_heads, o.causal_depth);
   co.block(block_options(o, /*causal=*/true));
   auto backbone = std::make_shared<FusionBackboneImpl>(co);
-  image_gen = register_module(
-      "image_gen", ImageTokenGenerator(ImageTokenGeneratorOptions(V, o.vq.codebook_size())
-                                           .dim(D)
-                                           .heads(o.fusion_heads)
-                                           .depth(o.causal_depth)
-                                           .max_positions(o.max_positions),
-                                       backbone));
+  image_gen = register_module("image_gen", ImageTokenGenerator(ImageTokenGeneratorOptions(V, o.vq.codebook_size())
+                                                                   .dim(D)
+                                                                   .heads(o.fusion_heads)
+                                                                   .depth(o.causal_depth)
+                                                                   .max_positions(o.max_positions),
+                                                               backbone));
   lm_bias = register_parameter("lm_bias", at::zeros({V}));
   torch::NoGradGuard no_grad;
   torch::nn::init::normal_(cls_token, 0.0, 0.02);
@@ -142,7 +143,8 @@ TaskOutput JanusModelImpl::itm(const at::Tensor& images, const TextInput& t, con
   const auto img = image_tokens(images);
   const auto txt = text_tokens(t);
   TaskOutput out;
-  out.logits = itm_head->forward(fuse_cls({img, txt}, {at::ones({img.size(0), img.size(1)}, t.mask.options().dtype(at::kBool)), t.mask}));
+  out.logits = itm_head->forward(
+      fuse_cls({img, txt}, {at::ones({img.size(0), img.size(1)}, t.mask.options().dtype(at::kBool)), t.mask}));
   if (labels.defined()) out.loss = at::cross_entropy_loss(out.logits, labels);
   return out;
 }
@@ -190,8 +192,8 @@ TaskOutput JanusModelImpl::vqa(const at::Tensor& images, const TextInput& q, con
   TORCH_CHECK(vqa_head, "janus_model: the VQA classification head needs model num_answers > 0");
   const auto img = image_tokens(images);
   TaskOutput out;
-  out.logits = vqa_head->forward(
-      fuse_cls({img, text_tokens(q)}, {at::ones({img.size(0), img.size(1)}, q.mask.options().dtype(at::kBool)), q.mask}));
+  out.logits = vqa_head->forward(fuse_cls(
+      {img, text_tokens(q)}, {at::ones({img.size(0), img.size(1)}, q.mask.options().dtype(at::kBool)), q.mask}));
   if (targets.defined()) {
     out.loss = at::binary_cross_entropy_with_logits(out.logits, targets.to(out.logits.scalar_type())) * targets.size(1);
   }
@@ -280,10 +282,12 @@ TaskOutput JanusModelImpl::mlm(const TextInput& t, int64_t mask_id, int64_t num_
   if (!selected.any().item<bool>() && candidates.any().item<bool>()) {
     // Keep the loss defined for tiny batches: select the candidate with the smallest draw.
     auto masked_r = at::where(candidates, r, at::full_like(r, 2.0));
-    selected = at::zeros_like(candidates).view({-1}).index_fill_(0, masked_r.view({-1}).argmin(), true).view(ids.sizes());
+    selected =
+        at::zeros_like(candidates).view({-1}).index_fill_(0, masked_r.view({-1}).argmin(), true).view(ids.sizes());
   }
   auto r2 = at::rand(ids.sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(ids.device());
-  auto random_ids = at::randint(num_special, V, ids.sizes(), gen, at::TensorOptions().dtype(at::kLong)).to(ids.device());
+  auto random_ids =
+      at::randint(num_special, V, ids.sizes(), gen, at::TensorOptions().dtype(at::kLong)).to(ids.device());
   auto inputs = at::where(selected & (r2 < 0.8), at::full_like(ids, mask_id), ids);
   inputs = at::where(selected & (r2 >= 0.8) & (r2 < 0.9), random_ids, inputs);
   auto labels = at::where(selected, ids, at::full_like(ids, -100));
@@ -313,7 +317,8 @@ std::string describe_model(const JanusModelImpl& model) {
     for (const auto& p : child.value()->parameters()) n += p.numel();
     total += n;
     const auto rep = parameter_report(*child.value());
-    out += fmt::format("  {:<12} {:>14L} params  (trainable {:L}, frozen {:L})\n", child.key(), n, rep.trainable, rep.frozen);
+    out += fmt::format("  {:<12} {:>14L} params  (trainable {:L}, frozen {:L})\n", child.key(), n, rep.trainable,
+                       rep.frozen);
   }
   int64_t own = 0;
   for (const auto& p : model.named_parameters(/*recurse=*/false)) own += p.value().numel();

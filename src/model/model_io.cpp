@@ -10,7 +10,8 @@ namespace janus {
 
 JanusModelOptions model_options(const ModelConfig& cfg, int64_t tokenizer_vocab) {
   const int64_t vocab = cfg.vocab_size > 0 ? cfg.vocab_size : tokenizer_vocab;
-  if (vocab <= 0) throw InputError("model.vocab_size is 0 and no tokenizer gives a vocabulary size (set data.tokenizer)");
+  if (vocab <= 0)
+    throw InputError("model.vocab_size is 0 and no tokenizer gives a vocabulary size (set data.tokenizer)");
   auto o = model_flavour(cfg.flavour, vocab, cfg.image_size);
   o.num_answers = cfg.num_answers;
   o.num_classes = cfg.num_classes;
@@ -19,12 +20,8 @@ JanusModelOptions model_options(const ModelConfig& cfg, int64_t tokenizer_vocab)
 }
 
 nlohmann::json model_spec(const JanusModelOptions& o) {
-  return {{"format", "janus-model-1"},
-          {"flavour", o.flavour},
-          {"vocab_size", o.text.vocab_size()},
-          {"image_size", o.image_size()},
-          {"num_answers", o.num_answers},
-          {"num_classes", o.num_classes}};
+  return {{"format", "janus-model-1"},    {"flavour", o.flavour},         {"vocab_size", o.text.vocab_size()},
+          {"image_size", o.image_size()}, {"num_answers", o.num_answers}, {"num_classes", o.num_classes}};
 }
 
 JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
@@ -32,12 +29,14 @@ JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
     if (!spec.is_object() || !spec.contains(key)) throw InputError(fmt::format("model.json: missing '{}'", key));
     return spec.at(key);
   };
-  if (get("format") != "janus-model-1") throw InputError(fmt::format("model.json: unknown format {}", get("format").dump()));
+  if (get("format") != "janus-model-1")
+    throw InputError(fmt::format("model.json: unknown format {}", get("format").dump()));
   for (const char* k : {"vocab_size", "image_size", "num_answers", "num_classes"}) {
     if (!get(k).is_number_integer()) throw InputError(fmt::format("model.json: '{}' must be an integer", k));
   }
   if (!get("flavour").is_string()) throw InputError("model.json: 'flavour' must be a string");
-  auto o = model_flavour(get("flavour").get<std::string>(), get("vocab_size").get<int64_t>(), get("image_size").get<int64_t>());
+  auto o = model_flavour(get("flavour").get<std::string>(), get("vocab_size").get<int64_t>(),
+                         get("image_size").get<int64_t>());
   o.num_answers = get("num_answers").get<int64_t>();
   o.num_classes = get("num_classes").get<int64_t>();
   if (o.num_answers < 0 || o.num_classes < 0) throw InputError("model.json: num_answers/num_classes must be >= 0");

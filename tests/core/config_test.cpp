@@ -40,7 +40,8 @@ TEST(Config, ValuesOverrideDefaults) {
 }
 
 TEST(Config, UnknownKeyNamesPathLineAndSuggestion) {
-  EXPECT_THAT(error_of("optim:\n  lrr: 0.1\n"), HasSubstr("test.yaml:2: optim.lrr: unknown key (did you mean optim.lr?)"));
+  EXPECT_THAT(error_of("optim:\n  lrr: 0.1\n"),
+              HasSubstr("test.yaml:2: optim.lrr: unknown key (did you mean optim.lr?)"));
   EXPECT_THAT(error_of("lr: 0.1\n"), HasSubstr("lr: unknown key (did you mean optim.lr?)"));
   EXPECT_THAT(error_of("optimm:\n  lr: 0.1\n"), HasSubstr("did you mean optim?"));
   EXPECT_THAT(error_of("optim:\n  zzzzzzzz: 1\n"), HasSubstr("valid keys here: name, lr"));
@@ -62,7 +63,8 @@ TEST(Config, OutOfRangeAndChoices) {
   EXPECT_THAT(error_of("train:\n  seed: 99999999999999999999999\n"), HasSubstr("out of range for a 64-bit integer"));
   EXPECT_THAT(error_of("model:\n  flavour: smal\n"), HasSubstr("(did you mean 'small'?)"));
   EXPECT_THAT(error_of("optim:\n  lr: .nan\n"), HasSubstr("not a finite number"));
-  EXPECT_THAT(error_of("data:\n  train: /no/such/file.json\n"), HasSubstr("data.train: path '/no/such/file.json' does not exist"));
+  EXPECT_THAT(error_of("data:\n  train: /no/such/file.json\n"),
+              HasSubstr("data.train: path '/no/such/file.json' does not exist"));
 }
 
 TEST(Config, YamlSyntaxErrorNamesLine) {
@@ -70,11 +72,13 @@ TEST(Config, YamlSyntaxErrorNamesLine) {
 }
 
 TEST(Config, SetOverridesAreValidatedTheSameWay) {
-  const auto c = Config::from_yaml("optim:\n  lr: 0.1\n", {"optim.lr=0.5", "train.freeze=[a, b]", "model.flavour=small"});
+  const auto c =
+      Config::from_yaml("optim:\n  lr: 0.1\n", {"optim.lr=0.5", "train.freeze=[a, b]", "model.flavour=small"});
   EXPECT_DOUBLE_EQ(c.optim.lr, 0.5);
   EXPECT_EQ(c.train.freeze.size(), 2u);
   EXPECT_EQ(c.model.flavour, "small");
-  EXPECT_THAT(error_of("", {"optim.lrr=1"}), HasSubstr("--set optim.lrr=1: optim.lrr: unknown key (did you mean optim.lr?)"));
+  EXPECT_THAT(error_of("", {"optim.lrr=1"}),
+              HasSubstr("--set optim.lrr=1: optim.lrr: unknown key (did you mean optim.lr?)"));
   EXPECT_THAT(error_of("", {"optim.lr=abc"}), HasSubstr("optim.lr: expected a number, got 'abc'"));
   EXPECT_THAT(error_of("", {"optim.lr"}), HasSubstr("expected key.path=value"));
   EXPECT_THAT(error_of("", {"optim..lr=1"}), HasSubstr("empty component"));
@@ -101,7 +105,8 @@ TEST(Config, WriteIsAtomicAndReloadable) {
 
 TEST(Config, DocsMatchTheSchema) {
   const auto docs = janus::read_file(janus::test::source_dir() + "/docs/config.md");
-  EXPECT_EQ(docs, Config::docs_markdown()) << "docs/config.md is stale: run `build/bin/janus_config docs > docs/config.md`";
+  EXPECT_EQ(docs, Config::docs_markdown())
+      << "docs/config.md is stale: run `build/bin/janus_config docs > docs/config.md`";
   for (const auto& key : Config::keys()) EXPECT_THAT(docs, HasSubstr("`" + key + "`"));
 }
 

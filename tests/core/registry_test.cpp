@@ -56,9 +56,9 @@ TEST(JanusModule, RunMatchesPyTorch) {
       {"linear", R"({"in_features": 7, "out_features": 5})"},
       {"mlp", R"({"in_features": 7, "hidden_features": 11, "out_features": 5})"}};
   for (const auto& [name, opts] : cases) {
-    r = jt::run(jt::tool("janus_module") + " run --name " + name + " --options " + jt::quote(opts) + " --weights " + dir +
-                "/" + name + "_weights.safetensors --inputs " + dir + "/inputs.safetensors --out " + dir + "/" + name +
-                "_out.safetensors");
+    r = jt::run(jt::tool("janus_module") + " run --name " + name + " --options " + jt::quote(opts) + " --weights " +
+                dir + "/" + name + "_weights.safetensors --inputs " + dir + "/inputs.safetensors --out " + dir + "/" +
+                name + "_out.safetensors");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const auto got = janus::load_safetensors(dir + "/" + name + "_out.safetensors").at("y");
     const auto want = janus::load_safetensors(dir + "/" + name + "_expected.safetensors").at("y");
@@ -86,12 +86,14 @@ TEST(JanusModule, BadInputsExitTwo) {
   const auto dir = jt::temp_dir();
   auto r = jt::run(jt::tool("janus_module") + " run --name nope --save-init " + dir + "/x.safetensors");
   EXPECT_EQ(r.exit_code, 2);
-  r = jt::run(jt::tool("janus_module") + " run --name linear --options '{bad json' --save-init " + dir + "/x.safetensors");
+  r = jt::run(jt::tool("janus_module") + " run --name linear --options '{bad json' --save-init " + dir +
+              "/x.safetensors");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr("not valid JSON"));
   janus::save_safetensors(dir + "/w.safetensors", {{"weight", torch::zeros({2, 2})}});
-  r = jt::run(jt::tool("janus_module") + " run --name linear --options '{\"in_features\": 3, \"out_features\": 2}' --weights " +
-              dir + "/w.safetensors --save-init " + dir + "/y.safetensors");
+  r = jt::run(jt::tool("janus_module") +
+              " run --name linear --options '{\"in_features\": 3, \"out_features\": 2}' --weights " + dir +
+              "/w.safetensors --save-init " + dir + "/y.safetensors");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr("missing 1 [bias]"));
 }

@@ -25,9 +25,9 @@ TEST(ModuleIO, SaveLoadRoundTrip) {
 
 TEST(ModuleIO, StrictErrorListsEveryProblem) {
   const auto dir = janus::test::temp_dir();
-  janus::save_safetensors(dir + "/w.safetensors",
-                          {{"fc1.weight", torch::zeros({8, 4})}, {"fc2.weight", torch::zeros({3, 3})},
-                           {"extra.bias", torch::zeros({1})}});
+  janus::save_safetensors(
+      dir + "/w.safetensors",
+      {{"fc1.weight", torch::zeros({8, 4})}, {"fc2.weight", torch::zeros({3, 3})}, {"extra.bias", torch::zeros({1})}});
   janus::Mlp m(janus::MlpOptions(4, 8));
   const auto before = m->fc1->weight.clone();
   try {

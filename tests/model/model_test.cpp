@@ -3,10 +3,10 @@
 #include <torch/nn.h>
 
 #include "janus/core/error.h"
-#include "janus/model/janus_model.h"
-#include "janus/model/model_io.h"
 #include "janus/core/fs.h"
 #include "janus/io/module_io.h"
+#include "janus/model/janus_model.h"
+#include "janus/model/model_io.h"
 #include "test_util.h"
 
 namespace {
@@ -125,7 +125,8 @@ TEST(JanusModel, SaveLoadRoundTripAndDeterministicInit) {
   janus::JanusModel a(tiny_options());
   torch::manual_seed(5);
   janus::JanusModel same(tiny_options());
-  for (const auto& [k, v] : janus::module_state(*a)) EXPECT_TRUE(torch::equal(v, janus::module_state(*same).at(k))) << k;
+  for (const auto& [k, v] : janus::module_state(*a))
+    EXPECT_TRUE(torch::equal(v, janus::module_state(*same).at(k))) << k;
   janus::save_model(*a, dir);
   auto b = janus::load_model(dir);
   a->eval();

@@ -29,7 +29,8 @@ std::string temp_dir(const std::string& tag) {
   for (auto& c : name) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_') c = '_';
   }
-  const fs::path dir = fs::path(binary_dir()) / "test_tmp" / fmt::format("{}_{}_{}_{}", name, tag, ::getpid(), counter++);
+  const fs::path dir =
+      fs::path(binary_dir()) / "test_tmp" / fmt::format("{}_{}_{}_{}", name, tag, ::getpid(), counter++);
   janus::remove_tree(dir.string());
   fs::create_directories(dir);
   return dir.string();
@@ -38,8 +39,10 @@ std::string temp_dir(const std::string& tag) {
 std::string quote(const std::string& arg) {
   std::string out = "'";
   for (char c : arg) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
   }
   return out + "'";
 }

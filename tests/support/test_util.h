@@ -8,9 +8,9 @@
 
 namespace janus::test {
 
-std::string source_dir();   // repository root
-std::string binary_dir();   // build root
-std::string python();       // the venv python with torch and the oracle packages
+std::string source_dir();                   // repository root
+std::string binary_dir();                   // build root
+std::string python();                       // the venv python with torch and the oracle packages
 std::string tool(const std::string& name);  // path of a built tool, e.g. tool("janus_module")
 
 // A fresh empty directory for one test (under the build tree), removed at exit of the test binary only if

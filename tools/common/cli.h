@@ -4,9 +4,9 @@
 #include <functional>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <c10/util/Exception.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include "janus/core/error.h"
 #include "janus/core/logging.h"

@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
   describe->add_option("--config", config, "YAML config (model section, train.freeze)");
   describe->add_option("--set", sets, "override key.path=value");
   describe->add_option("--flavour", flavour, "flavour instead of a config: tiny, small, base, 1b");
-  describe->add_option("--vocab", vocab, "text vocabulary size when the config does not give one")->capture_default_str();
+  describe->add_option("--vocab", vocab, "text vocabulary size when the config does not give one")
+      ->capture_default_str();
   describe->add_option("--image-size", image_size, "image size (0: the flavour's)");
   describe->add_option("--run", run, "describe a saved model directory instead");
   describe->add_option("--gpus", gpus, "GPUs for the DDP memory plan")->capture_default_str();

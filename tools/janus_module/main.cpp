@@ -26,9 +26,11 @@ void print_entry(const nlohmann::json& d) {
                o["required"].get<bool>() ? "(required)" : "= " + o["default"].dump(), o["help"].get<std::string>());
   }
   for (const auto& t : d["inputs"]) {
-    fmt::print("    in  {}{} {}\n", t["name"].get<std::string>(), t["optional"].get<bool>() ? "?" : "", t["doc"].get<std::string>());
+    fmt::print("    in  {}{} {}\n", t["name"].get<std::string>(), t["optional"].get<bool>() ? "?" : "",
+               t["doc"].get<std::string>());
   }
-  for (const auto& t : d["outputs"]) fmt::print("    out {} {}\n", t["name"].get<std::string>(), t["doc"].get<std::string>());
+  for (const auto& t : d["outputs"])
+    fmt::print("    out {} {}\n", t["name"].get<std::string>(), t["doc"].get<std::string>());
 }
 
 }  // namespace
@@ -69,7 +71,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (inputs.empty() != out.empty()) throw janus::InputError("--inputs and --out go together");
-    if (inputs.empty() && save_init.empty()) throw janus::InputError("nothing to do: give --inputs/--out or --save-init");
+    if (inputs.empty() && save_init.empty())
+      throw janus::InputError("nothing to do: give --inputs/--out or --save-init");
     torch::manual_seed(static_cast<uint64_t>(seed));
     auto m = reg.build(name, parse_options(options));
     if (!weights.empty()) {

@@ -21,11 +21,33 @@ struct Check {
   bool existing_path = false;        // non-empty string must name an existing file or directory
 
   static Check none() { return {}; }
-  static Check range(double lo, double hi) { Check c; c.min = lo; c.max = hi; return c; }
-  static Check at_least(double lo) { Check c; c.min = lo; return c; }
-  static Check positive() { Check c; c.min = 0; c.min_exclusive = true; return c; }
-  static Check one_of(std::vector<std::string> values) { Check c; c.choices = std::move(values); return c; }
-  static Check existing() { Check c; c.existing_path = true; return c; }
+  static Check range(double lo, double hi) {
+    Check c;
+    c.min = lo;
+    c.max = hi;
+    return c;
+  }
+  static Check at_least(double lo) {
+    Check c;
+    c.min = lo;
+    return c;
+  }
+  static Check positive() {
+    Check c;
+    c.min = 0;
+    c.min_exclusive = true;
+    return c;
+  }
+  static Check one_of(std::vector<std::string> values) {
+    Check c;
+    c.choices = std::move(values);
+    return c;
+  }
+  static Check existing() {
+    Check c;
+    c.existing_path = true;
+    return c;
+  }
   std::string describe() const;  // e.g. "> 0", "in [0, 1]", "one of: a, b"
 };
 
@@ -38,14 +60,14 @@ struct ModelConfig {
   int64_t num_answers = 0;
   int64_t num_classes = 0;
 
-  template <class V> void visit(V& v) {
+  template <class V>
+  void visit(V& v) {
     v("flavour", flavour, "model flavour from the registry (janus_model describe lists them)",
       Check::one_of({"tiny", "small", "base", "1b"}));
     v("image_size", image_size, "input image side in pixels (square)", Check::range(8, 4096));
     v("max_text_len", max_text_len, "maximum text length in tokens (incl. bos/eos)", Check::range(4, 8192));
     v("vocab_size", vocab_size, "text vocabulary size; 0 = the tokenizer's", Check::range(0, 10000000));
-    v("weights", weights, "safetensors file loaded into the model after construction (optional)",
-      Check::existing());
+    v("weights", weights, "safetensors file loaded into the model after construction (optional)", Check::existing());
     v("num_answers", num_answers, "VQA answer-vocabulary size of the classification head; 0 = no head",
       Check::range(0, 10000000));
     v("num_classes", num_classes, "image classes of the classification head; 0 = no head", Check::range(0, 10000000));
@@ -65,14 +87,14 @@ struct DataConfig {
   std::vector<double> mean{0.5, 0.5, 0.5};
   std::vector<double> std{0.5, 0.5, 0.5};
 
-  template <class V> void visit(V& v) {
+  template <class V>
+  void visit(V& v) {
     v("format", format, "dataset layout of train/val",
       Check::one_of({"shapes", "coco", "vqa", "nlvr2", "imagefolder", "text"}));
     v("train", train, "training data: a file or directory in `format`", Check::existing());
     v("val", val, "validation data (optional)", Check::existing());
     v("tokenizer", tokenizer, "SentencePiece model file (.model)", Check::existing());
-    v("batch_size", batch_size, "samples per step per rank (before gradient accumulation)",
-      Check::range(1, 1 << 20));
+    v("batch_size", batch_size, "samples per step per rank (before gradient accumulation)", Check::range(1, 1 << 20));
     v("num_workers", num_workers, "loader worker threads", Check::range(0, 256));
     v("prefetch", prefetch, "batches prepared ahead per worker", Check::range(1, 1024));
     v("shuffle", shuffle, "reshuffle the training set every epoch (from train.seed)");
@@ -93,7 +115,8 @@ struct OptimConfig {
   double grad_clip = 1.0;
   double disc_lr = 1e-4;
 
-  template <class V> void visit(V& v) {
+  template <class V>
+  void visit(V& v) {
     v("name", name, "optimizer", Check::one_of({"adamw", "sgd"}));
     v("lr", lr, "peak learning rate", Check::range(0, 10));
     v("weight_decay", weight_decay, "decoupled weight decay (not applied to norms, biases, embeddings)",
@@ -111,7 +134,8 @@ struct ScheduleConfig {
   int64_t warmup_steps = 100;
   double min_lr_ratio = 0.1;
 
-  template <class V> void visit(V& v) {
+  template <class V>
+  void visit(V& v) {
     v("name", name, "learning-rate schedule after warmup", Check::one_of({"cosine", "linear", "constant"}));
     v("warmup_steps", warmup_steps, "linear warmup steps", Check::at_least(0));
     v("min_lr_ratio", min_lr_ratio, "final lr as a fraction of optim.lr", Check::range(0, 1));
@@ -137,7 +161,8 @@ struct TrainConfig {
   int64_t loss_scale_growth_interval = 2000;
   std::vector<int64_t> debug_nonfinite_steps;
 
-  template <class V> void visit(V& v) {
+  template <class V>
+  void visit(V& v) {
     v("stage", stage, "training stage: 1 intra-modal, 2 cross-modal alignment, 3 generation fine-tuning",
       Check::range(1, 3));
     v("steps", steps, "optimizer steps to train", Check::range(1, 1e12));
@@ -169,7 +194,8 @@ struct ParallelConfig {
   double timeout_s = 300;
   double bucket_mb = 25;
 
-  template <class V> void visit(V& v) {
+  template <class V>
+  void visit(V& v) {
     v("backend", backend, "c10d backend: nccl for CUDA, gloo for CPU, auto picks",
       Check::one_of({"auto", "nccl", "gloo"}));
     v("timeout_s", timeout_s, "collective and rendezvous timeout in seconds", Check::positive());
@@ -181,7 +207,8 @@ struct CheckpointConfig {
   int64_t every_steps = 500;
   int64_t keep_last = 3;
 
-  template <class V> void visit(V& v) {
+  template <class V>
+  void visit(V& v) {
     v("every_steps", every_steps, "steps between checkpoints; 0 = only at the end", Check::at_least(0));
     v("keep_last", keep_last, "checkpoints kept (older ones are deleted)", Check::range(1, 1000000));
   }
@@ -193,7 +220,8 @@ struct LogConfig {
   bool jsonl = true;
   bool tensorboard = true;
 
-  template <class V> void visit(V& v) {
+  template <class V>
+  void visit(V& v) {
     v("level", level, "log level", Check::one_of({"trace", "debug", "info", "warn", "error", "critical", "off"}));
     v("every_steps", every_steps, "steps between metric records", Check::range(1, 1e9));
     v("jsonl", jsonl, "write metrics.jsonl in the run directory");
@@ -207,7 +235,8 @@ struct EvalConfig {
   int64_t limit = 0;
   int64_t batch_size = 32;
 
-  template <class V> void visit(V& v) {
+  template <class V>
+  void visit(V& v) {
     v("every_steps", every_steps, "steps between validation runs; 0 disables", Check::at_least(0));
     v("tasks", tasks, "evaluation tasks run during validation",
       Check::one_of({"retrieval", "caption", "vqa", "nlvr2", "classify", "generate", "recon"}));
@@ -227,7 +256,8 @@ struct Config {
   LogConfig log;
   EvalConfig eval;
 
-  template <class V> void visit(V& v) {
+  template <class V>
+  void visit(V& v) {
     v.section("model", model, "Model architecture: a flavour plus overrides.");
     v.section("data", data, "Datasets, tokenizer and loader.");
     v.section("optim", optim, "Optimizer.");
@@ -247,11 +277,11 @@ struct Config {
   // Applies one "a.b.c=value" override with the same validation as the file.
   void set(const std::string& assignment);
 
-  std::string to_yaml() const;       // the resolved config; from_yaml(to_yaml()) gives it back
-  std::string hash() const;          // sha256 of to_yaml(), first 16 hex digits
+  std::string to_yaml() const;                // the resolved config; from_yaml(to_yaml()) gives it back
+  std::string hash() const;                   // sha256 of to_yaml(), first 16 hex digits
   void write(const std::string& path) const;  // atomically writes to_yaml()
-  static std::string docs_markdown();          // docs/config.md, generated from the schema
-  static std::vector<std::string> keys();      // every full key path, e.g. "optim.lr"
+  static std::string docs_markdown();         // docs/config.md, generated from the schema
+  static std::vector<std::string> keys();     // every full key path, e.g. "optim.lr"
 };
 
 }  // namespace janus

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
+#include <nlohmann/json.hpp>
 
 #include "janus/io/safetensors.h"
 
@@ -16,7 +16,7 @@ namespace janus {
 
 struct OptionSpec {
   std::string name;
-  std::string type;  // int, float, bool, string, int_list, float_list, string_list, json
+  std::string type;              // int, float, bool, string, int_list, float_list, string_list, json
   nlohmann::json default_value;  // ignored when required
   std::string help;
   bool required = false;
@@ -52,7 +52,7 @@ class ModuleRegistry {
   bool add(ModuleEntry entry);  // throws on a duplicate name
   bool contains(const std::string& name) const;
   const ModuleEntry& at(const std::string& name) const;  // InputError with a suggestion
-  std::vector<std::string> names() const;                 // sorted
+  std::vector<std::string> names() const;                // sorted
 
   // Fills defaults, rejects unknown keys (naming the closest), checks types and required keys.
   nlohmann::json resolve_options(const std::string& name, const nlohmann::json& user) const;

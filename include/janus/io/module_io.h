@@ -12,11 +12,11 @@
 namespace janus {
 
 struct LoadReport {
-  std::vector<std::string> missing;      // in the module, not in the file
-  std::vector<std::string> unexpected;   // in the file, not in the module
-  std::vector<std::string> mismatched;   // "name: file [a, b] vs module [c, d]"
+  std::vector<std::string> missing;     // in the module, not in the file
+  std::vector<std::string> unexpected;  // in the file, not in the module
+  std::vector<std::string> mismatched;  // "name: file [a, b] vs module [c, d]"
   bool ok() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
-  std::string summary() const;           // one line
+  std::string summary() const;  // one line
 };
 
 struct LoadOptions {

@@ -14,27 +14,27 @@ struct JanusModelOptions {
   // understanding path
   VisionEncoderOptions vision;
   TextEncoderOptions text;
-  int64_t dim = 128;               // fusion width (router output)
-  int64_t adapter_bottleneck = 32; // residual adapter after the router; 0 disables
-  int64_t fusion_depth = 2;        // bidirectional DualStreamFusion blocks (ITM, NLVR2, VQA classification)
+  int64_t dim = 128;                // fusion width (router output)
+  int64_t adapter_bottleneck = 32;  // residual adapter after the router; 0 disables
+  int64_t fusion_depth = 2;         // bidirectional DualStreamFusion blocks (ITM, NLVR2, VQA classification)
   int64_t fusion_heads = 4;
-  int64_t block_size = 16;         // block-sparse block and LSH bucket size in the fusion blocks
+  int64_t block_size = 16;  // block-sparse block and LSH bucket size in the fusion blocks
   double density = 0.5;
   int64_t n_hashes = 2;
-  int64_t embed_dim = 128;         // contrastive embedding width
+  int64_t embed_dim = 128;  // contrastive embedding width
   // generation path
   VQVAEOptions vq;
-  int64_t causal_depth = 2;        // causal fusion stack shared by text generation and image-token generation
-  int64_t max_positions = 256;     // of the causal stack: image tokens + text, or text + <boi> + codes
+  int64_t causal_depth = 2;     // causal fusion stack shared by text generation and image-token generation
+  int64_t max_positions = 256;  // of the causal stack: image tokens + text, or text + <boi> + codes
   // heads
   int64_t num_answers = 0;         // VQA answer vocabulary (classification head); 0: no head
   int64_t num_classes = 0;         // image classification head; 0: none
   int64_t simmim_mask_patch = 32;  // SimMIM mask patch at 224 px, scaled with the image size
 
   int64_t image_size() const { return vision.image_size(); }
-  int64_t image_tokens() const;    // routed image tokens fed to the fusion stacks
-  int64_t code_tokens() const;     // VQ codes per image
-  void validate() const;           // InputError naming the field
+  int64_t image_tokens() const;  // routed image tokens fed to the fusion stacks
+  int64_t code_tokens() const;   // VQ codes per image
+  void validate() const;         // InputError naming the field
 };
 
 // The registered flavours, for a text vocabulary of `vocab_size` and images of `image_size` (0 keeps the default).

@@ -113,14 +113,14 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   DynamicRouter router{nullptr};
   Adapter adapter{nullptr};
   FusionTransformer fusion{nullptr};
-  at::Tensor cls_token;    // [1, 1, D] first token of the bidirectional fusion sequence
-  at::Tensor type_embed;   // [3, D] image / second image / text segment embeddings
+  at::Tensor cls_token;   // [1, 1, D] first token of the bidirectional fusion sequence
+  at::Tensor type_embed;  // [3, D] image / second image / text segment embeddings
   torch::nn::Linear vision_proj{nullptr}, text_proj{nullptr};
   at::Tensor logit_scale;  // scalar, init ln(1/0.07)
   torch::nn::Linear itm_head{nullptr}, nlvr2_head{nullptr};
-  torch::nn::Linear vqa_head{nullptr};   // only with num_answers > 0
-  torch::nn::Linear cls_head{nullptr};   // only with num_classes > 0
-  at::Tensor mask_token;                 // [1, 1, Dv] SimMIM
+  torch::nn::Linear vqa_head{nullptr};  // only with num_answers > 0
+  torch::nn::Linear cls_head{nullptr};  // only with num_classes > 0
+  at::Tensor mask_token;                // [1, 1, Dv] SimMIM
   torch::nn::Linear simmim_head{nullptr};
   VQVAE vq{nullptr};
   ImageTokenGenerator image_gen{nullptr};

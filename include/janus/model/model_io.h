@@ -13,7 +13,7 @@ namespace janus {
 // `tokenizer_vocab` when that is 0.
 JanusModelOptions model_options(const ModelConfig& cfg, int64_t tokenizer_vocab);
 
-nlohmann::json model_spec(const JanusModelOptions& o);       // what model.json holds
+nlohmann::json model_spec(const JanusModelOptions& o);                  // what model.json holds
 JanusModelOptions model_options_from_spec(const nlohmann::json& spec);  // InputError naming bad fields
 
 void save_model(const JanusModelImpl& model, const std::string& dir);
