@@ -88,18 +88,6 @@ int worker(const Args& a) {
   return 0;
 }
 
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
 
 struct Result {
   double samples_per_s = 0;
@@ -115,7 +103,7 @@ Result run_world(int world, int argc, char** argv) {
   const std::string out = "/tmp/janus_bench_ddp_" + std::to_string(getpid()) + ".txt";
   std::ostringstream cmd;
   cmd << "export JANUS_BENCH_DDP_WORKER=1 OMP_NUM_THREADS=1 WORLD_SIZE=" << world
-      << " MASTER_ADDR=127.0.0.1 MASTER_PORT=" << free_port() << "; ";
+      << " MASTER_ADDR=127.0.0.1 MASTER_PORT=" << janus::dist::free_loopback_port() << "; ";
   for (int r = 0; r < world; ++r) {
     cmd << "RANK=" << r << " LOCAL_RANK=" << r << " '" << exe << "'" << flags << (r == 0 ? " > " + out : " > /dev/null")
         << " 2>/dev/null & ";

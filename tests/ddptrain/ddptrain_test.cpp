@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "janus/io/safetensors.h"
+#include "janus/train/distributed.h"
 #include "test_util.h"
 
 namespace {
@@ -24,18 +25,6 @@ namespace {
 namespace jt = janus::test;
 namespace fs = std::filesystem;
 
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
 
 std::string read_text(const std::string& path) {
   std::ifstream f(path);
@@ -181,7 +170,7 @@ TEST(DdpTrain, KilledRankMakesOthersFailNamingIt) {
   const auto dir = jt::temp_dir("ddp_die");
   const int world = 3;
   std::string cmd = "cd " + jt::quote(dir) + " && export WORLD_SIZE=3 LOCAL_WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 " +
-                    "MASTER_PORT=" + std::to_string(free_port()) + "; ";
+                    "MASTER_PORT=" + std::to_string(janus::dist::free_loopback_port()) + "; ";
   const std::string args =
       train_args(dir + "/run", 4, 100000, "--toy-step-sleep-ms 20 --toy-kill-at-step 5 --toy-kill-rank 1");
   for (int r = 0; r < world; ++r) {

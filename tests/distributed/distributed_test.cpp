@@ -240,18 +240,6 @@ std::string self_exe() {
   return std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
 }
 
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
 
 // Runs the scenario on `world` ranks through janus_launch.
 janus::test::CommandResult launch(const std::string& scenario, int world, const std::string& out,
@@ -393,7 +381,7 @@ class KilledRank : public ::testing::TestWithParam<int> {};
 TEST_P(KilledRank, OthersFailWithin60sNamingIt) {
   const int world = 3, victim = GetParam();
   const auto out = janus::test::temp_dir("die");
-  const int port = free_port();
+  const int port = janus::dist::free_loopback_port();
   std::string cmd = "cd " + janus::test::quote(out) + " && export JANUS_DIST_WORKER=die JANUS_DIST_TIMEOUT_S=20 " +
                     "JANUS_DIST_DIE_RANK=" + std::to_string(victim) + " WORLD_SIZE=" + std::to_string(world) +
                     " MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) + "; ";

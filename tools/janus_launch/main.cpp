@@ -18,29 +18,13 @@
 #include <vector>
 
 #include "cli.h"
+#include "janus/train/distributed.h"
 
 namespace {
 
 volatile sig_atomic_t g_signal = 0;
 void on_signal(int sig) { g_signal = sig; }
 
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw janus::Error("janus_launch: socket() failed: " + std::string(std::strerror(errno)));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    throw janus::Error("janus_launch: cannot find a free port: " + std::string(std::strerror(errno)));
-  }
-  const int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
 
 std::string describe(int status) {
   if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
@@ -68,7 +52,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("cmd", cmd, "command to run (after --)")->required();
   return janus::cli::run(app, argc, argv, common, [&]() -> int {
-    if (port == 0) port = free_port();
+    if (port == 0) port = janus::dist::free_loopback_port();
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);

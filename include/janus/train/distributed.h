@@ -21,6 +21,10 @@
 
 namespace janus::dist {
 
+// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it back). For MASTER_PORT of local
+// launches and tests; Error when no socket can be bound.
+int free_loopback_port();
+
 // Where this process sits in the job, read from the launcher's environment.
 struct LaunchEnv {
   int rank = 0;
