@@ -181,13 +181,15 @@ void check_number(double v, const Check& c, const Origin& o, const YAML::Node& n
   const bool high = c.max && v > *c.max;
   if (low || high) fail(o, n, path, fmt::format("value {} is out of range: expected {}", v, c.describe()));
 }
+thread_local bool t_skip_path_checks = false;  // Config::load_resolved
+
 void check_string(const std::string& v, const Check& c, const Origin& o, const YAML::Node& n, const std::string& path) {
   if (!c.choices.empty() && std::find(c.choices.begin(), c.choices.end(), v) == c.choices.end()) {
     const std::string best = closest_match(v, c.choices);
     const std::string hint = best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best);
     fail(o, n, path, fmt::format("value '{}' is not allowed: expected {}{}", v, c.describe(), hint));
   }
-  if (c.existing_path && !v.empty() && !std::filesystem::exists(v)) {
+  if (c.existing_path && !t_skip_path_checks && !v.empty() && !std::filesystem::exists(v)) {
     fail(o, n, path, fmt::format("path '{}' does not exist", v));
   }
 }
@@ -436,6 +438,14 @@ Config Config::load(const std::string& path, const std::vector<std::string>& ove
     throw ConfigError(fmt::format("config file '{}' does not exist or is not a file", path));
   }
   return from_yaml(read_file(path), overrides, path);
+}
+
+Config Config::load_resolved(const std::string& path) {
+  struct Guard {
+    Guard() { t_skip_path_checks = true; }
+    ~Guard() { t_skip_path_checks = false; }
+  } guard;
+  return load(path);
 }
 
 void Config::set(const std::string& assignment) {

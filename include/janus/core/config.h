@@ -272,6 +272,9 @@ struct Config {
   // Loads a YAML file (may be empty: all defaults) and applies `--set key.path=value` overrides in order.
   // Throws ConfigError naming the key path (and the closest valid key for unknown ones) on any problem.
   static Config load(const std::string& path, const std::vector<std::string>& overrides = {});
+  // A run's resolved config.yaml read back by consumers (janus_eval, Pipeline, janus_serve): everything is validated
+  // as in load() except that paths need not exist (the data a model was trained on may live elsewhere).
+  static Config load_resolved(const std::string& path);
   static Config from_yaml(const std::string& yaml, const std::vector<std::string>& overrides = {},
                           const std::string& source = "<string>");
   // Applies one "a.b.c=value" override with the same validation as the file.

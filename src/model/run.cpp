@@ -1,0 +1,131 @@
+#include "janus/model/run.h"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "janus/core/error.h"
+#include "janus/core/fs.h"
+#include "janus/io/module_io.h"
+#include "janus/model/model_io.h"
+#include "janus/train/checkpoint.h"
+
+namespace janus {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool is_file(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec);
+}
+
+// The weights file for `which` (see LoadRunOptions::weights).
+std::string pick_weights(const fs::path& dir, const std::string& which) {
+  const auto final_model = dir / "final" / "model.safetensors";
+  const auto final_ema = dir / "final" / "ema.safetensors";
+  const auto latest = [&]() -> std::string {
+    const auto ckpt = train::CheckpointStore((dir / "checkpoints").string(), 1).latest_valid({"model.safetensors"});
+    return ckpt ? (fs::path(*ckpt) / "model.safetensors").string() : std::string();
+  };
+  if (which == "auto") {
+    if (is_file(final_ema)) return final_ema.string();
+    if (is_file(final_model)) return final_model.string();
+    if (is_file(dir / "model.safetensors")) return (dir / "model.safetensors").string();  // save_model directory
+    const auto l = latest();
+    if (!l.empty()) return l;
+    throw_input_error("run '{}' holds no weights: no final/model.safetensors, model.safetensors or valid checkpoint",
+                      dir.string());
+  }
+  if (which == "final" || which == "ema") {
+    const auto p = which == "final" ? final_model : final_ema;
+    if (!is_file(p)) throw_input_error("run '{}': '{}' does not exist", dir.string(), p.string());
+    return p.string();
+  }
+  if (which == "latest") {
+    const auto l = latest();
+    if (l.empty()) throw_input_error("run '{}': no valid checkpoint under checkpoints/", dir.string());
+    return l;
+  }
+  std::error_code ec;
+  if (fs::is_directory(which, ec)) {
+    const auto why = train::CheckpointStore::validate(which, {"model.safetensors"});
+    if (!why.empty()) throw_input_error("weights: checkpoint '{}' is not usable: {}", which, why);
+    return (fs::path(which) / "model.safetensors").string();
+  }
+  if (!is_file(which)) throw_input_error("weights: '{}' does not exist", which);
+  return which;
+}
+
+}  // namespace
+
+RunArtifacts load_run(const std::string& dir_str, const LoadRunOptions& options) {
+  const fs::path dir(dir_str);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw_input_error("run directory '{}' does not exist", dir_str);
+  RunArtifacts run;
+  run.dir = dir_str;
+  if (is_file(dir / "config.yaml")) run.config = Config::load_resolved((dir / "config.yaml").string());
+
+  if (!is_file(dir / "model.json")) {
+    throw_input_error("run '{}' has no model.json (written when a stage task starts; see docs/model.md)", dir_str);
+  }
+  nlohmann::json spec;
+  try {
+    spec = nlohmann::json::parse(read_file((dir / "model.json").string()));
+  } catch (const nlohmann::json::exception& e) {
+    throw_input_error("'{}/model.json' is not valid JSON: {}", dir_str, e.what());
+  }
+  run.model = JanusModel(model_options_from_spec(spec));
+  run.weights = pick_weights(dir, options.weights);
+  const auto report = load_module(*run.model, run.weights);  // strict: every tensor, matching shapes
+  spdlog::debug("load_run {}: {}", run.weights, report.summary());
+  run.model->to(options.device);
+  run.model->eval();
+
+  if (is_file(dir / "tokenizer.model")) {
+    run.tokenizer = std::make_shared<const Tokenizer>(Tokenizer::load((dir / "tokenizer.model").string()));
+    if (run.tokenizer->vocab_size() != run.model->options.text.vocab_size()) {
+      throw_input_error("run '{}': tokenizer.model has {} pieces but the model's text vocabulary is {}", dir_str,
+                        run.tokenizer->vocab_size(), run.model->options.text.vocab_size());
+    }
+  } else {
+    throw_input_error("run '{}' has no tokenizer.model", dir_str);
+  }
+
+  if (is_file(dir / "answers.json")) {
+    try {
+      const auto j = nlohmann::json::parse(read_file((dir / "answers.json").string()));
+      run.answers = j.get<std::vector<std::string>>();
+    } catch (const nlohmann::json::exception& e) {
+      throw_input_error("'{}/answers.json' must be a JSON list of strings: {}", dir_str, e.what());
+    }
+  }
+  const auto heads = run.model->options.num_answers;
+  if (heads > 0 && static_cast<int64_t>(run.answers.size()) != heads) {
+    throw_input_error("run '{}': the VQA head has {} answers but answers.json lists {}", dir_str, heads,
+                      run.answers.size());
+  }
+  return run;
+}
+
+void write_run_artifacts(const std::string& dir, const JanusModelOptions& model, const std::string& tokenizer_path,
+                         const std::vector<std::string>& answers) {
+  fs::create_directories(dir);
+  write_file_atomic((fs::path(dir) / "model.json").string(), model_spec(model).dump(2) + "\n");
+  if (!tokenizer_path.empty()) {
+    const auto src = fs::path(tokenizer_path);
+    const auto file = fs::is_directory(src) ? src / "tokenizer.model" : src;
+    const auto dst = fs::path(dir) / "tokenizer.model";
+    if (fs::weakly_canonical(file) != fs::weakly_canonical(dst)) {
+      write_file_atomic(dst.string(), read_file(file.string()));
+    }
+  }
+  if (!answers.empty()) {
+    write_file_atomic((fs::path(dir) / "answers.json").string(), nlohmann::json(answers).dump() + "\n");
+  }
+}
+
+}  // namespace janus

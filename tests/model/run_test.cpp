@@ -1,0 +1,87 @@
+// The run-directory contract (include/janus/model/run.h): write_run_artifacts + weights -> load_run gives back the
+// same model, tokenizer and answers; every missing or inconsistent piece is an InputError naming it.
+#include <filesystem>
+
+#include <gtest/gtest.h>
+#include <torch/nn.h>
+
+#include "janus/core/error.h"
+#include "janus/core/fs.h"
+#include "janus/io/module_io.h"
+#include "janus/model/model_io.h"
+#include "janus/model/run.h"
+#include "test_util.h"
+
+namespace {
+
+std::string make_tokenizer(const std::string& dir) {
+  std::string text;
+  const char* colours[] = {"red", "green", "blue", "cyan", "yellow", "magenta"};
+  const char* shapes[] = {"circle", "square", "triangle", "star"};
+  for (int i = 0; i < 400; ++i) {
+    text += fmt::format("a {} {} to the left of a {} {}\n", colours[i % 6], shapes[i % 4], colours[(i / 6) % 6],
+                        shapes[(i / 4) % 4]);
+  }
+  janus::write_file_atomic(dir + "/corpus.txt", text);
+  return janus::Tokenizer::train(dir + "/corpus.txt", dir + "/tok", {60});
+}
+
+}  // namespace
+
+TEST(RunDir, WriteThenLoadGivesTheSameModel) {
+  const auto d = janus::test::temp_dir("run");
+  const auto tok_path = make_tokenizer(d);
+  const auto tok = janus::Tokenizer::load(tok_path);
+  auto o = janus::model_flavour("tiny", tok.vocab_size(), 32);
+  o.num_answers = 3;
+  torch::manual_seed(0);
+  janus::JanusModel model(o);
+  const std::string run = d + "/run";
+  janus::write_run_artifacts(run, o, tok_path, {"yes", "no", "2"});
+  std::filesystem::create_directories(run + "/final");
+  janus::save_module(*model, run + "/final/model.safetensors");
+
+  auto loaded = janus::load_run(run);
+  EXPECT_EQ(loaded.weights, run + "/final/model.safetensors");
+  EXPECT_EQ(loaded.answers, (std::vector<std::string>{"yes", "no", "2"}));
+  ASSERT_TRUE(loaded.tokenizer);
+  EXPECT_EQ(loaded.tokenizer->encode("a red circle"), tok.encode("a red circle"));
+  EXPECT_FALSE(loaded.model->is_training());
+  const auto a = model->named_parameters();
+  const auto b = loaded.model->named_parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& p : a) EXPECT_TRUE(torch::equal(p.value(), b[p.key()])) << p.key();
+
+  // A config.yaml whose data paths no longer exist still loads (the run moved to another machine).
+  janus::write_file_atomic(run + "/config.yaml", "data:\n  train: /nonexistent/train\n");
+  EXPECT_THROW(janus::Config::load(run + "/config.yaml"), janus::InputError);
+  EXPECT_EQ(janus::load_run(run).config.data.train, "/nonexistent/train");
+}
+
+TEST(RunDir, MissingOrInconsistentPiecesAreInputErrors) {
+  const auto d = janus::test::temp_dir("runbad");
+  const auto tok_path = make_tokenizer(d);
+  const auto vocab = janus::Tokenizer::load(tok_path).vocab_size();
+  auto o = janus::model_flavour("tiny", vocab, 32);
+  o.num_answers = 2;
+  janus::JanusModel model(o);
+  const std::string run = d + "/run";
+  EXPECT_THROW(janus::load_run(run), janus::InputError);  // no directory
+  janus::write_run_artifacts(run, o, tok_path, {"yes", "no"});
+  EXPECT_THROW(janus::load_run(run), janus::InputError);  // no weights
+  std::filesystem::create_directories(run + "/final");
+  janus::save_module(*model, run + "/final/model.safetensors");
+  EXPECT_NO_THROW(janus::load_run(run));
+  janus::LoadRunOptions lo;
+  lo.weights = "latest";
+  EXPECT_THROW(janus::load_run(run, lo), janus::InputError);  // no checkpoints
+  janus::write_file_atomic(run + "/answers.json", "[\"yes\"]");
+  EXPECT_THROW(janus::load_run(run), janus::InputError);  // head size != answers
+  janus::write_file_atomic(run + "/answers.json", "{\"a\": 1}");
+  EXPECT_THROW(janus::load_run(run), janus::InputError);
+  janus::write_run_artifacts(run, o, tok_path, {"yes", "no"});
+  auto wrong = janus::model_flavour("tiny", vocab + 5, 32);
+  wrong.num_answers = 2;
+  janus::write_file_atomic(run + "/model.json", janus::model_spec(wrong).dump());
+  EXPECT_THROW(janus::load_run(run), janus::InputError);  // weights do not fit the spec
+}
