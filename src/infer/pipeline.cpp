@@ -19,6 +19,7 @@
 #include "janus/data/image.h"
 #include "janus/data/tokenizer.h"
 #include "janus/decoder/image_output.h"
+#include "janus/fusion/attention.h"
 #include "janus/infer/quantize.h"
 #include "janus/model/janus_model.h"
 #include "janus/model/model_io.h"
@@ -88,6 +89,17 @@ struct Pipeline::Impl {
   std::string quant = "none";
   ImageTransform transform;
   std::mutex mu;  // serialises forward passes (the modules keep per-forward state)
+  std::vector<LSHAttentionImpl*> lsh;  // re-seeded before every forward pass (see Forward)
+
+  // Holds the model for one forward pass: the lock, no autograd, and the LSH attention generators re-seeded so
+  // that a call's result does not depend on the calls before it (LSHAttention draws fresh rotations per forward).
+  struct Forward {
+    explicit Forward(Impl& impl) : lock(impl.mu) {
+      for (auto* l : impl.lsh) l->reset();
+    }
+    std::lock_guard<std::mutex> lock;
+    torch::NoGradGuard no_grad;
+  };
 
   TextInput encode(const std::vector<std::string>& texts, const char* what, int64_t max_len) const {
     for (std::size_t i = 0; i < texts.size(); ++i) {
@@ -224,6 +236,9 @@ Pipeline Pipeline::load(const std::string& run_dir, const PipelineOptions& optio
     verify_quantized_model(*impl->model);
   }
 
+  for (const auto& item : impl->model->named_modules()) {
+    if (auto* l = dynamic_cast<LSHAttentionImpl*>(item.value().get())) impl->lsh.push_back(l);
+  }
   const int64_t side = impl->model->options.image_size();
   impl->transform.resize_short = side;
   impl->transform.crop = side;
@@ -251,8 +266,7 @@ std::vector<std::string> Pipeline::caption(const std::vector<ImageInput>& images
   const auto x = impl_->images_to_device(preprocess(images));
   at::Tensor ids;
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    torch::NoGradGuard no_grad;
+    Impl::Forward fwd(*impl_);
     ids = impl_->model->generate_caption(x, SpecialTokens::bos, SpecialTokens::eos, impl_->options.max_caption_len);
   }
   ids = ids.cpu();
@@ -275,8 +289,7 @@ std::vector<Answer> Pipeline::answer(const std::vector<ImageInput>& images, cons
   const auto x = impl_->images_to_device(preprocess(images));
   at::Tensor probs;
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    torch::NoGradGuard no_grad;
+    Impl::Forward fwd(*impl_);
     probs = impl_->model->vqa(x, q).logits.to(at::kFloat).sigmoid().cpu();
   }
   const int64_t k = std::min<int64_t>(top_k, probs.size(1));
@@ -297,8 +310,7 @@ at::Tensor Pipeline::embed_images(const std::vector<ImageInput>& images) {
   const auto x = impl_->images_to_device(preprocess(images));
   at::Tensor e;
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    torch::NoGradGuard no_grad;
+    Impl::Forward fwd(*impl_);
     auto& m = *impl_->model;
     e = m.vision_proj->forward(m.vision->forward(x).pooled);
   }
@@ -311,8 +323,7 @@ at::Tensor Pipeline::embed_texts(const std::vector<std::string>& texts) {
   const auto t = impl_->encode(texts, "text", impl_->options.max_text_len);
   at::Tensor e;
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    torch::NoGradGuard no_grad;
+    Impl::Forward fwd(*impl_);
     auto& m = *impl_->model;
     e = m.text_proj->forward(m.text->forward(t.ids, t.mask).pooled);
   }
@@ -328,8 +339,7 @@ std::vector<Classification> Pipeline::classify(const std::vector<ImageInput>& im
   const auto x = impl_->images_to_device(preprocess(images));
   at::Tensor probs;
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    torch::NoGradGuard no_grad;
+    Impl::Forward fwd(*impl_);
     probs = impl_->model->classify(x).logits.to(at::kFloat).softmax(-1).cpu().contiguous();
   }
   std::vector<Classification> out(images.size());
@@ -367,8 +377,7 @@ std::vector<std::vector<at::Tensor>> Pipeline::generate(const std::vector<std::s
         .seed(opts.seed);
     at::Tensor img;
     {
-      std::lock_guard<std::mutex> lock(impl_->mu);
-      torch::NoGradGuard no_grad;
+      Impl::Forward fwd(*impl_);
       img = m.generate_images(t.ids, s);
     }
     const auto u8 = to_uint8_image(img.to(at::kFloat).cpu());  // [n, H, W, 3]
