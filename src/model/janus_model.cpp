@@ -309,6 +309,17 @@ at::Tensor JanusModelImpl::generate_images(const at::Tensor& prompt_ids, const S
   return vq->decode(codes.view({codes.size(0), g, g}));
 }
 
+void JanusModelImpl::set_activation_checkpointing(bool on) {
+  vision->set_activation_checkpointing(on);
+  text->set_activation_checkpointing(on);
+  fusion->set_activation_checkpointing(on);
+  auto backbone = std::dynamic_pointer_cast<FusionBackboneImpl>(image_gen->backbone);
+  TORCH_CHECK(backbone, "janus_model: image_gen.backbone is not the fusion stack");
+  backbone->net->set_activation_checkpointing(on);
+}
+
+bool JanusModelImpl::activation_checkpointing() const { return fusion->activation_checkpointing(); }
+
 std::string describe_model(const JanusModelImpl& model) {
   std::string out = fmt::format("JanusModel flavour '{}'\n", model.options.flavour);
   int64_t total = 0;

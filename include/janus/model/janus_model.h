@@ -107,6 +107,12 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   // prompts [P, Lt] -> images [P * samples, 3, H, W] in the VQ-VAE's pixel range.
   at::Tensor generate_images(const at::Tensor& prompt_ids, const SamplingOptions& sampling);
 
+  // Activation checkpointing per transformer block of the ViT, the text encoder, the bidirectional fusion stack
+  // and the causal generation/LM stack (image_gen.backbone), for training forwards only (docs/model.md). Losses
+  // and gradients are unchanged (tested to 1e-6); KV-cache decoding and eval forwards are unaffected.
+  void set_activation_checkpointing(bool on);
+  bool activation_checkpointing() const;
+
   JanusModelOptions options;
   VisionEncoder vision{nullptr};
   TextEncoder text{nullptr};
