@@ -87,7 +87,8 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
     ctx->save_for_backward({x});
     ctx->saved_data["n_params"] = static_cast<int64_t>(params.size());
     st->params.assign(params.begin(), params.end());
-    ctx->saved_data["state"] = c10::IValue::make_capsule(c10::static_intrusive_pointer_cast<torch::CustomClassHolder>(st));
+    ctx->saved_data["state"] =
+        c10::IValue::make_capsule(c10::static_intrusive_pointer_cast<torch::CustomClassHolder>(st));
     auto y = st->fn(x);
     TORCH_CHECK(y.defined(), "checkpoint: the checkpointed function returned an undefined tensor");
     return y;

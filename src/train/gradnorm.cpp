@@ -22,8 +22,8 @@ const at::Tensor& need(const TensorMap& in, const std::string& key, at::IntArray
   auto it = in.find(key);
   if (it == in.end()) throw_input_error("gradnorm: checkpoint key '{}' is missing", key);
   if (it->second.sizes() != shape)
-    throw_input_error("gradnorm: checkpoint key '{}' has shape {}, expected {}", key,
-                      c10::str(it->second.sizes()), c10::str(shape));
+    throw_input_error("gradnorm: checkpoint key '{}' has shape {}, expected {}", key, c10::str(it->second.sizes()),
+                      c10::str(shape));
   return it->second;
 }
 
@@ -145,8 +145,7 @@ void GradNorm::load(const TensorMap& in, const std::string& prefix) {
   auto f = [&](const char* key) { return need(in, prefix + key, vec).to(at::kCPU, at::kFloat).clone(); };
   auto i = [&](const char* key) { return need(in, prefix + key, one).to(at::kCPU, at::kLong).item<int64_t>(); };
   // Validate everything before touching the state.
-  auto w = f("weights"), l0 = f("initial_losses"), m = f("adam_exp_avg"), v = f("adam_exp_avg_sq"),
-       gs = f("grad_sum");
+  auto w = f("weights"), l0 = f("initial_losses"), m = f("adam_exp_avg"), v = f("adam_exp_avg_sq"), gs = f("grad_sum");
   const auto init = i("initialized"), step = i("adam_step"), count = i("grad_count");
   if (!(w > 0).all().item<bool>() || !at::isfinite(w).all().item<bool>())
     throw_input_error("gradnorm: checkpoint key '{}weights' holds non-positive or non-finite weights", prefix);

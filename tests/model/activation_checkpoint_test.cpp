@@ -24,7 +24,9 @@ struct DropBlockImpl : torch::nn::Module {
     norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({16})));
     mlp = register_module("mlp", janus::Mlp(janus::MlpOptions(16, 32).dropout(0.3)));
   }
-  at::Tensor forward(const at::Tensor& x) { return x + at::dropout(mlp->forward(norm->forward(x)), 0.2, is_training()); }
+  at::Tensor forward(const at::Tensor& x) {
+    return x + at::dropout(mlp->forward(norm->forward(x)), 0.2, is_training());
+  }
   torch::nn::LayerNorm norm{nullptr};
   janus::Mlp mlp{nullptr};
 };
@@ -210,8 +212,9 @@ TEST(ActivationCheckpoint, HoldsLessActivationMemory) {
     return static_cast<double>(held);
   };
   const double off = measure(false), on = measure(true);
-  std::printf("activation memory held after forward (tiny model, B=8, all stacks): off %.1f MiB, on %.1f MiB "
-              "(ratio %.2f)\n",
-              off / (1 << 20), on / (1 << 20), on / off);
+  std::printf(
+      "activation memory held after forward (tiny model, B=8, all stacks): off %.1f MiB, on %.1f MiB "
+      "(ratio %.2f)\n",
+      off / (1 << 20), on / (1 << 20), on / off);
   EXPECT_LT(on, 0.8 * off);
 }

@@ -4,8 +4,9 @@
 //   r_i   = (L_i(t) / L_i(0)) / mean_j (L_j(t) / L_j(0))
 //   L_grad = sum_i | G_i - sg[ mean(G) * r_i^alpha ] |, differentiated w.r.t. the task weights w only
 // w is updated by its own Adam (lr, betas 0.9/0.999, eps 1e-8, as torch.optim.Adam), then clamped positive and
-// renormalised so sum_i w_i = T. A task whose loss decreased *less* (larger r_i) gets a larger gradient-norm target,
-// hence a larger weight. (PyPI gradnorm-pytorch uses r^-alpha, which inverts this for alpha > 0; not used here.)
+// renormalised so sum_i w_i = T. A task whose loss decreased *less* (larger r_i) gets a larger target for its
+// weighted gradient norm G_i (with equal raw gradient norms: a larger weight). (PyPI gradnorm-pytorch uses r^-alpha,
+// which inverts this for alpha > 0; not used here.)
 //
 // Usage per optimiser step (gradient accumulation: combine() once per micro-batch, step() once per step):
 //   auto total = gradnorm.combine({l_t2i, l_cap, l_vqa}, last_shared_layer_params);
@@ -52,12 +53,12 @@ class GradNorm {
  private:
   std::vector<std::string> names_;
   double alpha_, lr_;
-  at::Tensor w_;                  // [T] float32, CPU
-  at::Tensor l0_;                 // [T] float32, CPU
+  at::Tensor w_;   // [T] float32, CPU
+  at::Tensor l0_;  // [T] float32, CPU
   bool initialized_ = false;
   at::Tensor exp_avg_, exp_avg_sq_;  // Adam moments [T]
   int64_t adam_step_ = 0;
-  at::Tensor grad_sum_;           // [T] accumulated dL_grad/dw
+  at::Tensor grad_sum_;  // [T] accumulated dL_grad/dw
   int64_t grad_count_ = 0;
   at::Tensor last_g_, last_r_;
   double last_lgrad_ = 0.0;
