@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "janus/core/checkpoint_fn.h"
 #include "janus/core/error.h"
 #include "janus/io/module_io.h"
 
@@ -156,7 +157,15 @@ TextOutput TextEncoderImpl::forward(const at::Tensor& input_ids, const std::opti
     mask = keep.view({B, 1, 1, L});
   }
   auto x = embeddings->forward(input_ids, types);
-  for (size_t i = 0; i < layers->size(); ++i) x = layers->ptr<TextLayerImpl>(i)->forward(x, mask);
+  const bool ckpt = use_checkpoint(activation_checkpointing_, *this);
+  for (size_t i = 0; i < layers->size(); ++i) {
+    auto layer = layers->ptr<TextLayerImpl>(i);
+    if (ckpt)
+      x = checkpoint([layer, mask](const at::Tensor& t) { return layer->forward(t, mask); }, x,
+                     trainable_parameters(*layer));
+    else
+      x = layer->forward(x, mask);
+  }
   auto first = x.select(1, 0);
   return {x, pooler ? at::tanh(pooler->forward(first)) : first};
 }

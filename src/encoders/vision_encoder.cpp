@@ -5,6 +5,7 @@
 #include <torch/nn/init.h>
 #include <nlohmann/json.hpp>
 
+#include "janus/core/checkpoint_fn.h"
 #include "janus/core/error.h"
 #include "janus/io/module_io.h"
 
@@ -181,9 +182,26 @@ at::Tensor VisionEncoderImpl::add_positions(const at::Tensor& patch_tokens, std:
 
 VisionOutput VisionEncoderImpl::encode(const at::Tensor& tokens) {
   auto x = tokens;
+  const bool ckpt = use_checkpoint(activation_checkpointing_, *this);
   for (size_t i = 0; i < blocks->size(); ++i) {
-    x = blocks->ptr<BlockImpl>(i)->forward(x);
-    if (adapters) x = adapters->ptr<AdapterImpl>(i)->forward(x);
+    auto block = blocks->ptr<BlockImpl>(i);
+    std::shared_ptr<AdapterImpl> adapter = adapters ? adapters->ptr<AdapterImpl>(i) : nullptr;
+    if (ckpt) {
+      auto params = trainable_parameters(*block);
+      if (adapter) {
+        auto more = trainable_parameters(*adapter);
+        params.insert(params.end(), more.begin(), more.end());
+      }
+      x = checkpoint(
+          [block, adapter](const at::Tensor& t) {
+            auto y = block->forward(t);
+            return adapter ? adapter->forward(y) : y;
+          },
+          x, params);
+    } else {
+      x = block->forward(x);
+      if (adapter) x = adapter->forward(x);
+    }
   }
   if (norm) x = norm->forward(x);
   return {x, pool(x)};

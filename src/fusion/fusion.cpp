@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include "janus/core/checkpoint_fn.h"
+
 namespace janus {
 
 DualStreamFusionImpl::DualStreamFusionImpl(const DualStreamFusionOptions& options_) : options(options_) { reset(); }
@@ -151,7 +153,19 @@ void FusionTransformerImpl::reset() {
 
 at::Tensor FusionTransformerImpl::forward(const at::Tensor& x, const std::optional<at::Tensor>& key_mask) {
   auto y = x;
-  for (const auto& b : *blocks) y = b->as<DualStreamFusionImpl>()->forward(y, key_mask);
+  const bool ckpt = use_checkpoint(activation_checkpointing_, *this);
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    auto block = blocks->ptr<DualStreamFusionImpl>(i);
+    if (ckpt) {
+      // The LSH stream draws fresh rotations each forward: its generator is replayed too.
+      std::vector<at::Generator> gens;
+      if (!block->options.causal()) gens.push_back(block->lsh_attn->generator());
+      y = checkpoint([block, key_mask](const at::Tensor& t) { return block->forward(t, key_mask); }, y,
+                     trainable_parameters(*block), gens);
+    } else {
+      y = block->forward(y, key_mask);
+    }
+  }
   return norm->forward(y);
 }
 

@@ -1,6 +1,9 @@
 #include "janus/model/janus_model.h"
 
+#include <algorithm>
+#include <any>
 #include <cmath>
+#include <limits>
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
@@ -127,11 +130,22 @@ at::Tensor JanusModelImpl::fuse_cls(const std::vector<at::Tensor>& segments, con
   return fusion->forward(x, m).select(1, 0);
 }
 
+namespace {
+at::Tensor l2_normalize(const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true).clamp_min(1e-12); }
+}  // namespace
+
+at::Tensor JanusModelImpl::embed_images(const at::Tensor& images) {
+  return l2_normalize(vision_proj->forward(vision->forward(images).pooled));
+}
+
+at::Tensor JanusModelImpl::embed_texts(const TextInput& t) {
+  return l2_normalize(text_proj->forward(text->forward(t.ids, t.mask).pooled));
+}
+
 ContrastiveOutput JanusModelImpl::contrastive(const at::Tensor& images, const TextInput& t) {
   ContrastiveOutput out;
-  auto l2 = [](const at::Tensor& x) { return x / x.norm(2, {-1}, /*keepdim=*/true).clamp_min(1e-12); };
-  out.image_embeds = l2(vision_proj->forward(vision->forward(images).pooled));
-  out.text_embeds = l2(text_proj->forward(text->forward(t.ids, t.mask).pooled));
+  out.image_embeds = embed_images(images);
+  out.text_embeds = embed_texts(t);
   out.logit_scale = logit_scale.clamp_max(std::log(100.0)).exp();
   const auto logits = out.logit_scale * at::matmul(out.image_embeds, out.text_embeds.t());
   const auto labels = at::arange(logits.size(0), logits.options().dtype(at::kLong));
@@ -186,6 +200,139 @@ at::Tensor JanusModelImpl::generate_caption(const at::Tensor& images, int64_t bo
     h = image_gen->backbone->forward_step(e, cache).select(1, -1);
   }
   return ids;
+}
+
+namespace {
+// Selects rows `idx` of every cached key/value (the built-in CausalTransformer's and the fusion stack's).
+void reorder_cache(CausalKVCache& cache, const at::Tensor& idx) {
+  for (auto& k : cache.keys) k = k.index_select(0, idx);
+  for (auto& v : cache.values) v = v.index_select(0, idx);
+  if (auto* fc = std::any_cast<KVCache>(&cache.state)) {
+    for (auto& l : fc->layers) {
+      for (at::Tensor* t : {&l.sparse_k, &l.sparse_v, &l.lsh_k, &l.lsh_v}) {
+        if (t->defined()) *t = t->index_select(0, idx);
+      }
+    }
+  }
+}
+}  // namespace
+
+at::Tensor JanusModelImpl::beam_generate(const at::Tensor& images, const at::Tensor& prompt, int64_t eos,
+                                         int64_t max_new, int64_t beam, double length_penalty) {
+  TORCH_CHECK(beam >= 1, "beam_generate: beam size must be >= 1, got ", beam);
+  TORCH_CHECK(prompt.dim() == 2 && prompt.size(1) >= 1 && prompt.size(0) == images.size(0),
+              "beam_generate: prompt must be [B, P>=1] with B = ", images.size(0), " images, got ", prompt.sizes());
+  torch::NoGradGuard no_grad;
+  const auto prefix = image_tokens(images);
+  const int64_t B = prefix.size(0), N = prefix.size(1), P = prompt.size(1), K = beam;
+  max_new = std::min(max_new, options.max_positions - N - P);
+  const auto long_opts = at::TensorOptions().dtype(at::kLong).device(prefix.device());
+  if (max_new <= 0) return at::empty({B, 0}, long_opts);
+  auto embed = image_gen->text_embed;
+  const auto& pos = image_gen->pos_embed;
+  CausalKVCache cache;
+  auto x = at::cat({prefix.repeat_interleave(K, 0), embed->forward(prompt.to(long_opts).repeat_interleave(K, 0))}, 1) +
+           pos.slice(0, 0, N + P);
+  auto h = image_gen->backbone->forward_step(x, cache).select(1, -1);  // [B*K, D]
+
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  std::vector<double> scores(static_cast<size_t>(B * K), neg_inf);  // running sum of log p per live beam
+  for (int64_t b = 0; b < B; ++b) scores[static_cast<size_t>(b * K)] = 0.0;  // beams start identical: keep one
+  std::vector<std::vector<int64_t>> seqs(static_cast<size_t>(B * K));
+  struct Hyp {
+    double score;
+    std::vector<int64_t> ids;
+  };
+  std::vector<std::vector<Hyp>> finished(static_cast<size_t>(B));
+  std::vector<bool> done(static_cast<size_t>(B), false);
+  const auto normalised = [&](double s, size_t len) {
+    return s / std::pow(static_cast<double>(std::max<size_t>(len, 1)), length_penalty);
+  };
+  for (int64_t t = 0; t < max_new; ++t) {
+    const auto logp = at::log_softmax(at::linear(h, embed->weight, lm_bias).to(at::kFloat), -1);
+    const int64_t V = logp.size(1);
+    const auto total = (logp + at::tensor(scores, at::kDouble).to(logp.device()).to(at::kFloat).unsqueeze(1))
+                           .view({B, K * V});
+    const auto top = total.topk(std::min<int64_t>(2 * K, K * V), 1);
+    const auto vals = std::get<0>(top).to(at::kCPU).to(at::kDouble).contiguous();
+    const auto idx = std::get<1>(top).to(at::kCPU).contiguous();
+    const auto* pv = vals.data_ptr<double>();
+    const auto* pi = idx.data_ptr<int64_t>();
+    const int64_t C = vals.size(1);
+    std::vector<int64_t> src(static_cast<size_t>(B * K)), tok(static_cast<size_t>(B * K));
+    std::vector<double> next_scores(static_cast<size_t>(B * K), neg_inf);
+    for (int64_t b = 0; b < B; ++b) {
+      int64_t live = 0;
+      if (!done[static_cast<size_t>(b)]) {
+        for (int64_t c = 0; c < C && live < K; ++c) {
+          const double v = pv[b * C + c];
+          if (v == neg_inf) break;
+          const int64_t row = b * K + pi[b * C + c] / V, token = pi[b * C + c] % V;
+          if (token == eos) {
+            if (c < K) {  // an ended hypothesis counts only when it ranks among the top `beam`
+              auto ids = seqs[static_cast<size_t>(row)];
+              ids.push_back(eos);
+              const size_t len = ids.size();
+              finished[static_cast<size_t>(b)].push_back({normalised(v, len), std::move(ids)});
+            }
+            continue;
+          }
+          src[static_cast<size_t>(b * K + live)] = row;
+          tok[static_cast<size_t>(b * K + live)] = token;
+          next_scores[static_cast<size_t>(b * K + live)] = v;
+          ++live;
+        }
+        if (static_cast<int64_t>(finished[static_cast<size_t>(b)].size()) >= K) done[static_cast<size_t>(b)] = true;
+      }
+      for (; live < K; ++live) {  // finished images (or no candidates left): dead rows that keep shapes
+        src[static_cast<size_t>(b * K + live)] = b * K;
+        tok[static_cast<size_t>(b * K + live)] = eos;
+      }
+    }
+    std::vector<std::vector<int64_t>> next_seqs(static_cast<size_t>(B * K));
+    for (size_t r = 0; r < next_seqs.size(); ++r) {
+      next_seqs[r] = seqs[static_cast<size_t>(src[r])];
+      next_seqs[r].push_back(tok[r]);
+    }
+    seqs = std::move(next_seqs);
+    scores = std::move(next_scores);
+    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; }) || t + 1 == max_new) break;
+    reorder_cache(cache, at::tensor(src, at::kLong).to(prefix.device()));
+    const auto e = embed->forward(at::tensor(tok, at::kLong).to(prefix.device()).unsqueeze(1)) +
+                   pos.slice(0, N + P + t, N + P + t + 1);
+    h = image_gen->backbone->forward_step(e, cache).select(1, -1);
+  }
+  // Images that ran out of steps: their live beams compete with the ended ones.
+  std::vector<std::vector<int64_t>> best(static_cast<size_t>(B));
+  size_t longest = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    auto& fin = finished[static_cast<size_t>(b)];
+    if (!done[static_cast<size_t>(b)]) {
+      for (int64_t k = 0; k < K; ++k) {
+        const auto r = static_cast<size_t>(b * K + k);
+        if (scores[r] != neg_inf) fin.push_back({normalised(scores[r], seqs[r].size()), seqs[r]});
+      }
+    }
+    TORCH_CHECK(!fin.empty(), "beam_generate: no hypothesis for image ", b);
+    // First of the best: stable under ties, so beam 1 keeps the greedy choice.
+    const auto it = std::max_element(fin.begin(), fin.end(), [](const Hyp& a, const Hyp& c) { return a.score < c.score; });
+    best[static_cast<size_t>(b)] = it->ids;
+    longest = std::max(longest, it->ids.size());
+  }
+  auto out = at::full({B, static_cast<int64_t>(longest)}, eos, at::kLong);
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& ids = best[static_cast<size_t>(b)];
+    for (size_t i = 0; i < ids.size(); ++i) out[b][static_cast<int64_t>(i)] = ids[i];
+  }
+  return out.to(prefix.device());
+}
+
+at::Tensor JanusModelImpl::beam_search_caption(const at::Tensor& images, int64_t bos, int64_t eos, int64_t max_len,
+                                               int64_t beam, double length_penalty) {
+  const int64_t B = images.size(0);
+  const auto start = at::full({B, 1}, bos, at::TensorOptions().dtype(at::kLong).device(images.device()));
+  const auto rest = beam_generate(images, start, eos, max_len - 1, beam, length_penalty);
+  return at::cat({start, rest.to(start.device())}, 1);
 }
 
 TaskOutput JanusModelImpl::vqa(const at::Tensor& images, const TextInput& q, const at::Tensor& targets) {
@@ -308,6 +455,17 @@ at::Tensor JanusModelImpl::generate_images(const at::Tensor& prompt_ids, const S
   const int64_t g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(options.code_tokens()))));
   return vq->decode(codes.view({codes.size(0), g, g}));
 }
+
+void JanusModelImpl::set_activation_checkpointing(bool on) {
+  vision->set_activation_checkpointing(on);
+  text->set_activation_checkpointing(on);
+  fusion->set_activation_checkpointing(on);
+  auto backbone = std::dynamic_pointer_cast<FusionBackboneImpl>(image_gen->backbone);
+  TORCH_CHECK(backbone, "janus_model: image_gen.backbone is not the fusion stack");
+  backbone->net->set_activation_checkpointing(on);
+}
+
+bool JanusModelImpl::activation_checkpointing() const { return fusion->activation_checkpointing(); }
 
 std::string describe_model(const JanusModelImpl& model) {
   std::string out = fmt::format("JanusModel flavour '{}'\n", model.options.flavour);

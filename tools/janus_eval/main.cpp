@@ -1,9 +1,7 @@
 // janus_eval: evaluation front end.
 //   janus_eval score caption|vqa|nlvr2|retrieval ...   model-free scoring of prediction files (this file)
 //   janus_eval compare a.json b.json                   metric deltas between two results files
-// The model-driven mode (`janus_eval --task retrieval|caption|vqa|... --run DIR ...`) is not implemented yet:
-// it goes in add_model_eval() below and must produce its results through the same janus::eval score_* /
-// metric functions, so both paths write identical JSON.
+//   janus_eval --task T --run DIR --data PATH ...     model-driven evaluation (janus::eval::evaluate, model_eval.h)
 #include <chrono>
 #include <ctime>
 #include <fstream>
@@ -11,7 +9,11 @@
 
 #include "cli.h"
 #include "janus/core/fs.h"
+#include "janus/eval/model_eval.h"
 #include "janus/eval/score.h"
+#include "janus/io/module_io.h"
+#include "janus/model/model_io.h"
+#include "janus/model/run.h"
 #include "janus/io/safetensors.h"
 
 namespace {
@@ -180,25 +182,162 @@ int run_compare(const CompareFlags& f) {
   return 0;
 }
 
-// Place for the model-driven evaluation (`--task ... --run DIR|--config --weights --data ...`), to be added with
-// the model and data areas. It must call the same janus::eval functions as `score`.
-void add_model_eval(CLI::App& /*app*/) {}
+struct EvalFlags {
+  std::string run, config, weights = "auto", tokenizer, answers, task, data, out, device = "cpu";
+  janus::eval::EvalOptions opt;
+};
+
+void add_model_eval(CLI::App& app, EvalFlags& f) {
+  auto& o = f.opt;
+  const std::string g = "Model evaluation (no subcommand)";
+  app.add_option("--task", f.task, "retrieval, caption, vqa, nlvr2, classify, generate, recon, or all")->group(g);
+  app.add_option("--run", f.run, "run directory (config.yaml, model.json, tokenizer.model, final/ or checkpoints/)")
+      ->group(g);
+  app.add_option("--config", f.config, "config YAML (with --weights) instead of --run")->group(g);
+  app.add_option("--weights", f.weights,
+                 "with --run: auto|final|ema|latest|FILE|CHECKPOINT_DIR; with --config: the .safetensors file")
+      ->group(g);
+  app.add_option("--tokenizer", f.tokenizer, "with --config: tokenizer.model (default: the config's data.tokenizer)")
+      ->group(g);
+  app.add_option("--answers", f.answers, "with --config: answers.json of the VQA head")->group(g);
+  app.add_option("--data", f.data, "Shapes directory, or the task's file in the real layout (docs/eval.md)")->group(g);
+  app.add_option("--split", o.split, "split of a Shapes directory / sub-folder of an image folder")
+      ->capture_default_str()
+      ->group(g);
+  app.add_option("--limit", o.limit, "at most N images/questions/statements/prompts (0 = all)")->group(g);
+  app.add_option("--batch-size", o.batch_size, "evaluation batch size")->capture_default_str()->group(g);
+  app.add_option("--out", f.out, "write the JSON results here")->group(g);
+  app.add_option("--out-dir", o.out_dir, "write image sheets, generated images and prediction files here")->group(g);
+  app.add_option("--device", f.device, "cpu, cuda, cuda:N")->capture_default_str()->group(g);
+  app.add_option("--image-root", o.image_root, "root of the images (default: from the data layout)")->group(g);
+  app.add_option("--rerank", o.rerank, "retrieval: ITM re-ranking of each query's top K (0 = off)")->group(g);
+  app.add_option("--beam", o.beam, "caption: beam size (1 = greedy)")->capture_default_str()->group(g);
+  app.add_option("--length-penalty", o.length_penalty, "caption: beam score = sum log p / length^this")
+      ->capture_default_str()
+      ->group(g);
+  app.add_option("--max-len", o.max_caption_len, "caption: max tokens incl. bos")->capture_default_str()->group(g);
+  app.add_option("--vqa-mode", o.vqa_mode, "vqa: head, generate or auto")->capture_default_str()->group(g);
+  app.add_option("--prompt-template", o.prompt_template, "classify: zero-shot prompt")
+      ->capture_default_str()
+      ->group(g);
+  app.add_option("--temperature", o.temperature, "generate: sampling temperature (0 = greedy)")
+      ->capture_default_str()
+      ->group(g);
+  app.add_option("--top-k", o.top_k, "generate: top-k sampling (0 = off)")->group(g);
+  app.add_option("--top-p", o.top_p, "generate: nucleus sampling (1 = off)")->group(g);
+  app.add_flag("--cfg", o.cfg, "generate: classifier-free guidance")->group(g);
+  app.add_option("--cfg-scale", o.cfg_scale, "generate: guidance scale")->capture_default_str()->group(g);
+  app.add_option("--seed", o.seed, "generate: sampling seed")->capture_default_str()->group(g);
+  app.add_option("--inception", f.opt.inception,
+                 "generate: Inception-v3 weights (torchvision layout, safetensors) -> FID and IS")
+      ->group(g);
+}
+
+// The run (or --config + --weights) as an EvalModel; `keep` owns what the EvalModel points to.
+janus::eval::EvalModel load_eval_model(EvalFlags& f, janus::RunArtifacts& keep) {
+  const c10::Device device(f.device);
+  if (!f.run.empty()) {
+    if (!f.config.empty()) throw janus::InputError("give either --run or --config, not both");
+    keep = janus::load_run(f.run, {f.weights, device});
+    f.opt.mean = keep.config.data.mean;
+    f.opt.std = keep.config.data.std;
+    f.opt.max_text_len = keep.config.model.max_text_len;
+    return janus::eval::eval_model(keep);
+  }
+  if (f.config.empty()) throw janus::InputError("model evaluation needs --run DIR or --config C --weights W");
+  if (f.weights.empty() || f.weights == "auto") throw janus::InputError("--config needs --weights FILE");
+  keep.config = janus::Config::load(f.config);
+  const std::string tok = f.tokenizer.empty() ? keep.config.data.tokenizer : f.tokenizer;
+  if (tok.empty()) throw janus::InputError("--config: no tokenizer (data.tokenizer or --tokenizer)");
+  keep.tokenizer = std::make_shared<const janus::Tokenizer>(janus::Tokenizer::load(tok));
+  keep.model = janus::JanusModel(janus::model_options(keep.config.model, keep.tokenizer->vocab_size()));
+  janus::load_module(*keep.model, f.weights);
+  keep.model->to(device);
+  keep.model->eval();
+  keep.weights = f.weights;
+  if (!f.answers.empty()) keep.answers = load_json(f.answers).get<std::vector<std::string>>();
+  f.opt.mean = keep.config.data.mean;
+  f.opt.std = keep.config.data.std;
+  f.opt.max_text_len = keep.config.model.max_text_len;
+  auto m = janus::eval::eval_model(keep);
+  m.config_hash = janus::eval::model_config_hash(keep.model->options, janus::read_file(f.config));
+  return m;
+}
+
+void print_result(const json& r) {
+  fmt::print("{} ({} samples, {:.1f} s, {:.1f}/s)\n", r["task"].get<std::string>(), r["counts"].value("samples", 0),
+             r.value("seconds", 0.0), r.value("samples_per_second", 0.0));
+  print_metrics(r["metrics"]);
+  if (r.contains("notes")) {
+    for (const auto& n : r["notes"]) fmt::print("  note: {}\n", n.get<std::string>());
+  }
+}
+
+int run_model_eval(EvalFlags& f) {
+  if (f.task.empty()) throw janus::InputError("no subcommand and no --task given (see --help)");
+  if (f.data.empty()) throw janus::InputError("--task needs --data PATH");
+  if (f.opt.limit < 0) throw janus::InputError(fmt::format("--limit must be >= 0, got {}", f.opt.limit));
+  if (f.opt.batch_size < 1) throw janus::InputError(fmt::format("--batch-size must be >= 1, got {}", f.opt.batch_size));
+  if (f.opt.beam < 1) throw janus::InputError(fmt::format("--beam must be >= 1, got {}", f.opt.beam));
+  std::vector<std::string> tasks;
+  if (f.task == "all") {
+    tasks = janus::eval::supported_tasks(f.data, f.opt.split);
+    if (tasks.empty()) {
+      throw janus::InputError(fmt::format("--data '{}' fits no task (split '{}'; see docs/eval.md)", f.data,
+                                          f.opt.split));
+    }
+  } else {
+    janus::eval::resolve_task_data(f.task, f.data, f.opt.split);  // bad layout -> exit 2 before loading the model
+    tasks = {f.task};
+  }
+  janus::RunArtifacts keep;
+  const auto model = load_eval_model(f, keep);
+  json all = {{"task", "all"}, {"metrics", json::object()}, {"results", json::object()}};
+  json single;
+  for (const auto& t : tasks) {
+    spdlog::info("evaluating {} on {}", t, f.data);
+    json r = janus::eval::evaluate(model, t, f.data, f.opt);
+    r["timestamp"] = utc_timestamp();
+    r["tool"] = "janus_eval";
+    print_result(r);
+    all["metrics"][t] = r["metrics"];
+    all["results"][t] = r;
+    single = std::move(r);
+  }
+  json out = tasks.size() == 1 && f.task != "all" ? single : all;
+  if (f.task == "all") {
+    out["model"] = all["results"][tasks.front()]["model"];
+    out["inputs"] = {{"data", f.data}, {"split", f.opt.split}};
+    out["counts"] = json::object();
+    for (const auto& t : tasks) out["counts"][t] = all["results"][t]["counts"].value("samples", 0);
+    out["timestamp"] = utc_timestamp();
+    out["tool"] = "janus_eval";
+  }
+  if (!f.out.empty()) {
+    janus::write_file_atomic(f.out, out.dump(2) + "\n");
+    spdlog::info("wrote {}", f.out);
+  }
+  return 0;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"janus_eval: score prediction files (score ...), compare results (compare a b)"};
+  CLI::App app{
+      "janus_eval: evaluate a model (--task T --run DIR --data PATH), score prediction files (score ...), compare "
+      "results (compare a b)"};
   janus::cli::Common common;
   janus::cli::add_common(app, common);
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);
   ScoreFlags score_flags;
   CompareFlags compare_flags;
   add_score(app, score_flags);
   add_compare(app, compare_flags);
-  add_model_eval(app);
+  EvalFlags eval_flags;
+  add_model_eval(app, eval_flags);
   return janus::cli::run(app, argc, argv, common, [&]() -> int {
     if (*app.get_subcommand("score")) return run_score(app, score_flags);
     if (*app.get_subcommand("compare")) return run_compare(compare_flags);
-    throw janus::InputError("no subcommand given");
+    return run_model_eval(eval_flags);
   });
 }

@@ -127,12 +127,20 @@ class TextEncoderImpl : public torch::nn::Cloneable<TextEncoderImpl> {
                      const std::optional<at::Tensor>& token_type_ids = std::nullopt);
   // tokens [B, L, D] -> logits [B, L, vocab] (decoder weight = embeddings.word.weight)
   at::Tensor mlm_logits(const at::Tensor& tokens);
+  // Activation checkpointing of every block in training forwards (grad enabled, training mode): blocks keep only
+  // their input and recompute in backward (janus/core/checkpoint_fn.h). Not an option: a runtime switch, off by
+  // default, copied by clone(); never affects eval/no-grad forwards.
+  void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  bool activation_checkpointing() const { return activation_checkpointing_; }
 
   TextEncoderOptions options;
   TextEmbeddings embeddings{nullptr};
   torch::nn::ModuleList layers{nullptr};
   torch::nn::Linear pooler{nullptr};
   MlmHead mlm{nullptr};  // only with mlm_head
+
+ private:
+  bool activation_checkpointing_ = false;
 };
 TORCH_MODULE(TextEncoder);
 

@@ -140,6 +140,11 @@ class VisionEncoderImpl : public torch::nn::Cloneable<VisionEncoderImpl> {
   int64_t num_prefix_tokens() const { return options.class_token() ? 1 : 0; }
   int64_t grid_size() const { return options.image_size() / options.patch_size(); }
   bool uses_fc_norm() const;
+  // Activation checkpointing of every block in training forwards (grad enabled, training mode): blocks keep only
+  // their input and recompute in backward (janus/core/checkpoint_fn.h). Not an option: a runtime switch, off by
+  // default, copied by clone(); never affects eval/no-grad forwards.
+  void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  bool activation_checkpointing() const { return activation_checkpointing_; }
 
   VisionEncoderOptions options;
   PatchEmbed patch_embed{nullptr};
@@ -149,6 +154,9 @@ class VisionEncoderImpl : public torch::nn::Cloneable<VisionEncoderImpl> {
   torch::nn::ModuleList adapters{nullptr};  // only with adapter_dim > 0
   torch::nn::LayerNorm norm{nullptr};       // before pooling (undefined when fc_norm)
   torch::nn::LayerNorm fc_norm{nullptr};    // after pooling (undefined otherwise)
+
+ private:
+  bool activation_checkpointing_ = false;
 };
 TORCH_MODULE(VisionEncoder);
 

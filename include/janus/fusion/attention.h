@@ -104,6 +104,8 @@ class LSHAttentionImpl : public torch::nn::Cloneable<LSHAttentionImpl> {
   void clear_rotations();
   // The buckets of the last forward: [B, H, n_hashes, L] (round offsets not added).
   const at::Tensor& last_buckets() const { return last_buckets_; }
+  // The generator the rotations are drawn from (activation checkpointing replays its state on recomputation).
+  const at::Generator& generator() const { return generator_; }
 
   LSHAttentionOptions options;
 

@@ -117,10 +117,18 @@ class FusionTransformerImpl : public torch::nn::Cloneable<FusionTransformerImpl>
   KVCache new_cache() const;
   // Causal only: x_new [B, T, D] at positions cache.length() .. + T -> [B, T, D]; updates the cache.
   at::Tensor forward_step(const at::Tensor& x_new, KVCache& cache);
+  // Activation checkpointing of every block in training forwards (grad enabled, training mode): blocks keep only
+  // their input and recompute in backward (janus/core/checkpoint_fn.h). Not an option: a runtime switch, off by
+  // default, copied by clone(); never affects eval/no-grad forwards nor forward_step (the KV-cache path).
+  void set_activation_checkpointing(bool on) { activation_checkpointing_ = on; }
+  bool activation_checkpointing() const { return activation_checkpointing_; }
 
   FusionTransformerOptions options;
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::LayerNorm norm{nullptr};
+
+ private:
+  bool activation_checkpointing_ = false;
 };
 TORCH_MODULE(FusionTransformer);
 

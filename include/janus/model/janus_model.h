@@ -75,6 +75,11 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   // text -> routed tokens [B, L, D]
   at::Tensor text_tokens(const TextInput& text);
 
+  // Contrastive embeddings, each side alone (what contrastive() compares): images [B, 3, H, W] -> [B, E] and
+  // text -> [B, E], l2-normalised. Retrieval and zero-shot classification embed the two sides separately.
+  at::Tensor embed_images(const at::Tensor& images);
+  at::Tensor embed_texts(const TextInput& text);
+
   // ---- task entry points (loss when targets are given) ----
   ContrastiveOutput contrastive(const at::Tensor& images, const TextInput& text);
   // labels [B] int64 (1 = match) -> logits [B, 2]
@@ -83,6 +88,16 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   TaskOutput caption(const at::Tensor& images, const TextInput& text);
   // Greedy caption decoding with the KV cache: [B, <= max_len] ids starting with bos.
   at::Tensor generate_caption(const at::Tensor& images, int64_t bos, int64_t eos, int64_t max_len);
+  // Beam-search decoding with the KV cache over the causal stack, after [image tokens; prompt]:
+  // images [B, 3, H, W], prompt [B, P] int64 (same length for every row, P >= 1) -> continuation [B, T] int64,
+  // T <= max_new, rows padded with eos after their eos. Hypotheses end at eos; an image stops once `beam` have
+  // ended (HF early stopping); its best by sum(log p) / generated_length^length_penalty wins (unfinished beams
+  // compete when max_new runs out). beam = 1 is exactly greedy decoding (tested against generate_caption).
+  at::Tensor beam_generate(const at::Tensor& images, const at::Tensor& prompt, int64_t eos, int64_t max_new,
+                           int64_t beam, double length_penalty = 1.0);
+  // Beam-search captions in generate_caption's format: [B, <= max_len] ids starting with bos.
+  at::Tensor beam_search_caption(const at::Tensor& images, int64_t bos, int64_t eos, int64_t max_len, int64_t beam,
+                                 double length_penalty = 1.0);
   // VQA as classification over the answer vocabulary: logits [B, A]; targets [B, A] soft scores (VQA v2
   // min(1, n/3)), trained with binary cross-entropy as is standard for VQA v2.
   TaskOutput vqa(const at::Tensor& images, const TextInput& question, const at::Tensor& targets = {});
@@ -106,6 +121,12 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   VQVAEOutput tokenizer(const at::Tensor& images);
   // prompts [P, Lt] -> images [P * samples, 3, H, W] in the VQ-VAE's pixel range.
   at::Tensor generate_images(const at::Tensor& prompt_ids, const SamplingOptions& sampling);
+
+  // Activation checkpointing per transformer block of the ViT, the text encoder, the bidirectional fusion stack
+  // and the causal generation/LM stack (image_gen.backbone), for training forwards only (docs/model.md). Losses
+  // and gradients are unchanged (tested to 1e-6); KV-cache decoding and eval forwards are unaffected.
+  void set_activation_checkpointing(bool on);
+  bool activation_checkpointing() const;
 
   JanusModelOptions options;
   VisionEncoder vision{nullptr};

@@ -1,0 +1,1137 @@
+// Model-driven evaluation (include/janus/eval/model_eval.h): data resolution, batching, progress and the tasks.
+#include "janus/eval/model_eval.h"
+
+#include <algorithm>
+#include <array>
+#include <optional>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "janus/core/error.h"
+#include "janus/core/fs.h"
+#include "janus/core/hash.h"
+#include "janus/data/factory.h"
+#include "janus/data/formats.h"
+#include "janus/data/image.h"
+#include "janus/data/shapes.h"
+#include "janus/eval/caption_metrics.h"
+#include "janus/eval/inception.h"
+#include "janus/eval/metrics.h"
+#include "janus/eval/score.h"
+#include "janus/eval/vqa.h"
+#include "janus/fusion/attention.h"
+#include "janus/io/module_io.h"
+#include "janus/io/safetensors.h"
+#include "janus/model/model_io.h"
+#include "janus/model/run.h"
+
+namespace janus::eval {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const std::vector<std::string>& eval_task_names() {
+  static const std::vector<std::string> names{"retrieval", "caption", "vqa", "nlvr2", "classify", "generate", "recon"};
+  return names;
+}
+
+std::string model_config_hash(const JanusModelOptions& options, const std::string& config_text) {
+  return sha256_hex(model_spec(options).dump() + "\n" + config_text);
+}
+
+EvalModel eval_model(const RunArtifacts& run) {
+  EvalModel m;
+  m.model = run.model.ptr().get();
+  m.tokenizer = run.tokenizer.get();
+  m.answers = run.answers;
+  m.weights = run.weights;
+  const auto cfg = fs::path(run.dir) / "config.yaml";
+  std::error_code ec;
+  m.config_hash = model_config_hash(run.model->options, fs::is_regular_file(cfg, ec) ? read_file(cfg.string()) : "");
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Data resolution
+namespace {
+
+bool is_file(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec);
+}
+bool is_dir(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_directory(p, ec);
+}
+bool is_shapes_dir(const std::string& data) { return is_file(fs::path(data) / "shapes_info.json"); }
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+// Image root of a task file: its directory, or the Shapes directory when the file sits one level inside one
+// (vqa/, nlvr2/, geneval/ name images relative to the Shapes root).
+std::string parent_or_dot(const std::string& path) {
+  const auto p = fs::path(path).parent_path();
+  if (!p.empty() && !p.parent_path().empty() && is_file(p.parent_path() / "shapes_info.json")) {
+    return p.parent_path().string();
+  }
+  return p.empty() ? std::string(".") : p.string();
+}
+std::string require_file(const fs::path& p, const std::string& task, const std::string& what) {
+  if (!is_file(p)) throw_input_error("{}: {} '{}' does not exist", task, what, p.string());
+  return p.string();
+}
+// A JSON file's top-level shape, read cheaply enough for layout sniffing (files here are annotation files).
+json read_json(const std::string& path) {
+  try {
+    return json::parse(read_file(path));
+  } catch (const json::parse_error& e) {
+    throw_input_error("{}: not valid JSON: {}", path, e.what());
+  }
+}
+
+}  // namespace
+
+json resolve_task_data(const std::string& task, const std::string& data, const std::string& split) {
+  const auto& names = eval_task_names();
+  if (std::find(names.begin(), names.end(), task) == names.end()) {
+    throw_input_error("unknown task '{}' (retrieval, caption, vqa, nlvr2, classify, generate, recon, all)", task);
+  }
+  if (data.empty()) throw_input_error("{}: no --data given", task);
+  if (!fs::exists(data)) throw_input_error("{}: data '{}' does not exist", task, data);
+  const fs::path d(data);
+  if (is_shapes_dir(data)) {
+    const std::string s = split;
+    if (task == "retrieval" || task == "caption" || task == "recon") {
+      return {{"layout", "shapes"},
+              {"captions", require_file(d / ("captions_" + s + ".json"), task, "Shapes captions")},
+              {"image_root", data}};
+    }
+    if (task == "vqa") {
+      require_file(d / "vqa" / ("annotations_" + s + ".json"), task, "Shapes VQA annotations");
+      return {{"layout", "shapes"},
+              {"questions", require_file(d / "vqa" / ("questions_" + s + ".json"), task, "Shapes VQA questions")},
+              {"annotations", (d / "vqa" / ("annotations_" + s + ".json")).string()},
+              {"image_root", data}};
+    }
+    if (task == "nlvr2") {
+      return {{"layout", "shapes"},
+              {"nlvr2", require_file(d / "nlvr2" / (s + ".jsonl"), task, "Shapes NLVR2 file")},
+              {"image_root", data}};
+    }
+    if (task == "generate") {
+      return {{"layout", "shapes"},
+              {"prompts", require_file(d / "geneval" / ("prompts_" + s + ".json"), task, "Shapes prompts")},
+              {"image_root", data}};
+    }
+    throw_input_error("classify: a Shapes directory has no image-classification layout; pass an image folder "
+                      "(DIR/<class>/*.png, or DIR/{}/<class>/*.png)",
+                      s);
+  }
+  if (task == "classify" || (task == "recon" && is_dir(d))) {
+    if (!is_dir(d)) throw_input_error("{}: '{}' is not an image folder (DIR/<class>/<image>)", task, data);
+    const fs::path root = is_dir(d / split) ? d / split : d;
+    return {{"layout", "imagefolder"}, {"images", root.string()}};
+  }
+  if (is_dir(d)) {
+    throw_input_error("{}: '{}' is a directory but neither a Shapes directory (no shapes_info.json) nor a task file",
+                      task, data);
+  }
+  if (task == "retrieval" || task == "caption" || task == "recon") {
+    if (!ends_with(data, ".json")) throw_input_error("{}: expected a COCO captions .json, got '{}'", task, data);
+    return {{"layout", "coco"}, {"captions", data}, {"image_root", parent_or_dot(data)}};
+  }
+  if (task == "vqa") {
+    const std::string name = d.filename().string();
+    const auto q = name.find("questions");
+    if (q == std::string::npos) throw_input_error("vqa: a VQA questions file name must contain \"questions\": '{}'", data);
+    const auto ann = d.parent_path() / (name.substr(0, q) + "annotations" + name.substr(q + 9));
+    return {{"layout", "vqa"},
+            {"questions", data},
+            {"annotations", require_file(ann, task, "VQA annotations (beside the questions)")},
+            {"image_root", parent_or_dot(data)}};
+  }
+  if (task == "nlvr2") {
+    if (!ends_with(data, ".jsonl") && !ends_with(data, ".json")) {
+      throw_input_error("nlvr2: expected an NLVR2 .jsonl file, got '{}'", data);
+    }
+    return {{"layout", "nlvr2"}, {"nlvr2", data}, {"image_root", parent_or_dot(data)}};
+  }
+  // generate
+  if (!ends_with(data, ".json")) throw_input_error("generate: expected a prompts .json file, got '{}'", data);
+  return {{"layout", "prompts"}, {"prompts", data}, {"image_root", parent_or_dot(data)}};
+}
+
+std::vector<std::string> supported_tasks(const std::string& data, const std::string& split) {
+  std::vector<std::string> out;
+  for (const auto& t : eval_task_names()) {
+    try {
+      resolve_task_data(t, data, split);
+      out.push_back(t);
+    } catch (const InputError&) {
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Shared machinery
+namespace {
+
+class Progress {
+ public:
+  Progress(const EvalOptions& o, std::string task, std::string phase, int64_t total)
+      : cb_(o.progress), task_(std::move(task)), phase_(std::move(phase)), total_(total),
+        start_(std::chrono::steady_clock::now()), last_log_(start_) {}
+  void advance(int64_t n) {
+    done_ += n;
+    EvalProgress p;
+    p.task = task_;
+    p.phase = phase_;
+    p.done = done_;
+    p.total = total_;
+    const auto now = std::chrono::steady_clock::now();
+    p.seconds = std::chrono::duration<double>(now - start_).count();
+    p.per_second = p.seconds > 0 ? static_cast<double>(done_) / p.seconds : 0.0;
+    p.eta_seconds = p.per_second > 0 ? static_cast<double>(total_ - done_) / p.per_second : 0.0;
+    if (cb_) {
+      cb_(p);
+      return;
+    }
+    if (done_ >= total_ || std::chrono::duration<double>(now - last_log_).count() >= 2.0) {
+      last_log_ = now;
+      spdlog::info("[{}] {} {}/{} ({:.0f}%), {:.1f}/s, ETA {:.0f} s", task_, phase_, done_, total_,
+                   total_ > 0 ? 100.0 * static_cast<double>(done_) / static_cast<double>(total_) : 100.0,
+                   p.per_second, p.eta_seconds);
+    }
+  }
+
+ private:
+  std::function<void(const EvalProgress&)> cb_;
+  std::string task_, phase_;
+  int64_t total_, done_ = 0;
+  std::chrono::steady_clock::time_point start_, last_log_;
+};
+
+struct Ctx {
+  const EvalModel& m;
+  const EvalOptions& o;
+  JanusModelImpl& model;
+  const Tokenizer& tok;
+  c10::Device device;
+  ImageTransform transform;
+  std::vector<LSHAttentionImpl*> lsh;
+  // LSH attention draws fresh bucket rotations on every call; re-seeding before each batch makes every result
+  // independent of batch size, batch composition and of the forward calls that came before.
+  void reseed() const {
+    for (auto* l : lsh) l->reset();
+  }
+};
+
+int64_t limited(int64_t n, int64_t limit) { return limit > 0 ? std::min(n, limit) : n; }
+
+at::Tensor load_image(const Ctx& c, const std::string& root, const std::string& rel) {
+  std::mt19937_64 rng(0);
+  return transform_image(decode_image_file(resolve_under(root, rel)), c.transform, rng);
+}
+
+// Normalised model images [B, 3, H, W] -> uint8 [B, H, W, 3] RGB.
+at::Tensor to_u8(const at::Tensor& x, const EvalOptions& o) {
+  const auto mean = at::tensor(o.mean, at::kFloat).view({1, 3, 1, 1});
+  const auto sd = at::tensor(o.std, at::kFloat).view({1, 3, 1, 1});
+  const auto px = (x.detach().to(at::kCPU).to(at::kFloat) * sd + mean).clamp(0, 1);
+  return (px * 255.0).round().to(at::kByte).permute({0, 2, 3, 1}).contiguous();
+}
+// Normalised model images -> float [B, 3, H, W] in [0, 1].
+at::Tensor to_unit(const at::Tensor& x, const EvalOptions& o) {
+  const auto mean = at::tensor(o.mean, at::kFloat).view({1, 3, 1, 1});
+  const auto sd = at::tensor(o.std, at::kFloat).view({1, 3, 1, 1});
+  return (x.detach().to(at::kCPU).to(at::kFloat) * sd + mean).clamp(0, 1);
+}
+
+TextInput encode_texts(const Ctx& c, const std::vector<std::string>& texts) {
+  // Padded to max_text_len, not to the batch's longest text: the outputs then never depend on batch composition.
+  const auto b = c.tok.encode_batch(texts, c.o.max_text_len, /*pad_to_max=*/true);
+  return {b.ids.to(c.device), b.attention_mask.to(at::kBool).to(c.device)};
+}
+
+// Cuts at the first eos (and drops a leading bos) and decodes.
+std::string decode_ids(const Tokenizer& tok, const at::Tensor& row) {
+  const auto r = row.to(at::kCPU).contiguous();
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < r.size(0); ++i) {
+    const int64_t v = r[i].item<int64_t>();
+    if (v == SpecialTokens::eos) break;
+    ids.push_back(v);
+  }
+  return tok.decode(ids);
+}
+
+std::string out_path(const EvalOptions& o, const std::string& name) {
+  fs::create_directories(o.out_dir);
+  return (fs::path(o.out_dir) / name).string();
+}
+
+// Unique images of a COCO captions file (first-seen order) and their captions.
+struct CaptionSet {
+  std::vector<int64_t> image_ids;
+  std::vector<std::string> files;
+  std::vector<std::vector<std::string>> captions;
+};
+CaptionSet caption_set(const std::string& path, int64_t limit) {
+  const auto recs = load_coco_captions(path);
+  CaptionSet s;
+  std::map<int64_t, size_t> pos;
+  for (const auto& r : recs) {
+    auto it = pos.find(r.image_id);
+    if (it == pos.end()) {
+      if (limit > 0 && static_cast<int64_t>(s.image_ids.size()) >= limit) continue;
+      it = pos.emplace(r.image_id, s.image_ids.size()).first;
+      s.image_ids.push_back(r.image_id);
+      s.files.push_back(r.file);
+      s.captions.emplace_back();
+    }
+    s.captions[it->second].push_back(r.caption);
+  }
+  if (s.image_ids.empty()) throw_input_error("{}: no captions", path);
+  return s;
+}
+
+// Loads images [i0, i1) of a caption set as one batch on the device.
+at::Tensor caption_images(const Ctx& c, const CaptionSet& s, const std::string& root, int64_t i0, int64_t i1) {
+  std::vector<at::Tensor> xs;
+  for (int64_t i = i0; i < i1; ++i) xs.push_back(load_image(c, root, s.files[static_cast<size_t>(i)]));
+  return at::stack(xs).to(c.device);
+}
+
+double elapsed(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// retrieval
+json run_retrieval(const Ctx& c, const json& in) {
+  const auto root = c.o.image_root.empty() ? in["image_root"].get<std::string>() : c.o.image_root;
+  const auto s = caption_set(in["captions"].get<std::string>(), c.o.limit);
+  const int64_t Ni = static_cast<int64_t>(s.image_ids.size());
+  std::vector<std::string> texts;
+  std::vector<int64_t> txt2img;
+  for (int64_t i = 0; i < Ni; ++i) {
+    for (const auto& t : s.captions[static_cast<size_t>(i)]) {
+      texts.push_back(t);
+      txt2img.push_back(i);
+    }
+  }
+  const int64_t Nt = static_cast<int64_t>(texts.size());
+  const int64_t B = c.o.batch_size;
+  std::vector<at::Tensor> ie, te;
+  {
+    Progress p(c.o, "retrieval", "images", Ni);
+    for (int64_t i = 0; i < Ni; i += B) {
+      const int64_t j = std::min(Ni, i + B);
+      c.reseed();
+      ie.push_back(c.model.embed_images(caption_images(c, s, root, i, j)).to(at::kCPU).to(at::kFloat));
+      p.advance(j - i);
+    }
+  }
+  {
+    Progress p(c.o, "retrieval", "texts", Nt);
+    for (int64_t i = 0; i < Nt; i += B) {
+      const int64_t j = std::min(Nt, i + B);
+      c.reseed();
+      te.push_back(c.model.embed_texts(encode_texts(c, {texts.begin() + i, texts.begin() + j}))
+                       .to(at::kCPU)
+                       .to(at::kFloat));
+      p.advance(j - i);
+    }
+  }
+  const auto img = at::cat(ie), txt = at::cat(te);
+  json out = retrieval_from_embeddings(img, txt, txt2img);
+  at::Tensor sim_i2t = at::matmul(img, txt.t()), sim_t2i = sim_i2t.clone();
+
+  if (c.o.rerank > 0) {
+    // BLIP-style: each query's top-k candidates are re-scored by the ITM head's match probability (placed above
+    // every non-candidate); the rest keep their contrastive order below.
+    const int64_t k_txt = std::min(c.o.rerank, Nt), k_img = std::min(c.o.rerank, Ni);
+    const auto itm_prob = [&](const std::vector<int64_t>& ii, const std::vector<int64_t>& tt) {
+      std::vector<at::Tensor> imgs;
+      std::vector<std::string> tx;
+      std::map<int64_t, at::Tensor> cache;
+      for (size_t q = 0; q < ii.size(); ++q) {
+        auto it = cache.find(ii[q]);
+        if (it == cache.end()) {
+          it = cache.emplace(ii[q], load_image(c, root, s.files[static_cast<size_t>(ii[q])])).first;
+        }
+        imgs.push_back(it->second);
+        tx.push_back(texts[static_cast<size_t>(tt[q])]);
+      }
+      c.reseed();
+      const auto logits = c.model.itm(at::stack(imgs).to(c.device), encode_texts(c, tx)).logits;
+      return at::softmax(logits.to(at::kFloat), -1).select(1, 1).to(at::kCPU);
+    };
+    const auto rescore = [&](at::Tensor& sim, bool rows_are_images, int64_t k, const std::string& phase) {
+      const int64_t Q = sim.size(0);
+      const auto top = std::get<1>(sim.topk(k, 1));
+      auto res = sim - (sim.max() - sim.min() + 10.0);  // every non-candidate below every candidate
+      Progress p(c.o, "retrieval", phase, Q * k);
+      std::vector<int64_t> qi, ci;
+      const auto flush = [&]() {
+        if (qi.empty()) return;
+        std::vector<int64_t> ii = rows_are_images ? qi : ci, tt = rows_are_images ? ci : qi;
+        const auto prob = itm_prob(ii, tt);
+        for (size_t n = 0; n < qi.size(); ++n) res[qi[n]][ci[n]] = prob[static_cast<int64_t>(n)].item<float>() + 1.0;
+        p.advance(static_cast<int64_t>(qi.size()));
+        qi.clear();
+        ci.clear();
+      };
+      for (int64_t q = 0; q < Q; ++q) {
+        for (int64_t r = 0; r < k; ++r) {
+          qi.push_back(q);
+          ci.push_back(top[q][r].item<int64_t>());
+          if (static_cast<int64_t>(qi.size()) >= B) flush();
+        }
+      }
+      flush();
+      sim = res;
+    };
+    torch::NoGradGuard ng;
+    rescore(sim_i2t, true, k_txt, "itm re-rank i2t");
+    auto t2i = sim_t2i.t().contiguous();
+    rescore(t2i, false, k_img, "itm re-rank t2i");
+    sim_t2i = t2i.t().contiguous();
+    const auto a = score_retrieval(sim_i2t, {{"txt2img", txt2img}});
+    const auto b = score_retrieval(sim_t2i, {{"txt2img", txt2img}});
+    json m = out["metrics"];
+    for (const auto& key : {"txt_r1", "txt_r5", "txt_r10", "txt_r_mean"}) m[key] = a["metrics"][key];
+    for (const auto& key : {"img_r1", "img_r5", "img_r10", "img_r_mean"}) m[key] = b["metrics"][key];
+    m["r_mean"] = (m["txt_r_mean"].get<double>() + m["img_r_mean"].get<double>()) / 2.0;
+    out["metrics_contrastive"] = out["metrics"];
+    out["metrics"] = m;
+  }
+
+  // Identical-text variant: a text whose tokenised form equals one of an image's captions is relevant to it.
+  std::map<std::string, std::vector<int64_t>> by_text;  // tokenised text -> images having it
+  std::vector<std::string> norm(texts.size());
+  for (int64_t t = 0; t < Nt; ++t) {
+    norm[static_cast<size_t>(t)] = ptb_like_tokenize(texts[static_cast<size_t>(t)]);
+    auto& v = by_text[norm[static_cast<size_t>(t)]];
+    if (v.empty() || v.back() != txt2img[static_cast<size_t>(t)]) v.push_back(txt2img[static_cast<size_t>(t)]);
+  }
+  std::vector<std::vector<int64_t>> rel_txt(static_cast<size_t>(Ni)), rel_img(static_cast<size_t>(Nt));
+  for (int64_t t = 0; t < Nt; ++t) {
+    const auto& imgs = by_text[norm[static_cast<size_t>(t)]];
+    rel_img[static_cast<size_t>(t)] = imgs;
+    for (int64_t i : imgs) rel_txt[static_cast<size_t>(i)].push_back(t);
+  }
+  const auto a = retrieval_recall_sets(sim_i2t, rel_txt, rel_img);
+  const auto b = retrieval_recall_sets(sim_t2i, rel_txt, rel_img);
+  json ident = a;
+  for (const auto& key : {"img_r1", "img_r5", "img_r10", "img_r_mean"}) ident[key] = b[key];
+  ident["r_mean"] = (ident["txt_r_mean"].get<double>() + ident["img_r_mean"].get<double>()) / 2.0;
+  out["metrics"]["identical_text_counts"] = ident;
+  out["counts"]["distinct_texts"] = by_text.size();
+  int64_t shared = 0;
+  for (const auto& [t, imgs] : by_text) shared += imgs.size() > 1 ? 1 : 0;
+  out["counts"]["texts_shared_by_images"] = shared;
+  out["counts"]["samples"] = Ni;
+  out["inputs"] = in;
+  if (c.o.rerank > 0) out["options"]["rerank"] = c.o.rerank;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// caption
+json run_caption(const Ctx& c, const json& in) {
+  const auto root = c.o.image_root.empty() ? in["image_root"].get<std::string>() : c.o.image_root;
+  const auto s = caption_set(in["captions"].get<std::string>(), c.o.limit);
+  const int64_t N = static_cast<int64_t>(s.image_ids.size()), B = c.o.batch_size;
+  std::vector<std::string> preds;
+  {
+    Progress p(c.o, "caption", c.o.beam > 1 ? fmt::format("beam {}", c.o.beam) : std::string("greedy"), N);
+    for (int64_t i = 0; i < N; i += B) {
+      const int64_t j = std::min(N, i + B);
+      const auto imgs = caption_images(c, s, root, i, j);
+      c.reseed();
+      const auto ids = c.o.beam > 1 ? c.model.beam_search_caption(imgs, SpecialTokens::bos, SpecialTokens::eos,
+                                                                   c.o.max_caption_len, c.o.beam, c.o.length_penalty)
+                                    : c.model.generate_caption(imgs, SpecialTokens::bos, SpecialTokens::eos,
+                                                               c.o.max_caption_len);
+      for (int64_t r = 0; r < ids.size(0); ++r) preds.push_back(decode_ids(c.tok, ids[r]));
+      p.advance(j - i);
+    }
+  }
+  std::vector<std::string> cands;
+  std::vector<std::vector<std::string>> refs;
+  int64_t exact = 0, empty = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    cands.push_back(ptb_like_tokenize(preds[static_cast<size_t>(i)]));
+    refs.emplace_back();
+    for (const auto& r : s.captions[static_cast<size_t>(i)]) refs.back().push_back(ptb_like_tokenize(r));
+    if (cands.back().empty()) ++empty;
+    if (std::find(refs.back().begin(), refs.back().end(), cands.back()) != refs.back().end()) ++exact;
+  }
+  const CaptionScores sc = caption_scores(cands, refs);
+  json out = {{"task", "caption"},
+              {"metrics",
+               {{"Bleu_1", sc.bleu.corpus[0]},
+                {"Bleu_2", sc.bleu.corpus[1]},
+                {"Bleu_3", sc.bleu.corpus[2]},
+                {"Bleu_4", sc.bleu.corpus[3]},
+                {"CIDEr", sc.cider.corpus},
+                {"ROUGE_L", sc.rouge.corpus},
+                {"exact_match", 100.0 * static_cast<double>(exact) / static_cast<double>(N)}}},
+              {"counts", {{"samples", N}, {"empty_captions", empty}}},
+              {"tokenizer", "janus ptb_like_tokenize (Java-free PTBTokenizer approximation, docs/eval.md)"},
+              {"inputs", in}};
+  int64_t nrefs = 0;
+  for (const auto& r : refs) nrefs += static_cast<int64_t>(r.size());
+  out["counts"]["references"] = nrefs;
+  json ex = json::array();
+  for (int64_t i = 0; i < std::min<int64_t>(N, 8); ++i) {
+    ex.push_back({{"image_id", s.image_ids[static_cast<size_t>(i)]},
+                  {"prediction", preds[static_cast<size_t>(i)]},
+                  {"references", s.captions[static_cast<size_t>(i)]}});
+  }
+  out["examples"] = ex;
+  out["options"] = {{"beam", c.o.beam}, {"length_penalty", c.o.length_penalty}, {"max_len", c.o.max_caption_len}};
+  if (!c.o.out_dir.empty()) {
+    json res = json::array();
+    for (int64_t i = 0; i < N; ++i) {
+      res.push_back({{"image_id", s.image_ids[static_cast<size_t>(i)]}, {"caption", preds[static_cast<size_t>(i)]}});
+    }
+    const auto p = out_path(c.o, "caption_results.json");
+    write_file_atomic(p, res.dump(1) + "\n");
+    out["outputs"]["results"] = p;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// vqa
+json run_vqa(const Ctx& c, const json& in) {
+  DatasetOptions dopt;
+  dopt.transform = c.transform;
+  dopt.image_root = c.o.image_root.empty() ? in["image_root"].get<std::string>() : c.o.image_root;
+  const auto ds = open_dataset("vqa", in["questions"].get<std::string>(), c.o.split, dopt, 1);
+  const int64_t N = limited(ds->size(), c.o.limit), B = c.o.batch_size;
+  if (N == 0) throw_input_error("vqa: '{}' has no questions", in["questions"].get<std::string>());
+  std::string mode = c.o.vqa_mode;
+  if (mode == "auto") mode = c.model.vqa_head ? "head" : "generate";
+  if (mode != "head" && mode != "generate") throw_input_error("vqa: mode must be head, generate or auto, got '{}'", mode);
+  if (mode == "head") {
+    if (!c.model.vqa_head) throw_input_error("vqa: the model has no VQA classification head (num_answers = 0)");
+    if (static_cast<int64_t>(c.m.answers.size()) != c.model.options.num_answers) {
+      throw_input_error("vqa: the VQA head has {} answers but {} answer strings were given (answers.json)",
+                        c.model.options.num_answers, c.m.answers.size());
+    }
+  }
+  std::vector<VqaItem> items;
+  std::vector<std::string> qids;
+  json examples = json::array();
+  Progress p(c.o, "vqa", mode, N);
+  for (int64_t i = 0; i < N; i += B) {
+    const int64_t j = std::min(N, i + B);
+    std::vector<Sample> ss;
+    for (int64_t k = i; k < j; ++k) ss.push_back(ds->get(k, 0));
+    std::vector<std::string> preds(ss.size());
+    if (mode == "head") {
+      std::vector<at::Tensor> imgs;
+      std::vector<std::string> qs;
+      for (const auto& s : ss) {
+        imgs.push_back(s.images.at(0));
+        qs.push_back(s.text);
+      }
+      c.reseed();
+      const auto logits = c.model.vqa(at::stack(imgs).to(c.device), encode_texts(c, qs)).logits;
+      const auto best = logits.argmax(-1).to(at::kCPU);
+      for (size_t k = 0; k < ss.size(); ++k) {
+        preds[k] = c.m.answers.at(static_cast<size_t>(best[static_cast<int64_t>(k)].item<int64_t>()));
+      }
+    } else {
+      // Generative: prompt = the question as the loader encodes it (bos .. eos); the greedy continuation up to the
+      // next eos is the answer. Questions of equal token length share a forward pass.
+      std::map<size_t, std::vector<size_t>> by_len;
+      std::vector<std::vector<int64_t>> enc(ss.size());
+      for (size_t k = 0; k < ss.size(); ++k) {
+        enc[k] = c.tok.encode(ss[k].text, true, true, c.o.max_text_len);
+        by_len[enc[k].size()].push_back(k);
+      }
+      for (const auto& [len, ks] : by_len) {
+        std::vector<at::Tensor> imgs, prompts;
+        for (size_t k : ks) {
+          imgs.push_back(ss[k].images.at(0));
+          prompts.push_back(at::tensor(enc[k], at::kLong));
+        }
+        c.reseed();
+        const auto ids = c.model.beam_generate(at::stack(imgs).to(c.device), at::stack(prompts).to(c.device),
+                                               SpecialTokens::eos, c.o.max_answer_len, 1);
+        for (size_t n = 0; n < ks.size(); ++n) preds[ks[n]] = decode_ids(c.tok, ids[static_cast<int64_t>(n)]);
+      }
+    }
+    for (size_t k = 0; k < ss.size(); ++k) {
+      items.push_back({preds[k], ss[k].answers, ss[k].answer_type.empty() ? "unknown" : ss[k].answer_type, ""});
+      qids.push_back(ss[k].id);
+      if (examples.size() < 8) {
+        examples.push_back({{"question_id", ss[k].id},
+                            {"question", ss[k].text},
+                            {"prediction", preds[k]},
+                            {"answer", ss[k].answer}});
+      }
+    }
+    p.advance(j - i);
+  }
+  const VqaResult r = vqa_accuracy(items);
+  json out = {{"task", "vqa"},
+              {"metrics", {{"overall", r.overall}, {"perAnswerType", r.per_answer_type}}},
+              {"counts", {{"samples", N}, {"annotated", ds->size()}, {"perAnswerType", r.answer_type_counts}}},
+              {"options", {{"mode", mode}}},
+              {"examples", examples},
+              {"inputs", in}};
+  if (!c.o.out_dir.empty()) {
+    json res = json::array();
+    for (size_t k = 0; k < items.size(); ++k) {
+      res.push_back({{"question_id", std::stoll(qids[k])}, {"answer", items[k].prediction}});
+    }
+    const auto path = out_path(c.o, "vqa_results.json");
+    write_file_atomic(path, res.dump(1) + "\n");
+    out["outputs"]["results"] = path;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// nlvr2
+json run_nlvr2(const Ctx& c, const json& in) {
+  DatasetOptions dopt;
+  dopt.transform = c.transform;
+  dopt.image_root = c.o.image_root.empty() ? in["image_root"].get<std::string>() : c.o.image_root;
+  const auto ds = open_dataset("nlvr2", in["nlvr2"].get<std::string>(), c.o.split, dopt);
+  const int64_t N = limited(ds->size(), c.o.limit), B = c.o.batch_size;
+  if (N == 0) throw_input_error("nlvr2: '{}' has no statements", in["nlvr2"].get<std::string>());
+  std::vector<bool> correct;
+  std::map<std::string, std::vector<bool>> groups;  // NLVR2 consistency: one group per sentence
+  int64_t predicted_true = 0;
+  Progress p(c.o, "nlvr2", "statements", N);
+  for (int64_t i = 0; i < N; i += B) {
+    const int64_t j = std::min(N, i + B);
+    std::vector<at::Tensor> a, b;
+    std::vector<std::string> tx;
+    std::vector<Sample> ss;
+    for (int64_t k = i; k < j; ++k) {
+      ss.push_back(ds->get(k, 0));
+      a.push_back(ss.back().images.at(0));
+      b.push_back(ss.back().images.at(1));
+      tx.push_back(ss.back().text);
+    }
+    c.reseed();
+    const auto pred =
+        c.model.nlvr2(at::stack(a).to(c.device), at::stack(b).to(c.device), encode_texts(c, tx)).logits.argmax(-1).to(at::kCPU);
+    for (size_t k = 0; k < ss.size(); ++k) {
+      const int64_t y = pred[static_cast<int64_t>(k)].item<int64_t>();
+      predicted_true += y;
+      correct.push_back(y == ss[k].label);
+      // identifier split-set-pair-sentence: a sentence's group drops the pair index
+      auto parts = ss[k].id;
+      std::vector<std::string> f;
+      size_t start = 0, pos;
+      while ((pos = parts.find('-', start)) != std::string::npos) {
+        f.push_back(parts.substr(start, pos - start));
+        start = pos + 1;
+      }
+      f.push_back(parts.substr(start));
+      const std::string key = f.size() == 4 ? f[0] + "-" + f[1] + "-" + f[3] : parts;
+      groups[key].push_back(correct.back());
+    }
+    p.advance(j - i);
+  }
+  json out = {{"task", "nlvr2"},
+              {"metrics", {{"accuracy", accuracy(correct)}}},
+              {"counts", {{"samples", N}, {"annotated", ds->size()}, {"predicted_true", predicted_true}}},
+              {"inputs", in}};
+  const bool grouped = std::any_of(groups.begin(), groups.end(), [](const auto& g) { return g.second.size() > 1; });
+  if (grouped) {
+    int64_t consistent = 0;
+    for (const auto& [k, g] : groups) consistent += std::all_of(g.begin(), g.end(), [](bool x) { return x; }) ? 1 : 0;
+    out["metrics"]["consistency"] = 100.0 * static_cast<double>(consistent) / static_cast<double>(groups.size());
+    out["counts"]["sentences"] = groups.size();
+  } else {
+    out["notes"].push_back("no consistency: every sentence has a single image pair in this data (as in Shapes)");
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// classify
+json run_classify(const Ctx& c, const json& in) {
+  const std::string root = in["images"].get<std::string>();
+  const auto index = index_image_folder(root);
+  const int64_t C = static_cast<int64_t>(index.classes.size());
+  if (C < 2) throw_input_error("classify: '{}' has {} class folder(s); need >= 2", root, C);
+  const int64_t Nall = static_cast<int64_t>(index.files.size());
+  if (Nall == 0) throw_input_error("classify: '{}' has no images", root);
+  // --limit takes an evenly spaced subset so that every class stays represented.
+  std::vector<int64_t> pick;
+  const int64_t N = limited(Nall, c.o.limit);
+  for (int64_t k = 0; k < N; ++k) pick.push_back(k * Nall / N);
+  const bool head = static_cast<bool>(c.model.cls_head);
+  if (head && c.model.options.num_classes != C) {
+    throw_input_error("classify: the model's head has {} classes but '{}' has {} class folders",
+                      c.model.options.num_classes, root, C);
+  }
+  std::vector<std::string> prompts;
+  for (auto name : index.classes) {
+    std::replace(name.begin(), name.end(), '_', ' ');
+    std::string p = c.o.prompt_template;
+    const auto at = p.find("{class}");
+    if (at == std::string::npos) throw_input_error("classify: the prompt template must contain {{class}}: '{}'", p);
+    prompts.push_back(p.replace(at, 7, name));
+  }
+  c.reseed();
+  const auto class_emb = c.model.embed_texts(encode_texts(c, prompts)).to(at::kCPU).to(at::kFloat);
+  std::vector<at::Tensor> head_logits, zs_logits;
+  std::vector<int64_t> labels;
+  Progress p(c.o, "classify", "images", N);
+  for (int64_t i = 0; i < N; i += c.o.batch_size) {
+    const int64_t j = std::min(N, i + c.o.batch_size);
+    std::vector<at::Tensor> xs;
+    std::mt19937_64 rng(0);
+    for (int64_t k = i; k < j; ++k) {
+      const auto f = static_cast<size_t>(pick[static_cast<size_t>(k)]);
+      xs.push_back(transform_image(decode_image_file(index.files[f]), c.transform, rng));
+      labels.push_back(index.labels[f]);
+    }
+    const auto x = at::stack(xs).to(c.device);
+    c.reseed();
+    if (head) head_logits.push_back(c.model.classify(x).logits.to(at::kCPU).to(at::kFloat));
+    zs_logits.push_back(at::matmul(c.model.embed_images(x).to(at::kCPU).to(at::kFloat), class_emb.t()));
+    p.advance(j - i);
+  }
+  const auto y = at::tensor(labels, at::kLong);
+  const int64_t k5 = std::min<int64_t>(5, C);
+  json m;
+  if (head) {
+    const auto lg = at::cat(head_logits);
+    m["top1"] = topk_accuracy(lg, y, 1);
+    m["top5"] = topk_accuracy(lg, y, k5);
+  }
+  const auto zs = at::cat(zs_logits);
+  m["zero_shot"] = {{"top1", topk_accuracy(zs, y, 1)}, {"top5", topk_accuracy(zs, y, k5)}};
+  json out = {{"task", "classify"},
+              {"metrics", m},
+              {"counts", {{"samples", N}, {"images", Nall}, {"classes", C}}},
+              {"options", {{"prompt_template", c.o.prompt_template}}},
+              {"classes", index.classes},
+              {"inputs", in}};
+  if (!head) out["notes"].push_back("the model has no classification head (num_classes = 0): zero-shot only");
+  if (C < 5) out["notes"].push_back(fmt::format("top5 is top-{} ({} classes)", C, C));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// generate
+InceptionV3 load_inception(const std::string& path) {
+  if (!is_file(path)) throw_input_error("generate: Inception weights '{}' do not exist", path);
+  bool aux = false;
+  for (const auto& [k, v] : load_safetensors(path)) aux = aux || k.rfind("AuxLogits.", 0) == 0;
+  InceptionV3 net(InceptionV3Options().aux_logits(aux));
+  load_module(*net, path);
+  net->eval();
+  return net;
+}
+
+// uint8 [N, H, W, 3] -> torchvision Inception input [N, 3, 299, 299] (ImageNet mean/std).
+at::Tensor inception_input(const at::Tensor& u8) {
+  auto x = u8.permute({0, 3, 1, 2}).to(at::kFloat) / 255.0;
+  x = at::upsample_bilinear2d(x, {299, 299}, /*align_corners=*/false);
+  const auto mean = at::tensor(std::vector<float>{0.485f, 0.456f, 0.406f}).view({1, 3, 1, 1});
+  const auto sd = at::tensor(std::vector<float>{0.229f, 0.224f, 0.225f}).view({1, 3, 1, 1});
+  return (x - mean) / sd;
+}
+
+json run_generate(const Ctx& c, const json& in) {
+  const std::string prompts_path = in["prompts"].get<std::string>();
+  const json list = read_json(prompts_path);
+  if (!list.is_array()) throw_input_error("{}: expected a JSON list of {{prompt, spec?, reference?}}", prompts_path);
+  const auto root = c.o.image_root.empty() ? in["image_root"].get<std::string>() : c.o.image_root;
+  const int64_t N = limited(static_cast<int64_t>(list.size()), c.o.limit);
+  if (N == 0) throw_input_error("{}: no prompts", prompts_path);
+  std::vector<std::string> prompts(static_cast<size_t>(N));
+  std::vector<std::optional<PromptSpec>> specs(static_cast<size_t>(N));
+  std::vector<std::string> refs(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) {
+    const auto& e = list[static_cast<size_t>(i)];
+    if (!e.is_object() || !e.contains("prompt") || !e["prompt"].is_string()) {
+      throw_input_error("{}: entry {} has no string \"prompt\"", prompts_path, i);
+    }
+    prompts[static_cast<size_t>(i)] = e["prompt"];
+    if (e.contains("spec")) specs[static_cast<size_t>(i)] = PromptSpec::from_json(e["spec"]);
+    if (e.contains("reference") && e["reference"].is_string()) refs[static_cast<size_t>(i)] = e["reference"];
+  }
+  // Prompts of equal token length share a generate_images call (the generator takes no padding mask).
+  std::map<size_t, std::vector<int64_t>> by_len;
+  std::vector<std::vector<int64_t>> enc(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) {
+    enc[static_cast<size_t>(i)] = c.tok.encode(prompts[static_cast<size_t>(i)], true, true, c.o.max_text_len);
+    by_len[enc[static_cast<size_t>(i)].size()].push_back(i);
+  }
+  std::vector<at::Tensor> images(static_cast<size_t>(N));  // uint8 [H, W, 3]
+  {
+    Progress p(c.o, "generate", "images", N);
+    int64_t call = 0;
+    for (const auto& [len, idx] : by_len) {
+      for (size_t a = 0; a < idx.size(); a += static_cast<size_t>(c.o.batch_size)) {
+        const size_t b = std::min(idx.size(), a + static_cast<size_t>(c.o.batch_size));
+        std::vector<at::Tensor> rows;
+        for (size_t k = a; k < b; ++k) rows.push_back(at::tensor(enc[static_cast<size_t>(idx[k])], at::kLong));
+        SamplingOptions so;
+        so.temperature(c.o.temperature).top_k(c.o.top_k).top_p(c.o.top_p).cfg(c.o.cfg).cfg_scale(c.o.cfg_scale);
+        so.seed(c.o.seed + static_cast<uint64_t>(call++));
+        c.reseed();
+        const auto u8 = to_u8(c.model.generate_images(at::stack(rows).to(c.device), so), c.o);
+        for (size_t k = a; k < b; ++k) images[static_cast<size_t>(idx[k])] = u8[static_cast<int64_t>(k - a)];
+        p.advance(static_cast<int64_t>(b - a));
+      }
+    }
+  }
+  json m = json::object();
+  json counts = {{"samples", N}};
+  int64_t scored = 0, correct = 0;
+  double overall = 0, colour = 0, shape = 0, count = 0, position = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    if (!specs[static_cast<size_t>(i)]) continue;
+    const auto g = shapes_geneval_check(images[static_cast<size_t>(i)], *specs[static_cast<size_t>(i)]);
+    ++scored;
+    correct += g.correct ? 1 : 0;
+    overall += g.overall;
+    colour += g.colour;
+    shape += g.shape;
+    count += g.count;
+    position += g.position;
+  }
+  counts["geneval_scored"] = scored;
+  if (scored > 0) {
+    const double n = static_cast<double>(scored);
+    m["geneval"] = {{"overall", overall / n},
+                    {"correct", static_cast<double>(correct) / n},
+                    {"colour", colour / n},
+                    {"shape", shape / n},
+                    {"count", count / n},
+                    {"position", position / n}};
+  }
+  json notes = json::array();
+  if (scored == 0) notes.push_back("no prompt has a \"spec\": no Shapes-GenEval score");
+  std::vector<at::Tensor> ref_u8(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) {
+    if (!refs[static_cast<size_t>(i)].empty()) {
+      ref_u8[static_cast<size_t>(i)] = decode_image_file(resolve_under(root, refs[static_cast<size_t>(i)]));
+    }
+  }
+  if (!c.o.inception.empty()) {
+    std::vector<at::Tensor> gen_list, ref_list;
+    for (int64_t i = 0; i < N; ++i) {
+      gen_list.push_back(images[static_cast<size_t>(i)]);
+      if (ref_u8[static_cast<size_t>(i)].defined()) ref_list.push_back(ref_u8[static_cast<size_t>(i)]);
+    }
+    if (ref_list.size() < 2 || gen_list.size() < 2) {
+      throw_input_error("generate: FID needs >= 2 generated and >= 2 reference images (prompts' \"reference\")");
+    }
+    auto net = load_inception(c.o.inception);
+    torch::NoGradGuard ng;
+    const auto features = [&](const std::vector<at::Tensor>& xs, const std::string& phase) {
+      std::vector<at::Tensor> pool, prob;
+      Progress p(c.o, "generate", phase, static_cast<int64_t>(xs.size()));
+      for (size_t a = 0; a < xs.size(); a += 16) {
+        const size_t b = std::min(xs.size(), a + 16);
+        const auto o = net->forward(inception_input(at::stack(std::vector<at::Tensor>(
+            xs.begin() + static_cast<long>(a), xs.begin() + static_cast<long>(b)))));
+        pool.push_back(o.pool.to(at::kDouble));
+        prob.push_back(at::softmax(o.logits.to(at::kDouble), -1));
+        p.advance(static_cast<int64_t>(b - a));
+      }
+      return std::make_pair(at::cat(pool), at::cat(prob));
+    };
+    const auto [gp, gprob] = features(gen_list, "inception (generated)");
+    const auto [rp, rprob] = features(ref_list, "inception (references)");
+    const auto [mu1, s1] = feature_statistics(gp);
+    const auto [mu2, s2] = feature_statistics(rp);
+    m["fid"] = frechet_distance(mu1, s1, mu2, s2);
+    const int64_t splits = std::min<int64_t>(10, static_cast<int64_t>(gen_list.size()));
+    const auto is = inception_score(gprob, splits);
+    m["inception_score"] = is.mean;
+    m["inception_score_std"] = is.std;
+    counts["fid_generated"] = gen_list.size();
+    counts["fid_references"] = ref_list.size();
+    notes.push_back(fmt::format("FID/IS from {} generated vs {} reference images (few images give biased FID); "
+                                "Inception input: bilinear resize to 299, ImageNet mean/std (torchvision)",
+                                gen_list.size(), ref_list.size()));
+  }
+  json out = {{"task", "generate"},
+              {"metrics", m},
+              {"counts", counts},
+              {"options",
+               {{"temperature", c.o.temperature},
+                {"top_k", c.o.top_k},
+                {"top_p", c.o.top_p},
+                {"cfg", c.o.cfg},
+                {"cfg_scale", c.o.cfg_scale},
+                {"seed", c.o.seed}}},
+              {"inputs", in}};
+  if (!notes.empty()) out["notes"] = notes;
+  if (!c.o.out_dir.empty()) {
+    const auto dir = fs::path(out_path(c.o, "generated"));
+    fs::create_directories(dir);
+    json files = json::array();
+    for (int64_t i = 0; i < N; ++i) {
+      const auto id = list[static_cast<size_t>(i)].contains("id") ? list[static_cast<size_t>(i)]["id"].dump()
+                                                                  : std::to_string(i);
+      const auto f = (dir / (id + ".png")).string();
+      write_image_file(f, images[static_cast<size_t>(i)]);
+      files.push_back(f);
+    }
+    // Sheet: generated | reference, captioned with the prompt.
+    std::vector<at::Tensor> cells;
+    std::vector<std::string> caps;
+    const int64_t show = std::min<int64_t>(N, 16);
+    for (int64_t i = 0; i < show; ++i) {
+      cells.push_back(images[static_cast<size_t>(i)]);
+      caps.push_back(prompts[static_cast<size_t>(i)]);
+      if (ref_u8[static_cast<size_t>(i)].defined()) {
+        cells.push_back(ref_u8[static_cast<size_t>(i)]);
+        caps.push_back("(reference)");
+      } else {
+        cells.push_back(at::full_like(images[static_cast<size_t>(i)], 255));
+        caps.push_back("");
+      }
+    }
+    const auto sheet = out_path(c.o, "generate_sheet.png");
+    write_image_sheet(sheet, cells, 4, caps, 160);
+    out["outputs"] = {{"images", dir.string()}, {"sheet", sheet}};
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// recon
+json run_recon(const Ctx& c, const json& in) {
+  std::vector<std::string> files;
+  std::string root;
+  if (in["layout"] == "imagefolder") {
+    root = in["images"].get<std::string>();
+    files = index_image_folder(root).files;
+  } else {
+    root = c.o.image_root.empty() ? in["image_root"].get<std::string>() : c.o.image_root;
+    const auto s = caption_set(in["captions"].get<std::string>(), 0);
+    files = s.files;
+  }
+  const int64_t N = limited(static_cast<int64_t>(files.size()), c.o.limit), B = c.o.batch_size;
+  if (N == 0) throw_input_error("recon: no images");
+  double psnr_sum = 0, ssim_sum = 0;
+  std::vector<at::Tensor> originals, recons;  // a few for the sheet
+  Progress p(c.o, "recon", "images", N);
+  torch::NoGradGuard ng;
+  for (int64_t i = 0; i < N; i += B) {
+    const int64_t j = std::min(N, i + B);
+    std::vector<at::Tensor> xs;
+    for (int64_t k = i; k < j; ++k) xs.push_back(load_image(c, root, files[static_cast<size_t>(k)]));
+    const auto x = at::stack(xs).to(c.device);
+    c.reseed();
+    const auto rec = c.model.tokenizer(x).reconstruction;
+    const auto a = to_unit(rec, c.o), b = to_unit(x, c.o);
+    // Per-image means, summed, so batching never changes the result.
+    for (int64_t k = 0; k < a.size(0); ++k) {
+      psnr_sum += psnr(a.slice(0, k, k + 1), b.slice(0, k, k + 1));
+      ssim_sum += ssim(a.slice(0, k, k + 1), b.slice(0, k, k + 1));
+    }
+    if (originals.size() < 16) {
+      const auto ou = to_u8(x, c.o), ru = to_u8(rec, c.o);
+      for (int64_t k = 0; k < ou.size(0) && originals.size() < 16; ++k) {
+        originals.push_back(ou[k]);
+        recons.push_back(ru[k]);
+      }
+    }
+    p.advance(j - i);
+  }
+  json out = {{"task", "recon"},
+              {"metrics", {{"psnr", psnr_sum / static_cast<double>(N)}, {"ssim", ssim_sum / static_cast<double>(N)}}},
+              {"counts", {{"samples", N}, {"images", files.size()}}},
+              {"inputs", in}};
+  if (!c.o.out_dir.empty()) {
+    std::vector<at::Tensor> cells;
+    std::vector<std::string> caps;
+    for (size_t k = 0; k < originals.size(); ++k) {
+      cells.push_back(originals[k]);
+      caps.push_back("original");
+      cells.push_back(recons[k]);
+      caps.push_back("reconstruction");
+    }
+    const auto sheet = out_path(c.o, "recon_sheet.png");
+    write_image_sheet(sheet, cells, 8, caps, 96);
+    out["outputs"] = {{"sheet", sheet}};
+  }
+  return out;
+}
+
+int64_t parameter_count(const JanusModelImpl& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace
+
+json evaluate(const EvalModel& m, const std::string& task, const std::string& data, const EvalOptions& o) {
+  if (!m.model) throw InputError("evaluate: no model given");
+  if (!m.tokenizer) throw InputError("evaluate: no tokenizer given");
+  if (o.batch_size < 1) throw_input_error("evaluate: batch size must be >= 1, got {}", o.batch_size);
+  if (o.limit < 0) throw_input_error("evaluate: limit must be >= 0, got {}", o.limit);
+  if (o.beam < 1) throw_input_error("evaluate: beam size must be >= 1, got {}", o.beam);
+  if (o.mean.size() != 3 || o.std.size() != 3) throw InputError("evaluate: mean and std need 3 values");
+  const json in = resolve_task_data(task, data, o.split);
+  auto& model = *m.model;
+  const bool was_training = model.is_training();
+  model.eval();
+  struct Restore {
+    JanusModelImpl& m;
+    bool training;
+    ~Restore() { m.train(training); }
+  } restore{model, was_training};
+  torch::NoGradGuard no_grad;
+  const auto params = model.parameters();
+  const c10::Device device = params.empty() ? c10::Device(c10::kCPU) : params.front().device();
+  ImageTransform t;
+  t.resize_short = model.options.image_size();
+  t.crop = model.options.image_size();
+  t.mean = o.mean;
+  t.std = o.std;
+  std::vector<LSHAttentionImpl*> lsh;
+  for (const auto& mod : model.modules()) {
+    if (auto* l = dynamic_cast<LSHAttentionImpl*>(mod.get())) lsh.push_back(l);
+  }
+  const Ctx c{m, o, model, *m.tokenizer, device, t, lsh};
+  const auto t0 = std::chrono::steady_clock::now();
+  json out;
+  if (task == "retrieval") out = run_retrieval(c, in);
+  else if (task == "caption") out = run_caption(c, in);
+  else if (task == "vqa") out = run_vqa(c, in);
+  else if (task == "nlvr2") out = run_nlvr2(c, in);
+  else if (task == "classify") out = run_classify(c, in);
+  else if (task == "generate") out = run_generate(c, in);
+  else out = run_recon(c, in);
+  const double secs = elapsed(t0);
+  out["split"] = o.split;
+  out["seconds"] = secs;
+  const int64_t n = out["counts"].value("samples", int64_t{0});
+  out["samples_per_second"] = secs > 0 ? static_cast<double>(n) / secs : 0.0;
+  out["model"] = {{"weights", m.weights},
+                  {"config_hash", m.config_hash},
+                  {"flavour", model.options.flavour},
+                  {"parameters", parameter_count(model)}};
+  if (!out.contains("options")) out["options"] = json::object();
+  out["options"]["limit"] = o.limit;
+  out["options"]["batch_size"] = o.batch_size;
+  return out;
+}
+
+json evaluate(JanusModelImpl& model, const Tokenizer& tokenizer, const std::vector<std::string>& answers,
+              const std::string& task, const std::string& data, const EvalOptions& options) {
+  EvalModel m;
+  m.model = &model;
+  m.tokenizer = &tokenizer;
+  m.answers = answers;
+  m.config_hash = model_config_hash(model.options);
+  return evaluate(m, task, data, options);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+json retrieval_from_embeddings(const at::Tensor& image_embeds, const at::Tensor& text_embeds,
+                               const std::vector<int64_t>& txt2img) {
+  TORCH_CHECK(image_embeds.dim() == 2 && text_embeds.dim() == 2 && image_embeds.size(1) == text_embeds.size(1),
+              "retrieval_from_embeddings: expected [Ni, E] and [Nt, E], got ", image_embeds.sizes(), " and ",
+              text_embeds.sizes());
+  const auto sim = at::matmul(image_embeds.to(at::kCPU).to(at::kFloat), text_embeds.to(at::kCPU).to(at::kFloat).t());
+  return score_retrieval(sim, {{"txt2img", txt2img}});
+}
+
+json retrieval_recall_sets(const at::Tensor& sim_in, const std::vector<std::vector<int64_t>>& relevant_texts,
+                           const std::vector<std::vector<int64_t>>& relevant_images) {
+  const auto sim = sim_in.to(at::kCPU).to(at::kDouble).contiguous();
+  TORCH_CHECK(sim.dim() == 2 && sim.size(0) == static_cast<int64_t>(relevant_texts.size()) &&
+                  sim.size(1) == static_cast<int64_t>(relevant_images.size()),
+              "retrieval_recall_sets: sim ", sim.sizes(), " vs ", relevant_texts.size(), " images and ",
+              relevant_images.size(), " texts");
+  // Best rank of any relevant item in one score row (ties: lower index first).
+  const auto best_rank = [](const at::Tensor& row, const std::vector<int64_t>& rel) {
+    const auto* p = row.data_ptr<double>();
+    const int64_t n = row.size(0);
+    int64_t best = n;
+    for (int64_t r : rel) {
+      int64_t rank = 0;
+      for (int64_t j = 0; j < n; ++j) rank += (p[j] > p[r] || (p[j] == p[r] && j < r)) ? 1 : 0;
+      best = std::min(best, rank);
+    }
+    return best;
+  };
+  const auto recall = [&](const at::Tensor& m, const std::vector<std::vector<int64_t>>& rel) {
+    std::array<double, 3> hits{0, 0, 0};
+    for (int64_t q = 0; q < m.size(0); ++q) {
+      const auto row = m[q].contiguous();
+      const int64_t r = best_rank(row, rel[static_cast<size_t>(q)]);
+      hits[0] += r < 1;
+      hits[1] += r < 5;
+      hits[2] += r < 10;
+    }
+    for (auto& h : hits) h = m.size(0) > 0 ? 100.0 * h / static_cast<double>(m.size(0)) : 0.0;
+    return hits;
+  };
+  const auto i2t = recall(sim, relevant_texts);
+  const auto t2i = recall(sim.t().contiguous(), relevant_images);
+  const double im = (i2t[0] + i2t[1] + i2t[2]) / 3.0, tm = (t2i[0] + t2i[1] + t2i[2]) / 3.0;
+  return {{"txt_r1", i2t[0]}, {"txt_r5", i2t[1]}, {"txt_r10", i2t[2]}, {"txt_r_mean", im},
+          {"img_r1", t2i[0]}, {"img_r5", t2i[1]}, {"img_r10", t2i[2]}, {"img_r_mean", tm},
+          {"r_mean", (im + tm) / 2.0}};
+}
+
+void write_image_sheet(const std::string& path, const std::vector<at::Tensor>& images, int64_t cols,
+                       const std::vector<std::string>& captions, int64_t cell) {
+  if (images.empty()) throw InputError("write_image_sheet: no images");
+  cols = std::max<int64_t>(1, std::min<int64_t>(cols, static_cast<int64_t>(images.size())));
+  const int64_t rows = (static_cast<int64_t>(images.size()) + cols - 1) / cols;
+  const int text_h = captions.empty() ? 0 : 28, pad = 4;
+  const int cw = static_cast<int>(cell) + pad, ch = static_cast<int>(cell) + text_h + pad;
+  cv::Mat sheet(static_cast<int>(rows) * ch + pad, static_cast<int>(cols) * cw + pad, CV_8UC3,
+                cv::Scalar(255, 255, 255));
+  for (size_t i = 0; i < images.size(); ++i) {
+    const auto img = images[i].to(at::kCPU).to(at::kByte).contiguous();
+    TORCH_CHECK(img.dim() == 3 && img.size(2) == 3, "write_image_sheet: images must be uint8 [H, W, 3]");
+    cv::Mat rgb(static_cast<int>(img.size(0)), static_cast<int>(img.size(1)), CV_8UC3, img.data_ptr<uint8_t>());
+    cv::Mat bgr, big;
+    cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+    cv::resize(bgr, big, cv::Size(static_cast<int>(cell), static_cast<int>(cell)), 0, 0, cv::INTER_NEAREST);
+    const int x = pad + static_cast<int>(static_cast<int64_t>(i) % cols) * cw;
+    const int y = pad + static_cast<int>(static_cast<int64_t>(i) / cols) * ch;
+    big.copyTo(sheet(cv::Rect(x, y, big.cols, big.rows)));
+    if (i < captions.size() && !captions[i].empty()) {
+      // Two lines of at most ~cell/6 characters each.
+      const size_t per = static_cast<size_t>(std::max<int64_t>(8, cell / 6));
+      const std::string& s = captions[i];
+      for (int line = 0; line < 2 && static_cast<size_t>(line) * per < s.size(); ++line) {
+        cv::putText(sheet, s.substr(static_cast<size_t>(line) * per, per),
+                    cv::Point(x, y + static_cast<int>(cell) + 11 + 12 * line), cv::FONT_HERSHEY_PLAIN, 0.8,
+                    cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+      }
+    }
+  }
+  const auto parent = fs::path(path).parent_path();
+  if (!parent.empty()) fs::create_directories(parent);
+  if (!cv::imwrite(path, sheet)) throw_input_error("write_image_sheet: cannot write '{}'", path);
+}
+
+}  // namespace janus::eval
