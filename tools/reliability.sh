@@ -41,7 +41,7 @@ log() { echo "[reliability] $*" >&2; }
 rnd() { echo $(( $1 + RANDOM % ($2 - $1 + 1) )); }
 # A toy run's common settings: 1 thread (exact resume holds for a fixed thread count), dropout on, EMA on, constant
 # lr (so a run continued with a larger train.steps follows the same schedule as one started with it).
-common=(--set train.threads=1 --set data.batch_size=8 --set schedule.name=constant --set schedule.warmup_steps=0
+common=(--task toy --set train.threads=1 --set data.batch_size=8 --set schedule.name=constant --set schedule.warmup_steps=0
         --set train.ema_decay=0.9 --set log.every_steps=10 --set log.level=info)
 same_final() { cmp -s "$1/final/model.safetensors" "$2/final/model.safetensors" &&
                cmp -s "$1/final/ema.safetensors" "$2/final/ema.safetensors"; }

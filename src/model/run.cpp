@@ -80,7 +80,10 @@ RunArtifacts load_run(const std::string& dir_str, const LoadRunOptions& options)
   }
   run.model = JanusModel(model_options_from_spec(spec));
   run.weights = pick_weights(dir, options.weights);
-  const auto report = load_module(*run.model, run.weights);  // strict: every tensor, matching shapes
+  LoadOptions lo;  // strict: every tensor, matching shapes
+  // Training-only modules a stage task adds to the model (stage 1's VQGAN discriminator "vq_disc") are dropped.
+  lo.rename = [](const std::string& k) { return k.rfind("vq_disc.", 0) == 0 ? std::string() : k; };
+  const auto report = load_module(*run.model, run.weights, lo);
   spdlog::debug("load_run {}: {}", run.weights, report.summary());
   run.model->to(options.device);
   run.model->eval();

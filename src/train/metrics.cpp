@@ -208,6 +208,33 @@ void Metrics::log(int64_t step, const std::map<std::string, double>& values, dou
   }
 }
 
+void Metrics::log_eval(int64_t step, const std::map<std::string, double>& values, const std::string& prefix) {
+  if (!opt_.enabled || values.empty()) return;
+  std::string parts;
+  for (const auto& [k, v] : values) parts += fmt::format(" {} {:.4g}", k, v);
+  spdlog::info("validation at step {}:{}", step, parts);
+  const double wall = now_s();
+  std::map<std::string, double> named;
+  for (const auto& [k, v] : values) named[prefix + k] = v;
+  if (opt_.jsonl) {
+    if (!jsonl_) {
+      fs::create_directories(opt_.run_dir);
+      const auto path = (fs::path(opt_.run_dir) / "metrics.jsonl").string();
+      jsonl_ = std::fopen(path.c_str(), "ab");
+      if (!jsonl_) throw_error("cannot write '{}': {}", path, std::strerror(errno));
+    }
+    nlohmann::json j{{"step", step}, {"time", wall}, {"kind", "val"}};
+    for (const auto& [k, v] : named) j[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+    const auto line = j.dump() + "\n";
+    std::fwrite(line.data(), 1, line.size(), jsonl_);
+    std::fflush(jsonl_);
+  }
+  if (tb_) {
+    tb_->scalars(step, named, wall);
+    tb_->flush();
+  }
+}
+
 void Metrics::flush() {
   if (jsonl_) std::fflush(jsonl_);
   if (tb_) tb_->flush();

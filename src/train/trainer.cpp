@@ -482,6 +482,25 @@ TrainResult Trainer::run(const std::string& resume) {
       samples_at_log = samples_;
       step_at_log = step_;
     }
+    if (config_.eval.every_steps > 0 && (step_ % config_.eval.every_steps == 0 || last) && dist_.is_main()) {
+      // Validation on rank 0 only; the other ranks wait in the next collective (parallel.timeout_s bounds it).
+      StepContext vctx;
+      vctx.step = step_;
+      vctx.total_steps = tc.steps;
+      vctx.training = false;
+      const auto t0 = clock::now();
+      const nlohmann::json v = task_.validate(vctx);
+      model_->train();
+      std::map<std::string, double> vals;
+      for (const auto& [k, x] : v.items()) {
+        if (x.is_number()) vals[k] = x.get<double>();
+      }
+      if (!vals.empty()) {
+        vals["seconds"] = std::chrono::duration<double>(clock::now() - t0).count();
+        metrics_->log_eval(step_, vals);
+      }
+      t_log += clock::now() - t0;  // keep samples/s about training
+    }
     if (last) break;
     // Ranks may see a signal at different steps: agree, so every rank checkpoints and stops after the same step.
     bool stop = stop_requested();

@@ -33,7 +33,7 @@ std::string read_text(const std::string& path) {
 
 // janus_train flags shared by the runs of one test: one compute thread per rank, accumulation, AdamW with warmup.
 std::string train_args(const std::string& run_dir, int64_t batch, int64_t steps, const std::string& extra = "") {
-  return jt::quote(jt::tool("janus_train")) + " --set train.run_dir=" + jt::quote(run_dir) +
+  return jt::quote(jt::tool("janus_train")) + " --task toy --set train.run_dir=" + jt::quote(run_dir) +
          " --set train.threads=1 --set data.batch_size=" + std::to_string(batch) + " --set train.steps=" +
          std::to_string(steps) +
          " --set train.grad_accum=2 --set optim.lr=3e-3 --set schedule.warmup_steps=2 --set log.every_steps=3"

@@ -25,7 +25,7 @@ using janus::test::quote;
 namespace {
 
 std::string train_cmd(const std::string& run_dir, const std::string& extra = "") {
-  return janus::test::tool("janus_train") + " --set train.run_dir=" + quote(run_dir) +
+  return janus::test::tool("janus_train") + " --task toy --set train.run_dir=" + quote(run_dir) +
          " --set train.steps=40 --set train.threads=1 --set train.device=cpu --set log.every_steps=1"
          " --set checkpoint.every_steps=6 --set checkpoint.keep_last=3 --set data.batch_size=8"
          " --set train.grad_accum=2 --set train.ema_decay=0.95 --set schedule.warmup_steps=4 " +

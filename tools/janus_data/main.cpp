@@ -8,6 +8,7 @@
 #include "janus/data/idx.h"
 #include "janus/data/image.h"
 #include "janus/data/shapes.h"
+#include "janus/train/stage_task.h"
 #include "janus/data/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -30,6 +31,11 @@ int main(int argc, char** argv) {
   shapes->add_option("--clouds", so.clouds, "training point clouds (val gets a quarter)")->capture_default_str();
   shapes->add_option("--cloud-points", so.cloud_points, "points per cloud")->capture_default_str();
   shapes->add_option("--threads", so.threads, "writer threads")->capture_default_str();
+  int64_t shapes_vocab = 256;
+  shapes->add_option("--tokenizer-vocab", shapes_vocab,
+                     "also write corpus.txt and train DIR/tokenizer.model with this many pieces (0: skip)")
+      ->check(CLI::Range(int64_t{0}, int64_t{100000}))
+      ->capture_default_str();
 
   auto* tok = app.add_subcommand("tokenizer", "train or inspect a SentencePiece tokenizer");
   tok->require_subcommand(1);
@@ -63,6 +69,7 @@ int main(int argc, char** argv) {
       const auto st = janus::generate_shapes(so);
       spdlog::info("shapes: {} images in {:.3f} s ({:.0f} images/s), everything in {:.3f} s -> {}", st.images,
                    st.image_seconds, st.images / std::max(1e-9, st.image_seconds), st.total_seconds, so.out);
+      if (shapes_vocab > 0) janus::train::build_shapes_tokenizer(so.out, shapes_vocab, so.seed);
       return 0;
     }
     if (*tok_train) {

@@ -1,5 +1,6 @@
-// janus_train: run one training stage from a config. Until the stage tasks (model + data) are merged, the only
-// task is the built-in toy regression task (`--task toy`), which exercises the whole trainer end to end.
+// janus_train: run one training stage from a config. `--task stage` (default) trains JanusModel on train.stage 1, 2
+// or 3 (janus::train::StageTask, docs/training.md); `--task toy` is the built-in toy regression task that exercises
+// the trainer alone (tests).
 //
 // Data parallel: launched by torchrun / janus_launch / srun (WORLD_SIZE > 1), every rank creates the c10d process
 // group, wraps the task's model in DistributedDataParallel and runs the same Trainer with the DDP hooks; the data
@@ -14,6 +15,7 @@
 #include "janus/core/config.h"
 #include "janus/io/module_io.h"
 #include "janus/train/distributed.h"
+#include "janus/train/stage_task.h"
 #include "janus/train/toy_task.h"
 #include "janus/train/trainer.h"
 
@@ -67,7 +69,7 @@ int main(int argc, char** argv) {
   CLI::App app{"janus_train: train a stage from a config (exact resume, atomic checkpoints, data parallel)"};
   janus::cli::Common common;
   janus::cli::add_common(app, common);
-  std::string config_path, resume, task = "toy";
+  std::string config_path, resume, task = "stage";
   std::vector<std::string> sets;
   int64_t toy_sleep_ms = 0, toy_kill_at = -1;
   int toy_kill_rank = -1;
@@ -76,7 +78,7 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_path, "YAML config (omitted: all defaults)");
   app.add_option("--set", sets, "override, e.g. --set optim.lr=1e-4 (repeatable)");
   app.add_option("--resume", resume, "auto (newest valid checkpoint of train.run_dir) or a checkpoint directory");
-  app.add_option("--task", task, "what to train")->check(CLI::IsMember({"toy"}))->capture_default_str();
+  app.add_option("--task", task, "what to train")->check(CLI::IsMember({"stage", "toy"}))->capture_default_str();
   app.add_option("--toy-step-sleep-ms", toy_sleep_ms, "toy task: sleep per step (for tests)");
   app.add_flag("--toy-discriminator", toy_disc, "toy task: add a discriminator trained by a second optimizer");
   app.add_option("--toy-dropout", toy_dropout, "toy task: dropout probability")
@@ -115,28 +117,38 @@ int main(int argc, char** argv) {
                    dh.pg->backend_name(), config.data.batch_size, dist.world_size, config.train.grad_accum);
     }
 
-    jt::ToyTaskOptions to;
-    to.batch_size = config.data.batch_size;
-    to.seed = static_cast<uint64_t>(config.train.seed);
-    to.step_sleep_ms = toy_sleep_ms;
-    to.net.discriminator(toy_disc);
-    to.net.dropout(toy_dropout);
-    to.rank = dist.rank;
-    to.world_size = dist.world_size;
-    to.kill_at_step = toy_kill_at;
-    to.kill_rank = toy_kill_rank;
-    jt::ToyTask toy(to);
+    std::unique_ptr<jt::TrainTask> owned;
+    if (task == "toy") {
+      jt::ToyTaskOptions to;
+      to.batch_size = config.data.batch_size;
+      to.seed = static_cast<uint64_t>(config.train.seed);
+      to.step_sleep_ms = toy_sleep_ms;
+      to.net.discriminator(toy_disc);
+      to.net.dropout(toy_dropout);
+      to.rank = dist.rank;
+      to.world_size = dist.world_size;
+      to.kill_at_step = toy_kill_at;
+      to.kill_rank = toy_kill_rank;
+      owned = std::make_unique<jt::ToyTask>(to);
+    } else {
+      jt::StageTaskOptions so;
+      so.rank = dist.rank;
+      so.world_size = dist.world_size;
+      so.pg = dh.pg;
+      owned = std::make_unique<jt::StageTask>(config, so);
+    }
+    jt::TrainTask& train_task = *owned;
 
-    jt::Trainer trainer(config, toy, dist, dh.pg ? dh.make() : jt::TrainerHooks{});
+    jt::Trainer trainer(config, train_task, dist, dh.pg ? dh.make() : jt::TrainerHooks{});
     if (dh.pg) {
       jd::DdpOptions o;
       o.bucket_mb = config.parallel.bucket_mb;
-      dh.ddp = std::make_unique<jd::DistributedDataParallel>(toy.model(), dh.pg, o);
+      dh.ddp = std::make_unique<jd::DistributedDataParallel>(train_task.model(), dh.pg, o);
     }
     const auto result = trainer.run(resume);
     if (save_rank_weights && !result.stopped) {
       const auto path = trainer.run_dir() + "/final/model.rank" + std::to_string(dist.rank) + ".safetensors";
-      janus::save_module(*toy.model(), path);
+      janus::save_module(*train_task.model(), path);
     }
     if (result.stopped) spdlog::info("stopped at step {} after a signal; resume with --resume auto", result.step);
     return 0;

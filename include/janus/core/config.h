@@ -79,6 +79,11 @@ struct DataConfig {
   std::string train;
   std::string val;
   std::string tokenizer;
+  std::string image_root;
+  std::string vqa_train;
+  std::string vqa_val;
+  std::string nlvr2_train;
+  std::string nlvr2_val;
   int64_t batch_size = 32;
   int64_t num_workers = 2;
   int64_t prefetch = 4;
@@ -93,7 +98,16 @@ struct DataConfig {
       Check::one_of({"shapes", "coco", "vqa", "nlvr2", "imagefolder", "text"}));
     v("train", train, "training data: a file or directory in `format`", Check::existing());
     v("val", val, "validation data (optional)", Check::existing());
-    v("tokenizer", tokenizer, "SentencePiece model file (.model)", Check::existing());
+    v("tokenizer", tokenizer, "SentencePiece model file (.model); Shapes: default <data.train>/tokenizer.model",
+      Check::existing());
+    v("image_root", image_root, "stage tasks, coco format: image root for captions/VQA/NLVR2 files (default: each "
+      "file's directory)", Check::existing());
+    v("vqa_train", vqa_train, "stage tasks: VQA v2 questions JSON for training (annotations beside it, \"questions\" "
+      "-> \"annotations\"); Shapes: default <data.train>/vqa/questions_train.json", Check::existing());
+    v("vqa_val", vqa_val, "stage tasks: VQA v2 questions JSON for validation", Check::existing());
+    v("nlvr2_train", nlvr2_train, "stage tasks: NLVR2 jsonl for training; Shapes: default <data.train>/nlvr2/train.jsonl",
+      Check::existing());
+    v("nlvr2_val", nlvr2_val, "stage tasks: NLVR2 jsonl for validation", Check::existing());
     v("batch_size", batch_size, "samples per step per rank (before gradient accumulation)", Check::range(1, 1 << 20));
     v("num_workers", num_workers, "loader worker threads", Check::range(0, 256));
     v("prefetch", prefetch, "batches prepared ahead per worker", Check::range(1, 1024));
@@ -153,6 +167,15 @@ struct TrainConfig {
   std::string init_from;
   std::vector<std::string> freeze;
   double contrastive_weight = 0.7;
+  std::vector<std::string> tasks;
+  std::vector<double> loss_weights;
+  std::string loss_balance = "gradnorm";
+  double gradnorm_alpha = 1.5;
+  double gradnorm_lr = 0.025;
+  int64_t disc_start = 5000;
+  double disc_weight = 0.8;
+  int64_t disc_layers = 3;
+  int64_t disc_ndf = 64;
   bool activation_checkpointing = false;
   double ema_decay = 0.0;
   int64_t max_nonfinite_steps = 5;
@@ -175,6 +198,23 @@ struct TrainConfig {
     v("freeze", freeze, "module-path globs whose parameters are frozen, e.g. encoders.vision.*");
     v("contrastive_weight", contrastive_weight, "stage 2: lambda weighting InfoNCE against ITM/captioning",
       Check::range(0, 1));
+    v("tasks", tasks,
+      "losses the stage trains; empty = the stage's default (1: simmim mlm vq; 2: contrastive itm caption; 3: t2i "
+      "caption + vqa/nlvr2 when their data exists); stage 2 also takes nlvr2",
+      Check::one_of({"simmim", "mlm", "vq", "contrastive", "itm", "caption", "t2i", "vqa", "nlvr2"}));
+    v("loss_weights", loss_weights,
+      "fixed weights of the stage's losses in train.tasks order (stage 1/3; empty = all 1); stage 3 with "
+      "loss_balance gradnorm uses them as initial weights",
+      Check::at_least(0));
+    v("loss_balance", loss_balance, "stage 3: gradnorm (arXiv:1711.02257) or fixed (train.loss_weights)",
+      Check::one_of({"gradnorm", "fixed"}));
+    v("gradnorm_alpha", gradnorm_alpha, "stage 3: GradNorm asymmetry alpha", Check::range(0, 10));
+    v("gradnorm_lr", gradnorm_lr, "stage 3: learning rate of the GradNorm loss weights", Check::range(0, 10));
+    v("disc_start", disc_start, "stage 1: step from which the adversarial VQ terms are on; -1 = no discriminator",
+      Check::at_least(-1));
+    v("disc_weight", disc_weight, "stage 1: scale of the adaptive adversarial weight (VQGAN)", Check::range(0, 100));
+    v("disc_layers", disc_layers, "stage 1: PatchGAN discriminator stride-2 layers", Check::range(1, 6));
+    v("disc_ndf", disc_ndf, "stage 1: PatchGAN discriminator base channels", Check::range(1, 4096));
     v("activation_checkpointing", activation_checkpointing, "recompute transformer blocks in backward");
     v("ema_decay", ema_decay, "EMA of weights; 0 disables", Check::range(0, 1));
     v("max_nonfinite_steps", max_nonfinite_steps, "consecutive non-finite steps before the run stops",
@@ -234,6 +274,7 @@ struct EvalConfig {
   std::vector<std::string> tasks;
   int64_t limit = 0;
   int64_t batch_size = 32;
+  int64_t samples = 8;
 
   template <class V>
   void visit(V& v) {
@@ -242,6 +283,8 @@ struct EvalConfig {
       Check::one_of({"retrieval", "caption", "vqa", "nlvr2", "classify", "generate", "recon"}));
     v("limit", limit, "evaluate at most this many samples per task; 0 = all", Check::at_least(0));
     v("batch_size", batch_size, "evaluation batch size", Check::range(1, 1 << 20));
+    v("samples", samples, "images per row of the validation sample sheets (stage 1/3); 0 = no sheet",
+      Check::range(0, 64));
   }
 };
 

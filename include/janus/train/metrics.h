@@ -51,6 +51,8 @@ class Metrics {
   void truncate_after(int64_t step);
   // One record: values such as loss parts, lr, grad_norm; `samples_per_s` and eta are derived by the caller.
   void log(int64_t step, const std::map<std::string, double>& values, double samples_per_s, double eta_s);
+  // A validation record: values logged as "<prefix><name>" (metrics.jsonl record with "kind": "val", TensorBoard).
+  void log_eval(int64_t step, const std::map<std::string, double>& values, const std::string& prefix = "val/");
   void flush();
 
  private:

@@ -80,6 +80,10 @@ class TrainTask {
   // restored from checkpoints. Tensor keys are namespaced by the trainer.
   virtual void save_state(TensorMap& /*tensors*/, nlohmann::json& /*meta*/) const {}
   virtual void load_state(const TensorMap& /*tensors*/, const nlohmann::json& /*meta*/) {}
+  // Periodic validation (eval.every_steps, rank 0 only, after the step's metrics record): returns flat
+  // {name: number} logged as "val/<name>" to metrics.jsonl and TensorBoard. Must not change training state
+  // (RNG, data cursor, parameters); the trainer restores train mode afterwards. ctx.step = steps completed.
+  virtual nlohmann::json validate(const StepContext& /*ctx*/) { return nlohmann::json::object(); }
 };
 
 }  // namespace janus::train

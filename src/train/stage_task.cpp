@@ -1,0 +1,663 @@
+// The three training stages on JanusModel (include/janus/train/stage_task.h, docs/training.md).
+#include "janus/train/stage_task.h"
+
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <spdlog/spdlog.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include "janus/core/error.h"
+#include "janus/core/fs.h"
+#include "janus/io/module_io.h"
+#include "janus/data/factory.h"
+#include "janus/decoder/image_output.h"
+#include "janus/decoder/quality_controller.h"
+#include "janus/model/model_io.h"
+#include "janus/model/run.h"
+#include "janus/train/distributed.h"
+
+namespace janus::train {
+namespace fs = std::filesystem;
+
+// ---- private stand-ins for the trainparts helpers (include/janus/train/losses.h, gradnorm.h) ----------------------
+// Same interfaces; replaced by the shared ones once that branch is merged into main.
+namespace stage_detail {
+
+// For each row of sim [B, B] (higher = more similar), a column != row drawn from softmax(sim row) without the
+// diagonal (ALBEF / BLIP hard-negative mining). int64 [B] on sim's device.
+at::Tensor itm_hard_negatives(const at::Tensor& sim, at::Generator gen) {
+  TORCH_CHECK(sim.dim() == 2 && sim.size(0) == sim.size(1) && sim.size(0) >= 2,
+              "itm_hard_negatives: expects a square [B, B] similarity with B >= 2, got ", sim.sizes());
+  auto w = at::softmax(sim.detach().to(at::kFloat).cpu(), 1);
+  w.fill_diagonal_(0);
+  // Rows that lost all mass (every off-diagonal entry underflowed) fall back to uniform over the other columns.
+  auto uniform = at::ones_like(w);
+  uniform.fill_diagonal_(0);
+  const auto dead = (w.sum(1, true) <= 0);
+  w = at::where(dead, uniform, w);
+  return at::multinomial(w, 1, false, gen).squeeze(1).to(sim.device());
+}
+
+// GradNorm (arXiv:1711.02257): G_i = ||grad_W (w_i L_i)|| on shared parameters W, r_i = (L_i/L_i(0)) / mean_j,
+// L_grad = sum_i |G_i - mean(G) r_i^alpha| (target detached), gradient w.r.t. w_i only; weights renormalised to
+// sum to the number of tasks. The gradient of L_grad w.r.t. w_i is analytic (G_i = w_i ||grad_W L_i||).
+class GradNorm {
+ public:
+  GradNorm(std::vector<std::string> task_names, double alpha, double lr)
+      : names_(std::move(task_names)), alpha_(alpha), lr_(lr) {
+    weights_ = at::ones({static_cast<int64_t>(names_.size())}, at::kDouble);
+    pending_ = at::zeros_like(weights_);
+  }
+  void set_weights(const at::Tensor& w) {
+    const double n = static_cast<double>(names_.size());
+    weights_ = w.to(at::kDouble).clone();
+    weights_ = weights_ * (n / weights_.sum().item<double>());
+  }
+  at::Tensor combine(const std::vector<at::Tensor>& losses, const std::vector<at::Tensor>& shared_params) {
+    const int64_t T = static_cast<int64_t>(losses.size());
+    TORCH_CHECK(T == weights_.size(0), "gradnorm: ", T, " losses for ", weights_.size(0), " tasks");
+    std::vector<double> l(T), gn(T);
+    for (int64_t i = 0; i < T; ++i) {
+      l[i] = losses[i].detach().to(at::kDouble).item<double>();
+      auto grads = torch::autograd::grad({losses[i]}, shared_params, {}, /*retain_graph=*/true,
+                                         /*create_graph=*/false, /*allow_unused=*/true);
+      double sq = 0;
+      for (const auto& g : grads) {
+        if (g.defined()) sq += g.to(at::kDouble).pow(2).sum().item<double>();
+      }
+      gn[i] = std::sqrt(sq);
+    }
+    if (!initial_.defined()) initial_ = at::tensor(l, at::kDouble);
+    const auto w = weights_.accessor<double, 1>();
+    std::vector<double> G(T), ratio(T);
+    double meanG = 0, meanR = 0;
+    for (int64_t i = 0; i < T; ++i) {
+      G[i] = w[i] * gn[i];
+      ratio[i] = l[i] / std::max(1e-12, initial_[i].item<double>());
+      meanG += G[i] / T;
+      meanR += ratio[i] / T;
+    }
+    auto pend = pending_.accessor<double, 1>();
+    for (int64_t i = 0; i < T; ++i) {
+      const double r = ratio[i] / std::max(1e-12, meanR);
+      const double target = meanG * std::pow(r, alpha_);
+      pend[i] += (G[i] > target ? 1.0 : (G[i] < target ? -1.0 : 0.0)) * gn[i];
+    }
+    at::Tensor total;
+    for (int64_t i = 0; i < T; ++i) {
+      const auto term = losses[i] * w[i];
+      total = total.defined() ? total + term : term;
+    }
+    return total;
+  }
+  void step() {
+    const double n = static_cast<double>(names_.size());
+    weights_ = (weights_ - lr_ * pending_).clamp_min(1e-3);
+    weights_ = weights_ * (n / weights_.sum().item<double>());
+    pending_.zero_();
+  }
+  at::Tensor weights() const { return weights_.clone(); }
+  void save(TensorMap& m, const std::string& prefix) const {
+    m[prefix + "weights"] = weights_.clone();
+    if (initial_.defined()) m[prefix + "initial"] = initial_.clone();
+  }
+  void load(const TensorMap& m, const std::string& prefix) {
+    const auto it = m.find(prefix + "weights");
+    if (it == m.end()) throw_input_error("gradnorm: checkpoint has no '{}weights'", prefix);
+    if (it->second.numel() != weights_.numel()) {
+      throw_input_error("gradnorm: checkpoint has {} weights, the run balances {} losses", it->second.numel(),
+                        weights_.numel());
+    }
+    weights_ = it->second.to(at::kDouble).clone();
+    const auto ini = m.find(prefix + "initial");
+    initial_ = ini == m.end() ? at::Tensor() : ini->second.to(at::kDouble).clone();
+    pending_.zero_();
+  }
+
+ private:
+  std::vector<std::string> names_;
+  double alpha_, lr_;
+  at::Tensor weights_, initial_, pending_;
+};
+
+}  // namespace stage_detail
+
+using stage_detail::GradNorm;
+using stage_detail::itm_hard_negatives;
+
+namespace {
+
+TextInput text_of(const Batch& b, const std::string& p) { return {b.at(p + ".ids"), b.at(p + ".mask")}; }
+
+// -1e4 where two different rows show the same image or the same text (false negatives for contrastive mining).
+at::Tensor same_pair_penalty(const at::Tensor& image_ids, const at::Tensor& text_hash) {
+  auto same = image_ids.unsqueeze(1).eq(image_ids.unsqueeze(0)) | text_hash.unsqueeze(1).eq(text_hash.unsqueeze(0));
+  same.fill_diagonal_(false);
+  return same.to(at::kFloat) * -1e4;
+}
+
+// In-batch retrieval R@1 where any row with the same text (or image) as the positive counts as a hit.
+std::pair<double, double> in_batch_r1(const at::Tensor& sim, const at::Tensor& image_ids, const at::Tensor& text_hash) {
+  const auto i2t = sim.argmax(1).cpu(), t2i = sim.argmax(0).cpu();
+  const auto th = text_hash.cpu(), ii = image_ids.cpu();
+  const int64_t B = sim.size(0);
+  double a = 0, b = 0;
+  for (int64_t i = 0; i < B; ++i) {
+    a += th[i2t[i].item<int64_t>()].item<int64_t>() == th[i].item<int64_t>() ? 1 : 0;
+    b += ii[t2i[i].item<int64_t>()].item<int64_t>() == ii[i].item<int64_t>() ? 1 : 0;
+  }
+  return {a / static_cast<double>(B), b / static_cast<double>(B)};
+}
+
+// Normalised images back to [-1, 1] for image_output.h.
+at::Tensor to_unit_range(const at::Tensor& x, const std::vector<double>& mean, const std::vector<double>& std) {
+  auto m = at::tensor(mean, at::kFloat).view({1, 3, 1, 1}).to(x.device());
+  auto s = at::tensor(std, at::kFloat).view({1, 3, 1, 1}).to(x.device());
+  return (x.to(at::kFloat) * s + m) * 2 - 1;
+}
+
+}  // namespace
+
+struct StageTask::Impl {
+  PatchDiscriminator disc{nullptr};
+  std::vector<at::Tensor> fake_cache;  // stage 1: detached reconstructions of each micro-batch for the D step
+  std::unique_ptr<GradNorm> gradnorm;
+  std::vector<double> fixed_weights;
+  std::vector<StageDataSource::Stream> val_streams;
+  std::vector<std::string> val_prompts;  // sample-sheet prompts (stage 3)
+};
+
+StageTask::StageTask(const Config& config, StageTaskOptions options)
+    : cfg_(config), opt_(std::move(options)), impl_(std::make_unique<Impl>()) {
+  files_ = resolve_stage_data(cfg_);
+  tasks_ = stage_tasks(cfg_, files_);
+  tokenizer_ = std::make_shared<const Tokenizer>(Tokenizer::load(files_.tokenizer));
+  const int64_t vocab = tokenizer_->vocab_size();
+  if (cfg_.model.vocab_size != 0 && cfg_.model.vocab_size != vocab) {
+    throw_input_error("model.vocab_size {} differs from the tokenizer's {} pieces ({}); leave it 0", cfg_.model.vocab_size,
+                      vocab, files_.tokenizer);
+  }
+
+  // Datasets.
+  auto dopts = [&](bool train) {
+    DatasetOptions o;
+    o.transform.resize_short = cfg_.model.image_size;
+    o.transform.crop = cfg_.model.image_size;
+    o.transform.random_crop = train;
+    o.transform.mean = cfg_.data.mean;
+    o.transform.std = cfg_.data.std;
+    o.image_root = train ? files_.image_root_train : files_.image_root_val;
+    return o;
+  };
+  const std::string vqa_pattern = files_.shapes ? "{subtype}/{id12}.png" : "COCO_{subtype}_{id12}.jpg";
+  auto annotations_of = [](const std::string& q) {
+    const std::string name = fs::path(q).filename().string();
+    const auto pos = name.find("questions");
+    return (fs::path(q).parent_path() / (name.substr(0, pos) + "annotations" + name.substr(pos + 9))).string();
+  };
+  const bool want_vqa = has("vqa") || cfg_.model.num_answers > 0;
+  if (want_vqa) {
+    if (files_.vqa_train.empty()) {
+      throw_input_error("model.num_answers {} needs VQA training annotations for the answer vocabulary (data.vqa_train)",
+                        cfg_.model.num_answers);
+    }
+    const auto recs = load_vqa(files_.vqa_train, annotations_of(files_.vqa_train), vqa_pattern);
+    vocab_ = std::make_shared<const AnswerVocab>(build_answer_vocab(recs, cfg_.model.num_answers));
+    answer_list_ = vocab_->answers;
+    if (answer_list_.empty()) throw_input_error("{}: no answers to build a VQA vocabulary from", files_.vqa_train);
+  }
+  auto make_streams = [&](bool train) {
+    std::vector<StageDataSource::Stream> s;
+    LoaderOptions lo = loader_options(cfg_, opt_.rank, opt_.world_size, train);
+    lo.tokenizer = tokenizer_;
+    if (!train) {
+      lo.num_workers = 0;
+      lo.batch_size = cfg_.eval.batch_size;
+      lo.rank = 0;
+      lo.world_size = 1;
+    }
+    const auto& cap = train ? files_.captions_train : files_.captions_val;
+    const auto& prompts = train ? files_.prompts_train : files_.prompts_val;
+    const auto& vqa = train ? files_.vqa_train : files_.vqa_val;
+    const auto& nlvr = train ? files_.nlvr2_train : files_.nlvr2_val;
+    const int64_t stage = cfg_.train.stage;
+    const bool t2i_prompts = has("t2i") && !prompts.empty();
+    const bool need_cap = stage != 3 || has("caption") || (has("t2i") && !t2i_prompts);
+    if (need_cap && !cap.empty()) {
+      s.push_back({"cap", make_caption_dataset(load_coco_captions(cap), dopts(train), "captions"), lo});
+    }
+    if (t2i_prompts) {
+      std::vector<CaptionRecord> recs;
+      const auto j = nlohmann::json::parse(read_file(prompts));
+      for (const auto& item : j) {
+        CaptionRecord r;
+        r.image_id = item.at("id").template get<int64_t>();
+        r.file = item.at("reference").template get<std::string>();
+        r.caption = item.at("prompt").template get<std::string>();
+        recs.push_back(std::move(r));
+      }
+      if (!train) {
+        for (size_t i = 0; i < recs.size() && impl_->val_prompts.size() < 8; ++i) impl_->val_prompts.push_back(recs[i].caption);
+      }
+      s.push_back({"gen", make_caption_dataset(std::move(recs), dopts(train), "prompts"), lo});
+    }
+    if (has("vqa") && !vqa.empty()) {
+      auto recs = load_vqa(vqa, annotations_of(vqa), vqa_pattern);
+      s.push_back({"vqa", make_vqa_dataset(std::move(recs), *vocab_, dopts(train)), lo});
+    }
+    if (has("nlvr2") && !nlvr.empty()) {
+      s.push_back({"nlvr2", make_nlvr2_dataset(load_nlvr2(nlvr), dopts(train)), lo});
+    }
+    return s;
+  };
+  auto train_streams = make_streams(true);
+  if (!files_.captions_val.empty()) impl_->val_streams = make_streams(false);
+  if (impl_->val_prompts.empty() && !files_.captions_val.empty() && cfg_.train.stage == 3) {
+    const auto recs = load_coco_captions(files_.captions_val);
+    for (size_t i = 0; i < recs.size() && impl_->val_prompts.size() < 8; i += 1) impl_->val_prompts.push_back(recs[i].caption);
+  }
+
+  // Model.
+  auto mo = model_options(cfg_.model, vocab);
+  mo.num_answers = static_cast<int64_t>(answer_list_.size());
+  torch::manual_seed(static_cast<uint64_t>(cfg_.train.seed));
+  model_ = JanusModel(mo);
+  if (!cfg_.model.weights.empty()) load_module(*model_, cfg_.model.weights, LoadOptions{false, {}, {}});
+  if (cfg_.train.activation_checkpointing) {
+    spdlog::warn("train.activation_checkpointing: not wired into the stage tasks yet (needs "
+                 "JanusModelImpl::set_activation_checkpointing from the trainparts branch); ignored");
+  }
+  if (cfg_.train.stage == 1 && has("vq") && cfg_.train.disc_start >= 0) {
+    impl_->disc = PatchDiscriminator(
+        PatchDiscriminatorOptions().ndf(cfg_.train.disc_ndf).n_layers(cfg_.train.disc_layers));
+    model_->register_module("vq_disc", impl_->disc);
+  }
+  const int64_t T = static_cast<int64_t>(tasks_.size());
+  impl_->fixed_weights = cfg_.train.loss_weights.empty() ? std::vector<double>(static_cast<size_t>(T), 1.0)
+                                                         : cfg_.train.loss_weights;
+  if (cfg_.train.stage == 3 && cfg_.train.loss_balance == "gradnorm" && T > 1) {
+    impl_->gradnorm = std::make_unique<GradNorm>(tasks_, cfg_.train.gradnorm_alpha, cfg_.train.gradnorm_lr);
+    if (!cfg_.train.loss_weights.empty()) impl_->gradnorm->set_weights(at::tensor(impl_->fixed_weights, at::kDouble));
+  }
+  data_ = std::make_unique<StageDataSource>(std::move(train_streams), vocab_);
+  if (opt_.write_artifacts && opt_.rank == 0) {
+    write_run_artifacts(cfg_.train.run_dir, model_->options, files_.tokenizer, answer_list_);
+  }
+  spdlog::info("stage {}: losses [{}], tokenizer {} ({} pieces){}", cfg_.train.stage, fmt::join(tasks_, ", "),
+               files_.tokenizer, vocab, vocab_ ? fmt::format(", {} VQA answers", answer_list_.size()) : "");
+}
+
+StageTask::~StageTask() = default;
+
+bool StageTask::has(const std::string& task) const {
+  return std::find(tasks_.begin(), tasks_.end(), task) != tasks_.end();
+}
+
+at::Generator StageTask::step_generator(const StepContext& ctx, uint64_t salt) const {
+  const uint64_t seed = static_cast<uint64_t>(cfg_.train.seed) * 0x9E3779B97F4A7C15ULL +
+                        static_cast<uint64_t>(ctx.step) * 1000003ULL + static_cast<uint64_t>(ctx.micro) * 7919ULL +
+                        static_cast<uint64_t>(opt_.rank) * 104729ULL + salt + (ctx.training ? 0ULL : 0x5555ULL);
+  return at::make_generator<at::CPUGeneratorImpl>(seed);
+}
+
+std::vector<ExtraOptimizerSpec> StageTask::extra_optimizers() const {
+  if (!impl_->disc) return {};
+  ExtraOptimizerSpec s;
+  s.name = "disc";
+  s.param_prefixes = {"vq_disc"};
+  s.lr = cfg_.optim.disc_lr;
+  s.weight_decay = 0.0;
+  return {s};
+}
+
+StepOutput StageTask::compute_loss(const Batch& batch, const StepContext& ctx) {
+  switch (cfg_.train.stage) {
+    case 1:
+      return stage1(batch, ctx);
+    case 2:
+      return stage2(batch, ctx);
+    default:
+      return stage3(batch, ctx);
+  }
+}
+
+static double weight_of(const std::vector<std::string>& tasks, const std::vector<double>& w, const std::string& t) {
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (tasks[i] == t) return w[i];
+  }
+  return 0.0;
+}
+
+StepOutput StageTask::stage1(const Batch& batch, const StepContext& ctx) {
+  StepOutput out;
+  const auto& images = batch.at("cap.images");
+  const bool adv_on = impl_->disc && ctx.step >= cfg_.train.disc_start;
+  if (ctx.optimizer == "disc") {
+    if (!adv_on) return out;  // nothing to train before disc_start
+    at::Tensor fake = ctx.micro < static_cast<int64_t>(impl_->fake_cache.size())
+                          ? impl_->fake_cache[static_cast<size_t>(ctx.micro)]
+                          : at::Tensor();
+    if (!fake.defined()) {
+      torch::NoGradGuard ng;
+      fake = model_->tokenizer(images).reconstruction;
+    }
+    const auto real_logits = impl_->disc->forward(images);
+    const auto fake_logits = impl_->disc->forward(fake.detach());
+    out.parts["d_loss"] = QualityControllerImpl::hinge_d_loss(real_logits, fake_logits);
+    out.parts["logits_real"] = real_logits.detach().mean();
+    out.parts["logits_fake"] = fake_logits.detach().mean();
+    out.total = out.parts["d_loss"];
+    return out;
+  }
+  const auto& w = impl_->fixed_weights;
+  at::Tensor total;
+  auto add = [&](const at::Tensor& t) { total = total.defined() ? total + t : t; };
+  if (has("simmim")) {
+    auto gen = step_generator(ctx, 1);
+    auto r = model_->simmim(images, gen);
+    out.parts["simmim"] = r.loss;
+    add(r.loss * weight_of(tasks_, w, "simmim"));
+  }
+  if (has("mlm")) {
+    auto gen = step_generator(ctx, 2);
+    auto r = model_->mlm(text_of(batch, "cap"), SpecialTokens::mask, SpecialTokens::image_end + 1, gen);
+    out.parts["mlm"] = r.loss;
+    add(r.loss * weight_of(tasks_, w, "mlm"));
+  }
+  if (has("vq")) {
+    auto r = model_->tokenizer(images);
+    out.parts["rec"] = r.rec_loss;
+    out.parts["vq"] = r.quant_loss;
+    out.parts["perplexity"] = r.perplexity.detach();
+    at::Tensor vq_total = r.rec_loss + r.quant_loss;
+    if (impl_->disc) {
+      if (impl_->fake_cache.size() <= static_cast<size_t>(ctx.micro)) impl_->fake_cache.resize(ctx.micro + 1);
+      impl_->fake_cache[static_cast<size_t>(ctx.micro)] = r.reconstruction.detach();
+      if (adv_on && ctx.training) {
+        const auto g_loss = -impl_->disc->forward(r.reconstruction).mean();
+        const auto d_weight = QualityControllerImpl::adaptive_weight(r.rec_loss, g_loss, model_->vq->decoder->last_layer(),
+                                                                     cfg_.train.disc_weight);
+        out.parts["g_adv"] = g_loss;
+        out.parts["d_weight"] = d_weight.detach();
+        vq_total = vq_total + d_weight * g_loss;
+      }
+    }
+    add(vq_total * weight_of(tasks_, w, "vq"));
+  }
+  out.total = total;
+  return out;
+}
+
+StepOutput StageTask::stage2(const Batch& batch, const StepContext& ctx) {
+  StepOutput out;
+  const auto& images = batch.at("cap.images");
+  const auto text = text_of(batch, "cap");
+  const double lambda = cfg_.train.contrastive_weight;
+  at::Tensor aux;
+  auto add_aux = [&](const at::Tensor& t) { aux = aux.defined() ? aux + t : t; };
+  at::Tensor total;
+  ContrastiveOutput co;
+  if (has("contrastive") || has("itm")) co = model_->contrastive(images, text);
+  if (has("contrastive")) {
+    at::Tensor loss = co.loss;
+    if (opt_.pg && opt_.world_size > 1 && ctx.training) {
+      loss = dist::gathered_clip_loss(co.image_embeds, co.text_embeds, co.logit_scale, opt_.pg);
+    }
+    out.parts["contrastive"] = loss;
+    out.parts["logit_scale"] = co.logit_scale.detach();
+    total = lambda * loss;
+  }
+  if (has("itm")) {
+    const int64_t B = images.size(0);
+    if (B >= 2) {
+      const auto penalty = same_pair_penalty(batch.at("cap.image_ids"), batch.at("cap.text_hash")).to(images.device());
+      const auto sim = (co.logit_scale * at::matmul(co.image_embeds, co.text_embeds.t())).detach().to(at::kFloat) + penalty;
+      auto gen = step_generator(ctx, 3);
+      const auto neg_text = itm_hard_negatives(sim, gen);       // for each image, a hard negative caption
+      const auto neg_image = itm_hard_negatives(sim.t(), gen);  // for each caption, a hard negative image
+      const auto all_images = at::cat({images, images, images.index_select(0, neg_image)}, 0);
+      const TextInput all_text{at::cat({text.ids, text.ids.index_select(0, neg_text), text.ids}, 0),
+                               at::cat({text.mask, text.mask.index_select(0, neg_text), text.mask}, 0)};
+      auto labels = at::cat({at::ones({B}, at::kLong), at::zeros({2 * B}, at::kLong)}).to(images.device());
+      auto r = model_->itm(all_images, all_text, labels);
+      out.parts["itm"] = r.loss;
+      out.parts["itm_acc"] = (r.logits.argmax(1) == labels).to(at::kFloat).mean().detach();
+      add_aux(r.loss);
+    }
+  }
+  if (has("caption")) {
+    auto r = model_->caption(images, text);
+    out.parts["caption"] = r.loss;
+    add_aux(r.loss);
+  }
+  if (has("nlvr2")) {
+    auto r = model_->nlvr2(batch.at("nlvr2.images"), batch.at("nlvr2.images2"), text_of(batch, "nlvr2"),
+                           batch.at("nlvr2.labels"));
+    out.parts["nlvr2"] = r.loss;
+    add_aux(r.loss);
+  }
+  if (aux.defined()) {
+    const double w = has("contrastive") ? 1.0 - lambda : 1.0;
+    total = total.defined() ? total + w * aux : w * aux;
+  }
+  out.total = total;
+  return out;
+}
+
+StepOutput StageTask::stage3(const Batch& batch, const StepContext& ctx) {
+  StepOutput out;
+  std::vector<at::Tensor> losses;
+  for (const auto& t : tasks_) {
+    at::Tensor loss;
+    if (t == "t2i") {
+      const std::string s = batch.tensors.count("gen.images") ? "gen" : "cap";
+      at::Tensor codes;
+      {
+        torch::NoGradGuard ng;  // the tokenizer is fixed in stage 3: codes are targets
+        codes = model_->vq->encode(batch.at(s + ".images")).flatten(1);
+      }
+      loss = model_->image_code_logits(batch.at(s + ".ids"), codes).loss;
+    } else if (t == "caption") {
+      loss = model_->caption(batch.at("cap.images"), text_of(batch, "cap")).loss;
+    } else if (t == "vqa") {
+      auto r = model_->vqa(batch.at("vqa.images"), text_of(batch, "vqa"), batch.at("vqa.targets"));
+      loss = r.loss;
+      const auto pick = r.logits.argmax(1, true);
+      out.parts["vqa_acc"] = (batch.at("vqa.targets").gather(1, pick).mean() * 100).detach();
+    } else if (t == "nlvr2") {
+      auto r = model_->nlvr2(batch.at("nlvr2.images"), batch.at("nlvr2.images2"), text_of(batch, "nlvr2"),
+                             batch.at("nlvr2.labels"));
+      loss = r.loss;
+      out.parts["nlvr2_acc"] = ((r.logits.argmax(1) == batch.at("nlvr2.labels")).to(at::kFloat).mean() * 100).detach();
+    }
+    out.parts[t] = loss;
+    losses.push_back(loss);
+  }
+  if (impl_->gradnorm && ctx.training) {
+    // Shared layers: the last norm of each stack the losses pass through (bidirectional fusion: VQA, NLVR2;
+    // causal stack: captioning, text->image) plus the router, which every understanding loss crosses.
+    std::vector<at::Tensor> shared;
+    for (const auto& p : model_->fusion->norm->parameters()) shared.push_back(p);
+    for (const auto& np : model_->image_gen->named_parameters()) {
+      if (np.key().find("backbone") != std::string::npos && np.key().find("norm") != std::string::npos &&
+          np.key().find("blocks") == std::string::npos) {
+        shared.push_back(np.value());
+      }
+    }
+    std::vector<at::Tensor> req;
+    for (const auto& p : shared) {
+      if (p.requires_grad()) req.push_back(p);
+    }
+    out.total = req.empty() ? at::Tensor() : impl_->gradnorm->combine(losses, req);
+    if (!out.total.defined()) {
+      for (size_t i = 0; i < losses.size(); ++i) out.total = out.total.defined() ? out.total + losses[i] : losses[i];
+    }
+    const auto w = impl_->gradnorm->weights();
+    for (size_t i = 0; i < tasks_.size(); ++i) out.parts["w_" + tasks_[i]] = w[static_cast<int64_t>(i)].to(at::kFloat);
+  } else {
+    for (size_t i = 0; i < losses.size(); ++i) {
+      const auto term = losses[i] * impl_->fixed_weights[i];
+      out.total = out.total.defined() ? out.total + term : term;
+    }
+  }
+  return out;
+}
+
+void StageTask::after_step(const StepContext&) {
+  impl_->fake_cache.clear();
+  if (impl_->gradnorm) {
+    impl_->gradnorm->step();
+    if (opt_.pg && opt_.world_size > 1) {
+      // Every rank saw different batches: agree on the mean weights so the ranks optimise the same objective.
+      auto w = impl_->gradnorm->weights().to(at::kFloat);
+      if (opt_.pg->device().is_cuda()) w = w.to(opt_.pg->device());
+      impl_->gradnorm->set_weights(opt_.pg->average(w).to(at::kCPU));
+    }
+  }
+}
+
+std::vector<double> StageTask::loss_weights() const {
+  if (!impl_->gradnorm) return impl_->fixed_weights;
+  const auto w = impl_->gradnorm->weights();
+  std::vector<double> v;
+  for (int64_t i = 0; i < w.numel(); ++i) v.push_back(w[i].item<double>());
+  return v;
+}
+
+void StageTask::save_state(TensorMap& tensors, nlohmann::json& meta) const {
+  meta["stage"] = cfg_.train.stage;
+  meta["tasks"] = tasks_;
+  if (impl_->gradnorm) impl_->gradnorm->save(tensors, "gradnorm.");
+}
+
+void StageTask::load_state(const TensorMap& tensors, const nlohmann::json& meta) {
+  if (meta.contains("tasks") && meta["tasks"] != nlohmann::json(tasks_)) {
+    throw_input_error("checkpoint trained losses {} but this run trains {}", meta["tasks"].dump(),
+                      nlohmann::json(tasks_).dump());
+  }
+  if (impl_->gradnorm) impl_->gradnorm->load(tensors, "gradnorm.");
+}
+
+nlohmann::json StageTask::validate(const StepContext& ctx) {
+  nlohmann::json res = nlohmann::json::object();
+  if (impl_->val_streams.empty()) return res;
+  torch::NoGradGuard ng;
+  model_->eval();
+  const auto device = model_->logit_scale.device();
+  const int64_t bs = cfg_.eval.batch_size;
+  const int64_t max_batches = cfg_.eval.limit > 0 ? (cfg_.eval.limit + bs - 1) / bs : (1LL << 40);
+  std::map<std::string, std::pair<double, int64_t>> sums;
+  auto acc = [&](const std::string& k, double v) {
+    sums[k].first += v;
+    sums[k].second += 1;
+  };
+  // Fresh loaders (no shuffling, from the start): every validation sees the same samples; the training cursor and
+  // RNG are untouched.
+  std::vector<std::unique_ptr<DataLoader>> loaders;
+  std::vector<int64_t> batches;
+  for (const auto& s : impl_->val_streams) {
+    loaders.push_back(std::make_unique<DataLoader>(s.dataset, s.options));
+    batches.push_back(std::min<int64_t>(max_batches, loaders.back()->batches_per_epoch()));
+  }
+  const int64_t n = *std::max_element(batches.begin(), batches.end());
+  at::Tensor sheet_orig, sheet_rec;
+  for (int64_t i = 0; i < n; ++i) {
+    Batch b;
+    bool any = false;
+    for (size_t k = 0; k < loaders.size(); ++k) {
+      if (i >= batches[k]) continue;
+      StageDataSource::add_stream_tensors(loaders[k]->next(), impl_->val_streams[k].name,
+                                          impl_->val_streams[k].name == "vqa" ? vocab_.get() : nullptr, b);
+      any = true;
+    }
+    if (!any) break;
+    for (auto& [k, v] : b.tensors) v = v.to(device);
+    StepContext vc;
+    vc.step = i;
+    vc.training = false;
+    const auto has_stream = [&](const std::string& s) { return b.tensors.count(s + ".images") > 0; };
+    const int64_t stage = cfg_.train.stage;
+    if (stage == 1 && has_stream("cap")) {
+      const auto out = stage1(b, vc);
+      for (const auto& [k, v] : out.parts) acc(k, v.to(at::kFloat).item<double>());
+      if (has("vq")) {
+        const auto& x = b.at("cap.images");
+        const auto r = model_->tokenizer(x);
+        const auto a = to_unit_range(x, cfg_.data.mean, cfg_.data.std), c = to_unit_range(r.reconstruction, cfg_.data.mean, cfg_.data.std);
+        // PSNR over [0, 1] pixels, per image, averaged.
+        const auto mse = ((a - c.clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1).clamp_min(1e-10);
+        acc("psnr", (-10.0 * at::log10(mse)).mean().item<double>());
+        if (!sheet_orig.defined()) {
+          sheet_orig = a;
+          sheet_rec = c;
+        }
+      }
+    } else if (stage == 2 && has_stream("cap")) {
+      // Losses only for the parts whose streams this batch has.
+      Batch bb = b;
+      const bool nl = has("nlvr2") && has_stream("nlvr2");
+      if (has("nlvr2") && !nl) continue;
+      const auto out = stage2(bb, vc);
+      for (const auto& [k, v] : out.parts) acc(k, v.to(at::kFloat).item<double>());
+      const auto co = model_->contrastive(b.at("cap.images"), text_of(b, "cap"));
+      const auto [i2t, t2i] = in_batch_r1(at::matmul(co.image_embeds, co.text_embeds.t()), b.at("cap.image_ids"),
+                                          b.at("cap.text_hash"));
+      acc("i2t_r1_in_batch", i2t);
+      acc("t2i_r1_in_batch", t2i);
+    } else if (stage == 3) {
+      if (has("t2i") && (has_stream("gen") || (!b.tensors.count("gen.ids") && has_stream("cap")))) {
+        const std::string s = has_stream("gen") ? "gen" : "cap";
+        const auto codes = model_->vq->encode(b.at(s + ".images")).flatten(1);
+        acc("t2i", model_->image_code_logits(b.at(s + ".ids"), codes).loss.item<double>());
+      }
+      if (has("caption") && has_stream("cap")) {
+        acc("caption", model_->caption(b.at("cap.images"), text_of(b, "cap")).loss.item<double>());
+      }
+      if (has("vqa") && has_stream("vqa")) {
+        const auto r = model_->vqa(b.at("vqa.images"), text_of(b, "vqa"), b.at("vqa.targets"));
+        acc("vqa", r.loss.item<double>());
+        acc("vqa_acc", (b.at("vqa.targets").gather(1, r.logits.argmax(1, true)).mean() * 100).item<double>());
+      }
+      if (has("nlvr2") && has_stream("nlvr2")) {
+        const auto r = model_->nlvr2(b.at("nlvr2.images"), b.at("nlvr2.images2"), text_of(b, "nlvr2"), b.at("nlvr2.labels"));
+        acc("nlvr2", r.loss.item<double>());
+        acc("nlvr2_acc", ((r.logits.argmax(1) == b.at("nlvr2.labels")).to(at::kFloat).mean() * 100).item<double>());
+      }
+      if (!sheet_orig.defined() && has_stream("cap")) {
+        const auto& x = b.at("cap.images");
+        sheet_orig = to_unit_range(x, cfg_.data.mean, cfg_.data.std);
+        sheet_rec = to_unit_range(model_->tokenizer(x).reconstruction, cfg_.data.mean, cfg_.data.std);
+      }
+    }
+  }
+  impl_->fake_cache.clear();
+  for (const auto& [k, v] : sums) res[k] = v.first / static_cast<double>(std::max<int64_t>(1, v.second));
+  // Extension point: model-driven metrics (janus::eval, include/janus/eval/model_eval.h: retrieval R@K, CIDEr-D,
+  // VQA accuracy, NLVR2, PSNR, Shapes-GenEval) are added to `res` here once that module lands (eval.tasks).
+
+  // Sample sheet: originals, VQ reconstructions and (stage 3) images generated for fixed val prompts.
+  const int64_t ns = cfg_.eval.samples;
+  if (ns > 0 && sheet_orig.defined() && (cfg_.train.stage == 1 || cfg_.train.stage == 3)) {
+    const int64_t k = std::min<int64_t>(ns, sheet_orig.size(0));
+    std::vector<at::Tensor> rows{sheet_orig.slice(0, 0, k).cpu(), sheet_rec.slice(0, 0, k).clamp(-1, 1).cpu()};
+    if (cfg_.train.stage == 3 && has("t2i") && !impl_->val_prompts.empty()) {
+      std::vector<std::string> prompts(impl_->val_prompts.begin(),
+                                       impl_->val_prompts.begin() + std::min<int64_t>(k, impl_->val_prompts.size()));
+      const auto tb = tokenizer_->encode_batch(prompts, cfg_.model.max_text_len);
+      const auto gen = model_->generate_images(tb.ids.to(device), SamplingOptions().temperature(1.0).top_k(20).seed(0));
+      auto g = to_unit_range(gen, cfg_.data.mean, cfg_.data.std).clamp(-1, 1).cpu();
+      if (g.size(0) < k) g = at::cat({g, at::ones({k - g.size(0), g.size(1), g.size(2), g.size(3)})}, 0);
+      rows.push_back(g);
+    }
+    const auto path = (fs::path(cfg_.train.run_dir) / "samples" / fmt::format("step_{:09d}.png", ctx.step)).string();
+    fs::create_directories(fs::path(path).parent_path());
+    write_image_grid(path, at::cat(rows, 0), k);
+  }
+  return res;
+}
+
+}  // namespace janus::train

@@ -1,0 +1,281 @@
+// The three stage tasks end to end through the Trainer on a small generated Shapes set (tiny flavour, 32 px):
+// every loss part present and finite, validation records and sample sheets, init_from chaining, exact resume of a
+// multi-stream stage-3 run, load_run on the results, and clear errors for bad data configs.
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "janus/core/error.h"
+#include "janus/core/fs.h"
+#include "janus/data/shapes.h"
+#include "janus/io/safetensors.h"
+#include "janus/model/run.h"
+#include "janus/train/stage_task.h"
+#include "janus/train/trainer.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+namespace jt = janus::train;
+
+namespace {
+
+std::string g_shapes;
+
+std::string shapes_dir() {
+  if (g_shapes.empty()) {
+    g_shapes = janus::test::temp_dir("stage_shapes") + "/shapes";
+    janus::ShapesOptions o;
+    o.out = g_shapes;
+    o.train = 48;
+    o.val = 12;
+    o.size = 32;
+    o.videos = 0;
+    o.clouds = 0;
+    janus::generate_shapes(o);
+    jt::build_shapes_tokenizer(g_shapes, 128, 0);
+  }
+  return g_shapes;
+}
+
+janus::Config stage_config(int stage, const std::string& run_dir, const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> sets = {"model.flavour=tiny",
+                                   "model.image_size=32",
+                                   "model.max_text_len=24",
+                                   "data.format=shapes",
+                                   "data.train=" + shapes_dir(),
+                                   "data.batch_size=4",
+                                   "data.num_workers=1",
+                                   "train.stage=" + std::to_string(stage),
+                                   "train.steps=2",
+                                   "train.threads=1",
+                                   "train.device=cpu",
+                                   "train.run_dir=" + run_dir,
+                                   "train.disc_start=1",
+                                   "train.disc_layers=2",
+                                   "train.disc_ndf=8",
+                                   "optim.lr=1e-3",
+                                   "schedule.warmup_steps=1",
+                                   "checkpoint.every_steps=0",
+                                   "log.every_steps=1",
+                                   "log.tensorboard=false",
+                                   "eval.every_steps=2",
+                                   "eval.limit=4",
+                                   "eval.batch_size=4",
+                                   "eval.samples=4"};
+  sets.insert(sets.end(), extra.begin(), extra.end());
+  return janus::Config::from_yaml("", sets, "<test>");
+}
+
+std::vector<nlohmann::json> read_metrics(const std::string& run_dir) {
+  std::ifstream f(run_dir + "/metrics.jsonl");
+  std::vector<nlohmann::json> out;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  }
+  return out;
+}
+
+// Every key is present in some training record with a finite value.
+void expect_parts(const std::vector<nlohmann::json>& recs, const std::vector<std::string>& keys) {
+  for (const auto& k : keys) {
+    bool found = false;
+    for (const auto& r : recs) {
+      if (r.contains(k) && !r.contains("kind")) {
+        found = true;
+        ASSERT_TRUE(r[k].is_number()) << k << " is not finite in " << r.dump();
+      }
+    }
+    EXPECT_TRUE(found) << "loss part '" << k << "' never logged";
+  }
+}
+
+bool has_val_record(const std::vector<nlohmann::json>& recs, const std::string& key) {
+  for (const auto& r : recs) {
+    if (r.value("kind", "") == "val" && r.contains(key) && r[key].is_number()) return true;
+  }
+  return false;
+}
+
+jt::TrainResult train(const janus::Config& cfg, const std::string& resume = "") {
+  jt::StageTask task(cfg);
+  jt::Trainer trainer(cfg, task);
+  return trainer.run(resume);
+}
+
+void expect_same_weights(const std::string& a, const std::string& b, const std::string& prefix_filter = "") {
+  const auto ta = janus::load_safetensors(a), tb = janus::load_safetensors(b);
+  ASSERT_EQ(ta.size(), tb.size());
+  int64_t compared = 0;
+  for (const auto& [k, v] : ta) {
+    if (!prefix_filter.empty() && k.rfind(prefix_filter, 0) != 0) continue;
+    ASSERT_TRUE(tb.count(k)) << k;
+    EXPECT_TRUE(at::equal(v, tb.at(k))) << k << " differs";
+    ++compared;
+  }
+  EXPECT_GT(compared, 0);
+}
+
+// One chain stage1 -> stage2 -> stage3 shared by the tests below (each stage a few steps).
+struct Chain {
+  std::string root, s1, s2, s3;
+};
+const Chain& chain() {
+  static Chain c = [] {
+    Chain x;
+    x.root = janus::test::temp_dir("stage_chain");
+    x.s1 = x.root + "/s1";
+    x.s2 = x.root + "/s2";
+    x.s3 = x.root + "/s3";
+    train(stage_config(1, x.s1));
+    train(stage_config(2, x.s2, {"train.init_from=" + x.s1, "train.tasks=[contrastive, itm, caption, nlvr2]"}));
+    train(stage_config(3, x.s3, {"train.init_from=" + x.s2, "train.freeze=[vq.*]"}));
+    return x;
+  }();
+  return c;
+}
+
+}  // namespace
+
+TEST(StageTask, Stage1SimmimMlmVqWithDiscriminator) {
+  const auto& c = chain();
+  const auto recs = read_metrics(c.s1);
+  expect_parts(recs, {"loss", "simmim", "mlm", "rec", "vq", "g_adv", "d_weight", "disc/d_loss", "disc/logits_real"});
+  EXPECT_TRUE(has_val_record(recs, "val/psnr"));
+  EXPECT_TRUE(has_val_record(recs, "val/simmim"));
+  EXPECT_TRUE(fs::exists(c.s1 + "/samples/step_000000002.png"));
+  // Run contract: load_run reads the stage-1 run (the training-only discriminator keys are dropped).
+  const auto run = janus::load_run(c.s1);
+  EXPECT_EQ(run.model->options.num_answers, 0);
+  EXPECT_TRUE(run.answers.empty());
+  const auto weights = janus::load_safetensors(c.s1 + "/final/model.safetensors");
+  bool has_disc = false;
+  for (const auto& [k, v] : weights) has_disc = has_disc || k.rfind("vq_disc.", 0) == 0;
+  EXPECT_TRUE(has_disc) << "the discriminator is part of the checkpointed model";
+}
+
+TEST(StageTask, Stage2ContrastiveItmCaptionNlvr2FromStage1) {
+  const auto& c = chain();
+  const auto recs = read_metrics(c.s2);
+  expect_parts(recs, {"loss", "contrastive", "itm", "itm_acc", "caption", "nlvr2", "logit_scale"});
+  EXPECT_TRUE(has_val_record(recs, "val/i2t_r1_in_batch"));
+  // init_from: stage 2 gives the VQ tokenizer no gradient, so it must still hold stage 1's trained weights.
+  expect_same_weights(c.s1 + "/final/model.safetensors", c.s2 + "/final/model.safetensors", "vq.");
+  EXPECT_FALSE(janus::load_safetensors(c.s2 + "/final/model.safetensors").count("vq_disc.main.0.weight"));
+}
+
+TEST(StageTask, Stage3GenerationVqaNlvr2WithGradNormFromStage2) {
+  const auto& c = chain();
+  const auto recs = read_metrics(c.s3);
+  expect_parts(recs, {"loss", "t2i", "caption", "vqa", "nlvr2", "vqa_acc", "nlvr2_acc", "w_t2i", "w_caption", "w_vqa",
+                      "w_nlvr2"});
+  EXPECT_TRUE(has_val_record(recs, "val/vqa_acc"));
+  EXPECT_TRUE(has_val_record(recs, "val/nlvr2_acc"));
+  EXPECT_TRUE(fs::exists(c.s3 + "/samples/step_000000002.png"));
+  // GradNorm keeps the weights summing to the number of tasks.
+  for (const auto& r : recs) {
+    if (!r.contains("w_t2i")) continue;
+    const double s = r["w_t2i"].get<double>() + r["w_caption"].get<double>() + r["w_vqa"].get<double>() +
+                     r["w_nlvr2"].get<double>();
+    EXPECT_NEAR(s, 4.0, 1e-3);
+  }
+  const auto run = janus::load_run(c.s3);
+  EXPECT_GT(run.model->options.num_answers, 1);
+  EXPECT_EQ(static_cast<int64_t>(run.answers.size()), run.model->options.num_answers);
+  // Frozen VQ: identical to stage 2's (and so to stage 1's).
+  expect_same_weights(c.s2 + "/final/model.safetensors", c.s3 + "/final/model.safetensors", "vq.");
+}
+
+namespace {
+// Stops the run (like SIGTERM) after `stop_after` applied steps.
+class StoppingTask : public jt::StageTask {
+ public:
+  StoppingTask(const janus::Config& cfg, int64_t stop_after) : StageTask(cfg), stop_after_(stop_after) {}
+  void after_step(const jt::StepContext& ctx) override {
+    StageTask::after_step(ctx);
+    if (ctx.step + 1 == stop_after_) jt::request_stop();
+  }
+
+ private:
+  int64_t stop_after_;
+};
+}  // namespace
+
+TEST(StageTask, Stage3ExactResumeAfterStop) {
+  const auto root = janus::test::temp_dir("stage_resume");
+  const std::vector<std::string> extra = {"train.steps=4", "eval.every_steps=0", "checkpoint.every_steps=0",
+                                          "data.num_workers=2"};
+  train(stage_config(3, root + "/full", extra));
+  {
+    const auto cfg = stage_config(3, root + "/split", extra);
+    StoppingTask task(cfg, 2);
+    jt::Trainer trainer(cfg, task);
+    const auto r = trainer.run();
+    jt::clear_stop_request();
+    ASSERT_TRUE(r.stopped);
+    ASSERT_EQ(r.step, 2);
+  }
+  const auto r2 = train(stage_config(3, root + "/split", extra), "auto");
+  EXPECT_FALSE(r2.stopped);
+  EXPECT_EQ(r2.step, 4);
+  expect_same_weights(root + "/full/final/model.safetensors", root + "/split/final/model.safetensors");
+}
+
+TEST(StageTask, ShapesTokenizerIsDeterministicAndCoversTheCorpus) {
+  const auto dir = shapes_dir();
+  const auto tok = janus::Tokenizer::load(dir + "/tokenizer.model");
+  EXPECT_GT(tok.vocab_size(), 20);
+  // No unknown pieces on the benchmark's own sentences.
+  std::ifstream f(dir + "/corpus.txt");
+  std::string line;
+  int n = 0;
+  while (std::getline(f, line) && n < 200) {
+    for (auto id : tok.encode(line, false, false)) ASSERT_NE(id, janus::SpecialTokens::unk) << line;
+    ++n;
+  }
+  const auto other = janus::test::temp_dir("stage_tok2");
+  fs::copy(dir, other + "/shapes", fs::copy_options::recursive);
+  fs::remove(other + "/shapes/tokenizer.model");
+  jt::build_shapes_tokenizer(other + "/shapes", 128, 0);
+  EXPECT_EQ(janus::test::run("cmp " + janus::test::quote(dir + "/tokenizer.model") + " " +
+                             janus::test::quote(other + "/shapes/tokenizer.model"))
+                .exit_code,
+            0);
+}
+
+TEST(StageTask, BadDataConfigsNameTheProblem) {
+  const auto root = janus::test::temp_dir("stage_bad");
+  // Shapes directory without a tokenizer.
+  const auto copy = root + "/shapes";
+  fs::copy(shapes_dir(), copy, fs::copy_options::recursive);
+  fs::remove(copy + "/tokenizer.model");
+  try {
+    jt::StageTask t(stage_config(1, root + "/r1", {"data.train=" + copy}));
+    FAIL() << "expected an InputError";
+  } catch (const janus::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("janus_data shapes"), std::string::npos) << e.what();
+  }
+  // VQA requested but the Shapes directory has no VQA files.
+  fs::copy_file(shapes_dir() + "/tokenizer.model", copy + "/tokenizer.model");
+  janus::remove_tree(copy + "/vqa");
+  try {
+    jt::StageTask t(stage_config(3, root + "/r3", {"data.train=" + copy, "train.tasks=[t2i, vqa]"}));
+    FAIL() << "expected an InputError";
+  } catch (const janus::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("vqa"), std::string::npos) << e.what();
+  }
+  // An explicit VQA questions file whose annotations file is missing.
+  const auto q = root + "/questions_x.json";
+  fs::copy_file(shapes_dir() + "/vqa/questions_train.json", q);
+  try {
+    jt::StageTask t(stage_config(3, root + "/r4", {"data.vqa_train=" + q}));
+    FAIL() << "expected an InputError";
+  } catch (const janus::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("annotations_x.json"), std::string::npos) << e.what();
+  }
+  // A loss that does not belong to the stage.
+  EXPECT_THROW(jt::StageTask(stage_config(1, root + "/r5", {"train.tasks=[vqa]"})), janus::InputError);
+}
