@@ -120,7 +120,7 @@ bool glob_match(const std::string& pattern, const std::string& name) {
 
 std::map<std::string, torch::nn::LinearImpl*> linear_modules(torch::nn::Module& model) {
   std::map<std::string, torch::nn::LinearImpl*> out;
-  for (const auto& item : model.named_modules()) {
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
     if (auto* l = dynamic_cast<torch::nn::LinearImpl*>(item.value().get())) out[item.key()] = l;
   }
   return out;
@@ -470,7 +470,7 @@ void apply_quant_spec(torch::nn::Module& model, const nlohmann::json& spec) {
 
 std::vector<std::pair<std::string, QuantLinear>> quantized_layers(torch::nn::Module& model) {
   std::vector<std::pair<std::string, QuantLinear>> out;
-  for (const auto& item : model.named_modules()) {
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
     if (auto q = std::dynamic_pointer_cast<QuantLinearImpl>(item.value())) {
       const auto& k = item.key();
       out.emplace_back(k.size() > 6 ? k.substr(0, k.size() - 6) : k, QuantLinear(q));  // strip ".quant"

@@ -48,7 +48,7 @@ struct QuantizeOptions {
   int64_t group_size = 128;    // int4 only: 32, 64 or 128 (must divide in_features; else the layer is skipped)
   bool awq = true;             // activation-aware scale search (needs calibration activations)
   int64_t awq_grid = 20;       // alpha in {0, 1/grid, ..., 1}
-  int64_t awq_max_rows = 1024; // calibration rows kept per layer for the search
+  int64_t awq_max_rows = 512;  // calibration rows kept per layer for the search
   int64_t min_features = 32;   // Linear layers with in or out features below this stay fp32
   std::vector<std::string> skip;  // glob patterns of module names kept fp32, e.g. "*vqa_head", "vq.*"
   bool use_packed_kernels = true; // false: always the dequantise-then-matmul fallback (for tests/benchmarks)
@@ -130,5 +130,22 @@ void load_quantized_weights(torch::nn::Module& model, const std::string& path);
 void verify_quantized_model(torch::nn::Module& model);
 // The quantised Linear layers of a model (name -> QuantLinear).
 std::vector<std::pair<std::string, QuantLinear>> quantized_layers(torch::nn::Module& model);
+
+}  // namespace janus
+
+namespace janus {
+
+struct QuantizeRunOptions {
+  QuantizeOptions quant;
+  std::vector<std::string> calib_images;  // image files for AWQ calibration (empty: random-noise images, weak)
+  std::vector<std::string> calib_texts;   // texts (empty: a built-in list of short captions and questions)
+  int64_t calib_max_images = 32;
+  int64_t calib_caption_len = 16;  // greedy caption steps run for calibrating the causal stack
+};
+
+// Quantises the run at `run_dir` and writes a run directory at `out_dir` (see the header comment) that
+// Pipeline::load recognises. Calibration runs the understanding paths (embeddings, captioning, VQA and
+// classification heads when present) on the calibration images/texts.
+QuantizeReport quantize_run(const std::string& run_dir, const std::string& out_dir, const QuantizeRunOptions& options);
 
 }  // namespace janus
