@@ -9,6 +9,8 @@
 #include "janus/core/registry.h"
 #include "janus/io/module_io.h"
 #include "janus/io/safetensors.h"
+#include "janus/infer/pipeline.h"
+#include "janus/infer/quantize.h"
 
 namespace janus {
 const char* version();
