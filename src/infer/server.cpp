@@ -489,4 +489,47 @@ std::string Server::metrics_text() const {
   return out;
 }
 
+struct Client::Impl {
+  httplib::Client http;
+  Impl(const std::string& host, int port) : http(host, port) {}
+};
+
+namespace {
+HttpReply to_reply(const httplib::Result& res) {
+  HttpReply r;
+  if (!res) {
+    r.status = -1;
+    r.body = httplib::to_string(res.error());
+    return r;
+  }
+  r.status = res->status;
+  r.body = res->body;
+  r.content_type = res->get_header_value("Content-Type");
+  if (res->has_header("Inference-Header-Content-Length")) {
+    r.header_length = std::stoll(res->get_header_value("Inference-Header-Content-Length"));
+  }
+  return r;
+}
+}  // namespace
+
+Client::Client(const std::string& host, int port, double timeout_s) : impl_(std::make_unique<Impl>(host, port)) {
+  const auto sec = static_cast<time_t>(timeout_s);
+  const auto usec = static_cast<time_t>((timeout_s - static_cast<double>(sec)) * 1e6);
+  impl_->http.set_keep_alive(true);
+  impl_->http.set_connection_timeout(sec, usec);
+  impl_->http.set_read_timeout(sec, usec);
+  impl_->http.set_write_timeout(sec, usec);
+}
+
+Client::~Client() = default;
+
+HttpReply Client::get(const std::string& path) { return to_reply(impl_->http.Get(path.c_str())); }
+
+HttpReply Client::post(const std::string& path, const std::string& body, const std::string& content_type,
+                       const std::optional<int64_t>& inference_header_length) {
+  httplib::Headers h;
+  if (inference_header_length) h.emplace("Inference-Header-Content-Length", std::to_string(*inference_header_length));
+  return to_reply(impl_->http.Post(path.c_str(), h, body, content_type.c_str()));
+}
+
 }  // namespace janus::serve

@@ -131,4 +131,21 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
+// A minimal blocking HTTP/1.1 client (keep-alive) for benchmarks, stress runs and tests. One per thread.
+class Client {
+ public:
+  Client(const std::string& host, int port, double timeout_s = 60);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+  // status -1 with the error in body when the connection fails.
+  HttpReply get(const std::string& path);
+  HttpReply post(const std::string& path, const std::string& body, const std::string& content_type = "application/json",
+                 const std::optional<int64_t>& inference_header_length = std::nullopt);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace janus::serve

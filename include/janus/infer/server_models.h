@@ -5,7 +5,7 @@
 //   vqa          image BYTES [n], question BYTES [n] -> answer BYTES [n], score FP32 [n]
 //   embed_text   text BYTES [n]                      -> embedding FP32 [n, E]   (l2-normalised)
 //   embed_image  image BYTES [n]                     -> embedding FP32 [n, E]   (l2-normalised)
-//   generate     prompt BYTES [n]                    -> images UINT8 [n, H, W, 3]
+//   generate     prompt BYTES [n]                    -> images UINT8 [n, H, W, 3] (one image per prompt)
 //                request parameters (optional): seed, cfg_scale, temperature, top_k, top_p
 //
 // Images are encoded files (PNG/JPEG/...): raw bytes in a binary tensor, base64 text in a JSON tensor (JSON strings
