@@ -145,7 +145,7 @@ TEST(ServeProtocol, ResponseJsonAndBinary) {
 }
 
 TEST(ServeProtocol, Base64RoundTripAndErrors) {
-  for (const std::string s : {"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+  for (const std::string& s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
     EXPECT_EQ(base64_decode(base64_encode(s)), s);
   }
   EXPECT_EQ(base64_encode("Man"), "TWFu");
