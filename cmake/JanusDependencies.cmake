@@ -12,6 +12,11 @@ find_package(PkgConfig REQUIRED)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 find_library(JANUS_SENTENCEPIECE_TRAIN_LIB sentencepiece_train REQUIRED)
 find_package(ZLIB REQUIRED)
+# cpp-httplib (Debian libcpp-httplib-dev: compiled library + pkg-config), the inference server's HTTP layer. PRIVATE
+# to janus and only to the one source that includes httplib.h (src/CMakeLists.txt), so its compile definitions do
+# not change the flags (and ccache keys) of every other source.
+pkg_check_modules(HTTPLIB REQUIRED cpp-httplib)
+find_library(JANUS_HTTPLIB_LIB NAMES cpp-httplib HINTS ${HTTPLIB_LIBRARY_DIRS} REQUIRED)
 find_package(CLI11 CONFIG QUIET)
 if(NOT CLI11_FOUND)
   find_path(JANUS_CLI11_INCLUDE CLI/CLI.hpp REQUIRED)

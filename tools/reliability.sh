@@ -6,7 +6,9 @@
 #        corrupt (damaged newest checkpoint -> detected, reported, previous one used),
 #        diskfull (RLIMIT_FSIZE at checkpoint time -> clear error, previous checkpoint intact),
 #        nonfinite (injected NaN losses: skip, then stop after train.max_nonfinite_steps),
-#        ddp (a killed or SIGSTOPped rank -> every other rank exits non-zero within parallel.timeout_s).
+#        ddp (a killed or SIGSTOPped rank -> every other rank exits non-zero within parallel.timeout_s),
+#        serve (janus_serve: 10,000 requests from 32 clients, 10% malformed or oversized -> 4xx, valid answers
+#               unchanged, RSS start/end, SIGTERM drains in-flight requests; build/bin/janus_bench_serve --stress).
 # Usage: tools/reliability.sh [--trials N (default 10 for kill)] [--only kill,corrupt,...] [--seed S]
 #                             [--build-dir build] [--work DIR]
 # Needs build/bin/janus_train and (for ddp) build/tests/janus_tests_reliability. CPU only. Exit 1 if any trial fails.
@@ -14,7 +16,7 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build"
 trials=""
-only="kill,corrupt,diskfull,nonfinite,ddp"
+only="kill,corrupt,diskfull,nonfinite,ddp,serve"
 seed=13
 work=""
 while [ $# -gt 0 ]; do
@@ -274,10 +276,25 @@ test_ddp() {
   record ddp "$n" "$passed" "world 3, timeout_s $timeout_s: kill rank 1, kill rank 0 (store host), SIGSTOP rank 1; slowest survivor exit ${worst}s after a kill, ${worst_hang}s after a hang"
 }
 
+# ---------------------------------------------------------------- (f) the inference server under hostile load
+test_serve() {
+  local bench="$build/bin/janus_bench_serve" n=${trials:-1} passed=0 figure="" t
+  [ -x "$bench" ] && [ -x "$build/bin/janus_serve" ] || { record serve 0 0 "$bench or janus_serve not built"; return; }
+  ((n > 3)) && n=3
+  for ((t = 0; t < n; t++)); do
+    "$bench" --stress --requests 10000 --clients 32 --bad-fraction 0.1 > "$work/serve_$t.log" 2>&1
+    local line; line=$(grep '^RESULT serve' "$work/serve_$t.log")
+    sed -n '/^stress:/,/^RESULT/p' "$work/serve_$t.log" | grep -v '^RESULT' >&2
+    if [ -n "$line" ] && echo "$line" | grep -q 'passed=1'; then ((passed++)); fi
+    figure=$(echo "$line" | sed 's/.*figure=//')
+  done
+  record serve "$n" "$passed" "${figure:-no result (see $work/serve_0.log)}"
+}
+
 IFS=, read -ra selected <<< "$only"
 for t in "${selected[@]}"; do
   case $t in
-    kill|corrupt|diskfull|nonfinite|ddp) log "running $t"; "test_$t" ;;
+    kill|corrupt|diskfull|nonfinite|ddp|serve) log "running $t"; "test_$t" ;;
     *) echo "unknown test $t" >&2; exit 2 ;;
   esac
 done
