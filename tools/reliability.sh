@@ -244,7 +244,7 @@ test_fsfault() {
     rm -rf "$rd"
   done
   umount "$mnt" && rmdir "$mnt"
-  record fsfault "$n" "$passed" "16 MiB tmpfs: ENOSPC at the step-30 checkpoint, EROFS on resume: exit 1 naming the error, previous checkpoints byte-identical, resume identical"
+  record fsfault "$n" "$passed" "16 MiB tmpfs: ENOSPC in the step-30 checkpoint write, EROFS at resume start-up: exit 1 naming file + error, previous checkpoints byte-identical, resume identical"
 }
 
 # ---------------------------------------------------------------- (d) non-finite losses
