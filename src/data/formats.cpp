@@ -28,7 +28,7 @@ nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   try {
     return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for numbers like 1e99999
     throw InputError(fmt::format("{}: $: expected valid JSON: {}", path, e.what()));
   }
 }
@@ -351,7 +351,7 @@ std::vector<Nlvr2Record> load_nlvr2(const std::string& jsonl_path, EntryReport* 
       nlohmann::json j;
       try {
         j = nlohmann::json::parse(line);
-      } catch (const nlohmann::json::parse_error& e) {
+      } catch (const nlohmann::json::exception& e) {  // parse_error, out_of_range (number overflow)
         throw InputError(fmt::format("{}: $: expected a JSON object: {}", where, e.what()));
       }
       JRef r{j, where, "$"};

@@ -295,3 +295,26 @@ TEST(DataFaults, VqaAndNlvr2MalformedEntriesAreSkippedAndCounted) {
             std::string::npos)
       << nr.examples.at(0);
 }
+
+// Fuzz finding (coco_captions_fuzz, 2026-11-25): a number too large for a double (1e99999) made nlohmann::json throw
+// out_of_range, which escaped the readers (only parse_error was caught) and terminated the process.
+TEST(DataFaults, NumberOverflowInAnnotationJsonIsAnInputError) {
+  const auto dir = janus::test::temp_dir("overflow");
+  put(dir + "/c.json", "{\"images\": [3333333.3333333333333366e33333]}");
+  try {
+    janus::load_coco_captions(dir + "/c.json");
+    FAIL() << "no error";
+  } catch (const janus::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("expected valid JSON"), std::string::npos) << e.what();
+  }
+  janus::EntryReport r;
+  EXPECT_THROW(janus::load_coco_captions(dir + "/c.json", &r), janus::InputError);  // the file as a whole is bad
+  put(dir + "/q.json", "{\"questions\": [{\"question_id\": 1e400}]}");
+  EXPECT_THROW(janus::load_vqa(dir + "/q.json", ""), janus::InputError);
+  put(dir + "/n.jsonl",
+      "{\"identifier\": \"a-0-0-0\", \"sentence\": \"s\", \"label\": true}\n{\"identifier\": -1e99999}\n");
+  EXPECT_THROW(janus::load_nlvr2(dir + "/n.jsonl"), janus::InputError);
+  janus::EntryReport nr;
+  EXPECT_EQ(janus::load_nlvr2(dir + "/n.jsonl", &nr).size(), 1u);
+  EXPECT_EQ(nr.skipped, 1);
+}
