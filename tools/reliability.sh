@@ -5,6 +5,8 @@
 # Tests: kill (kill -9 anywhere, incl. during checkpoint writes, then --resume auto -> bit-identical weights),
 #        corrupt (damaged newest checkpoint -> detected, reported, previous one used),
 #        diskfull (RLIMIT_FSIZE at checkpoint time -> clear error, previous checkpoint intact),
+#        fsfault (a real full filesystem (ENOSPC) and a read-only one (EROFS) on a small tmpfs; needs mount
+#                 privileges, reported as not run without them),
 #        nonfinite (injected NaN losses: skip, then stop after train.max_nonfinite_steps),
 #        ddp (a killed or SIGSTOPped rank -> every other rank exits non-zero within parallel.timeout_s),
 #        serve (janus_serve: 10,000 requests from 32 clients, 10% malformed or oversized -> 4xx, valid answers
@@ -16,7 +18,7 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build"
 trials=""
-only="kill,corrupt,diskfull,nonfinite,ddp,serve"
+only="kill,corrupt,diskfull,fsfault,nonfinite,ddp,serve"
 seed=13
 work=""
 while [ $# -gt 0 ]; do
@@ -197,6 +199,56 @@ test_diskfull() {
   record diskfull "$n" "$passed" "RLIMIT_FSIZE ~${limit} B: exit 1 'File too large', previous checkpoints byte-identical, resume identical"
 }
 
+# ---------------------------------------------------------------- (c2) real ENOSPC / EROFS on a tmpfs
+# The run directory lives on a 16 MiB tmpfs. enospc: a filler file leaves less free space than one checkpoint
+# needs, so the checkpoint write at step 30 fails with ENOSPC ("No space left on device"). erofs: the filesystem
+# is remounted read-only before resuming (EROFS even for root). Pass = exit 1 with that error named, the existing
+# checkpoints byte-identical, and after freeing space / remounting rw, --resume auto finishes identical to the
+# uninterrupted run. Needs mount privileges (root in a container with CAP_SYS_ADMIN); without them the test is
+# reported as not run (0 trials).
+test_fsfault() {
+  make_base || { record fsfault 0 0 "base run failed"; return; }
+  local mnt="$work/fsfault_mnt"
+  mkdir -p "$mnt"
+  if ! mount -t tmpfs -o size=16m tmpfs "$mnt" 2>/dev/null; then
+    rmdir "$mnt"; record fsfault 0 0 "not run: mounting a tmpfs is not permitted here"; return
+  fi
+  local passed=0 n=0 kinds=(enospc erofs) errs=()
+  for k in "${kinds[@]}"; do
+    ((n++))
+    local rd="$mnt/run_$k" ok=1 before after rc want
+    cp -a "$work/base20" "$rd"
+    before=$(cd "$rd/checkpoints" && sha256sum step_?????????/* | sha256sum)
+    if [ $k = enospc ]; then
+      want="No space left on device"
+      # Leave room for model.safetensors (and the step's metrics line) but not for state.safetensors as well.
+      local avail model fill
+      avail=$(df --output=avail -B1 "$mnt" | tail -1)
+      model=$(stat -c %s "$rd/checkpoints/step_000000020/model.safetensors")
+      fill=$(( avail - model - 12288 ))
+      fallocate -l "$fill" "$mnt/filler" 2>/dev/null || dd if=/dev/zero of="$mnt/filler" bs=4096 count=$((fill / 4096)) status=none
+    else
+      want="Read-only file system"
+      mount -o remount,ro "$mnt"
+    fi
+    resume40 "$rd" "$work/fsfault_$k.log1"; rc=$?
+    after=$(cd "$rd/checkpoints" && sha256sum step_?????????/* | sha256sum)
+    [ $rc -eq 1 ] || { ok=0; log "fsfault $k: exit $rc, expected 1"; tail -3 "$work/fsfault_$k.log1" >&2; }
+    grep -q "$want" "$work/fsfault_$k.log1" || { ok=0; log "fsfault $k: no '$want' error"; tail -3 "$work/fsfault_$k.log1" >&2; }
+    [ "$before" = "$after" ] || { ok=0; log "fsfault $k: existing checkpoints changed"; }
+    [ "$(newest_step "$rd")" = 20 ] || { ok=0; log "fsfault $k: newest complete checkpoint is not step 20"; }
+    if [ $k = enospc ]; then rm -f "$mnt/filler"; else mount -o remount,rw "$mnt"; fi
+    resume40 "$rd" "$work/fsfault_$k.log2" && same_final "$work/ref40" "$rd" ||
+      { ok=0; log "fsfault $k: resume after the fault was cleared failed"; tail -3 "$work/fsfault_$k.log2" >&2; }
+    errs+=("$k: $(grep -o -m1 "[^ ]*$want" "$work/fsfault_$k.log1" | head -1)")
+    ((ok)) && ((passed++))
+    log "fsfault $k: $([ $ok = 1 ] && echo ok || echo FAILED): $(grep -m1 "$want" "$work/fsfault_$k.log1")"
+    rm -rf "$rd"
+  done
+  umount "$mnt" && rmdir "$mnt"
+  record fsfault "$n" "$passed" "16 MiB tmpfs: ENOSPC in the step-30 checkpoint write, EROFS at resume start-up: exit 1 naming file + error, previous checkpoints byte-identical, resume identical"
+}
+
 # ---------------------------------------------------------------- (d) non-finite losses
 test_nonfinite() {
   local passed=0 n=2 a="$work/nf5" b="$work/nf6" c="$work/nfstop"
@@ -294,7 +346,7 @@ test_serve() {
 IFS=, read -ra selected <<< "$only"
 for t in "${selected[@]}"; do
   case $t in
-    kill|corrupt|diskfull|nonfinite|ddp|serve) log "running $t"; "test_$t" ;;
+    kill|corrupt|diskfull|fsfault|nonfinite|ddp|serve) log "running $t"; "test_$t" ;;
     *) echo "unknown test $t" >&2; exit 2 ;;
   esac
 done

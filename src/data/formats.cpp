@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "janus/core/error.h"
+#include "janus/core/logging.h"
 #include "json_util.h"
 
 namespace fs = std::filesystem;
@@ -27,7 +28,7 @@ nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   try {
     return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for numbers like 1e99999
     throw InputError(fmt::format("{}: $: expected valid JSON: {}", path, e.what()));
   }
 }
@@ -60,38 +61,90 @@ std::string resolve_under(const std::string& root, const std::string& rel, const
   return joined.string();
 }
 
+// ---------------- malformed entries ----------------
+
+void EntryReport::skip(const std::string& why) {
+  ++skipped;
+  if (examples.size() < 5) examples.push_back(why);
+}
+
+void EntryReport::merge(const EntryReport& other) {
+  entries += other.entries;
+  skipped += other.skipped;
+  for (const auto& e : other.examples) {
+    if (examples.size() < 5) examples.push_back(e);
+  }
+}
+
+void EntryReport::check(double max_bad_fraction, const std::string& what) const {
+  if (skipped == 0) return;
+  const std::string first = examples.empty() ? "" : examples.front();
+  if (static_cast<double>(skipped) > max_bad_fraction * static_cast<double>(entries)) {
+    throw InputError(fmt::format(
+        "{}: {} of {} annotation entries were malformed, more than data.max_bad_fraction {} (first: {})", what,
+        skipped, entries, max_bad_fraction, first));
+  }
+  spdlog::warn("{}: skipped {} of {} malformed annotation entries (first: {})", what, skipped, entries, first);
+}
+
+namespace {
+
+// Parses one entry. Without a report an InputError propagates; with one it skips the entry (returns false).
+template <class F>
+bool parse_entry(EntryReport* report, F&& f) {
+  if (!report) {
+    f();
+    return true;
+  }
+  ++report->entries;
+  try {
+    f();
+    return true;
+  } catch (const InputError& e) {
+    report->skip(e.what());
+    return false;
+  }
+}
+
+}  // namespace
+
 // ---------------- COCO / Karpathy ----------------
 
-std::vector<CaptionRecord> load_coco_captions(const std::string& json_path) {
+std::vector<CaptionRecord> load_coco_captions(const std::string& json_path, EntryReport* report) {
   const auto doc = detail::read_json_file(json_path);
   JRef root{doc, json_path, "$"};
   std::unordered_map<int64_t, std::string> files;
   const JRef images = root.at("images");
   const size_t ni = images.array_size(DataLimits::max_records);
   for (size_t i = 0; i < ni; ++i) {
-    const JRef im = images.at(i);
-    const int64_t id = im.at("id").integer();
-    if (!files.emplace(id, im.at("file_name").str()).second) {
-      throw InputError(fmt::format("{}: {}.id: duplicate image id {}", json_path, im.path, id));
-    }
+    parse_entry(report, [&] {
+      const JRef im = images.at(i);
+      const int64_t id = im.at("id").integer();
+      std::string file = im.at("file_name").str();
+      if (!files.emplace(id, std::move(file)).second) {
+        throw InputError(fmt::format("{}: {}.id: duplicate image id {}", json_path, im.path, id));
+      }
+    });
   }
   const JRef anns = root.at("annotations");
   const size_t na = anns.array_size(DataLimits::max_records);
   std::vector<CaptionRecord> out;
   out.reserve(na);
   for (size_t i = 0; i < na; ++i) {
-    const JRef a = anns.at(i);
-    CaptionRecord r;
-    r.image_id = a.at("image_id").integer();
-    r.caption = a.at("caption").str();
-    if (a.has("id")) r.caption_id = a.at("id").integer();
-    auto it = files.find(r.image_id);
-    if (it == files.end()) {
-      throw InputError(fmt::format("{}: {}.image_id: expected the id of an entry in $.images, got {}", json_path,
-                                   a.path, r.image_id));
-    }
-    r.file = it->second;
-    out.push_back(std::move(r));
+    parse_entry(report, [&] {
+      const JRef a = anns.at(i);
+      CaptionRecord r;
+      r.image_id = a.at("image_id").integer();
+      r.caption = a.at("caption").str();
+      if (a.has("id")) r.caption_id = a.at("id").integer();
+      auto it = files.find(r.image_id);
+      if (it == files.end()) {
+        throw InputError(fmt::format("{}: {}.image_id: expected the id of an entry in $.images, got {}", json_path,
+                                     a.path, r.image_id));
+      }
+      r.file = it->second;
+      out.push_back(std::move(r));
+    });
   }
   return out;
 }
@@ -160,7 +213,7 @@ std::string normalize_answer(const std::string& answer) {
 }
 
 std::vector<VqaRecord> load_vqa(const std::string& questions_json, const std::string& annotations_json,
-                                const std::string& image_pattern) {
+                                const std::string& image_pattern, EntryReport* report) {
   const auto qdoc = detail::read_json_file(questions_json);
   JRef qroot{qdoc, questions_json, "$"};
   const std::string subtype = qroot.has("data_subtype") ? qroot.at("data_subtype").str() : "";
@@ -170,17 +223,19 @@ std::vector<VqaRecord> load_vqa(const std::string& questions_json, const std::st
   out.reserve(nq);
   std::unordered_map<int64_t, size_t> by_qid;
   for (size_t i = 0; i < nq; ++i) {
-    const JRef q = qs.at(i);
-    VqaRecord r;
-    r.question_id = q.at("question_id").integer();
-    r.image_id = q.at("image_id").integer();
-    r.question = q.at("question").str();
-    r.file = fill_pattern(image_pattern, subtype, r.image_id);
-    if (!by_qid.emplace(r.question_id, out.size()).second) {
-      throw InputError(
-          fmt::format("{}: {}.question_id: duplicate question id {}", questions_json, q.path, r.question_id));
-    }
-    out.push_back(std::move(r));
+    parse_entry(report, [&] {
+      const JRef q = qs.at(i);
+      VqaRecord r;
+      r.question_id = q.at("question_id").integer();
+      r.image_id = q.at("image_id").integer();
+      r.question = q.at("question").str();
+      r.file = fill_pattern(image_pattern, subtype, r.image_id);
+      if (!by_qid.emplace(r.question_id, out.size()).second) {
+        throw InputError(
+            fmt::format("{}: {}.question_id: duplicate question id {}", questions_json, q.path, r.question_id));
+      }
+      out.push_back(std::move(r));
+    });
   }
   if (annotations_json.empty()) return out;
   const auto adoc = detail::read_json_file(annotations_json);
@@ -189,37 +244,56 @@ std::vector<VqaRecord> load_vqa(const std::string& questions_json, const std::st
   const size_t na = anns.array_size(DataLimits::max_records);
   std::vector<bool> seen(out.size(), false);
   for (size_t i = 0; i < na; ++i) {
-    const JRef a = anns.at(i);
-    const int64_t qid = a.at("question_id").integer();
-    auto it = by_qid.find(qid);
-    if (it == by_qid.end()) {
-      throw InputError(fmt::format("{}: {}.question_id: expected a question id from {}, got {}", annotations_json,
-                                   a.path, questions_json, qid));
-    }
-    VqaRecord& r = out[it->second];
-    const int64_t img = a.at("image_id").integer();
-    if (img != r.image_id) {
-      throw InputError(fmt::format("{}: {}.image_id: expected {} (the question's image), got {}", annotations_json,
-                                   a.path, r.image_id, img));
-    }
-    r.multiple_choice_answer = a.at("multiple_choice_answer").str();
-    r.answer_type = a.at("answer_type").str();
-    if (a.has("question_type")) r.question_type = a.at("question_type").str();
-    const JRef ans = a.at("answers");
-    const size_t n = ans.array_size(100);
-    if (n != 10) {
-      throw InputError(fmt::format("{}: {}: expected 10 answers, got {}", annotations_json, ans.path, n));
-    }
-    for (size_t k = 0; k < n; ++k) r.answers.push_back(ans.at(k).at("answer").str());
-    seen[it->second] = true;
+    parse_entry(report, [&] {
+      const JRef a = anns.at(i);
+      const int64_t qid = a.at("question_id").integer();
+      auto it = by_qid.find(qid);
+      if (it == by_qid.end()) {
+        throw InputError(fmt::format("{}: {}.question_id: expected a question id from {}, got {}", annotations_json,
+                                     a.path, questions_json, qid));
+      }
+      if (seen[it->second]) {
+        throw InputError(
+            fmt::format("{}: {}.question_id: duplicate annotation for question id {}", annotations_json, a.path, qid));
+      }
+      const VqaRecord& q = out[it->second];
+      const int64_t img = a.at("image_id").integer();
+      if (img != q.image_id) {
+        throw InputError(fmt::format("{}: {}.image_id: expected {} (the question's image), got {}", annotations_json,
+                                     a.path, q.image_id, img));
+      }
+      // Parsed into temporaries first, so a malformed entry leaves the question untouched.
+      std::string mc = a.at("multiple_choice_answer").str();
+      std::string type = a.at("answer_type").str();
+      std::string qtype = a.has("question_type") ? a.at("question_type").str() : "";
+      const JRef ans = a.at("answers");
+      const size_t n = ans.array_size(100);
+      if (n != 10) {
+        throw InputError(fmt::format("{}: {}: expected 10 answers, got {}", annotations_json, ans.path, n));
+      }
+      std::vector<std::string> answers;
+      for (size_t k = 0; k < n; ++k) answers.push_back(ans.at(k).at("answer").str());
+      VqaRecord& r = out[it->second];
+      r.multiple_choice_answer = std::move(mc);
+      r.answer_type = std::move(type);
+      r.question_type = std::move(qtype);
+      r.answers = std::move(answers);
+      seen[it->second] = true;
+    });
   }
+  std::vector<VqaRecord> kept;
+  kept.reserve(out.size());
   for (size_t i = 0; i < out.size(); ++i) {
-    if (!seen[i]) {
-      throw InputError(fmt::format("{}: $.annotations: expected an annotation for question_id {} of {}",
-                                   annotations_json, out[i].question_id, questions_json));
+    if (seen[i]) {
+      kept.push_back(std::move(out[i]));
+      continue;
     }
+    const std::string why = fmt::format("{}: $.annotations: expected an annotation for question_id {} of {}",
+                                        annotations_json, out[i].question_id, questions_json);
+    if (!report) throw InputError(why);
+    report->skip(why);  // the question itself was counted as an entry when it was read
   }
-  return out;
+  return kept;
 }
 
 int64_t AnswerVocab::id(const std::string& answer) const {
@@ -252,60 +326,68 @@ AnswerVocab build_answer_vocab(const std::vector<VqaRecord>& records, int64_t to
 
 // ---------------- NLVR2 ----------------
 
-std::vector<Nlvr2Record> load_nlvr2(const std::string& jsonl_path) {
+std::vector<Nlvr2Record> load_nlvr2(const std::string& jsonl_path, EntryReport* report) {
   std::error_code ec;
   if (!fs::is_regular_file(jsonl_path, ec)) throw InputError(fmt::format("{}: file not found", jsonl_path));
+  const auto size = fs::file_size(jsonl_path, ec);
+  if (ec || static_cast<int64_t>(size) > DataLimits::max_json_bytes) {
+    throw InputError(
+        fmt::format("{}: cannot read or larger than {} bytes", jsonl_path, DataLimits::max_json_bytes));
+  }
   std::ifstream in(jsonl_path);
   std::string line;
   std::vector<Nlvr2Record> out;
   int64_t lineno = 0;
+  int64_t records = 0;
   while (std::getline(in, line)) {
     ++lineno;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    if (static_cast<int64_t>(out.size()) >= DataLimits::max_records) {
+    if (++records > DataLimits::max_records) {
       throw InputError(fmt::format("{}: more than {} records", jsonl_path, DataLimits::max_records));
     }
     const std::string where = fmt::format("{}:{}", jsonl_path, lineno);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw InputError(fmt::format("{}: $: expected a JSON object: {}", where, e.what()));
-    }
-    JRef r{j, where, "$"};
-    Nlvr2Record rec;
-    rec.identifier = r.at("identifier").str();
-    rec.sentence = r.at("sentence").str();
-    const JRef lab = r.at("label");
-    if (lab.j.is_boolean()) {
-      rec.label = lab.j.get<bool>() ? 1 : 0;
-    } else if (lab.j.is_string()) {
-      std::string s = normalize_answer(lab.j.get<std::string>());
-      if (s == "true") {
-        rec.label = 1;
-      } else if (s == "false") {
-        rec.label = 0;
+    parse_entry(report, [&] {
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::exception& e) {  // parse_error, out_of_range (number overflow)
+        throw InputError(fmt::format("{}: $: expected a JSON object: {}", where, e.what()));
+      }
+      JRef r{j, where, "$"};
+      Nlvr2Record rec;
+      rec.identifier = r.at("identifier").str();
+      rec.sentence = r.at("sentence").str();
+      const JRef lab = r.at("label");
+      if (lab.j.is_boolean()) {
+        rec.label = lab.j.get<bool>() ? 1 : 0;
+      } else if (lab.j.is_string()) {
+        std::string s = normalize_answer(lab.j.get<std::string>());
+        if (s == "true") {
+          rec.label = 1;
+        } else if (s == "false") {
+          rec.label = 0;
+        } else {
+          throw InputError(fmt::format("{}: $.label: expected \"True\" or \"False\", got \"{}\"", where, s));
+        }
       } else {
-        throw InputError(fmt::format("{}: $.label: expected \"True\" or \"False\", got \"{}\"", where, s));
+        lab.fail("\"True\"/\"False\" or a boolean");
       }
-    } else {
-      lab.fail("\"True\"/\"False\" or a boolean");
-    }
-    if (r.has("left_image") || r.has("right_image")) {
-      rec.left = r.at("left_image").str();
-      rec.right = r.at("right_image").str();
-    } else {
-      const auto dash = rec.identifier.rfind('-');
-      if (dash == std::string::npos || dash == 0) {
-        throw InputError(
-            fmt::format("{}: $.identifier: expected \"split-set-pair-sentence\", got \"{}\"", where, rec.identifier));
+      if (r.has("left_image") || r.has("right_image")) {
+        rec.left = r.at("left_image").str();
+        rec.right = r.at("right_image").str();
+      } else {
+        const auto dash = rec.identifier.rfind('-');
+        if (dash == std::string::npos || dash == 0) {
+          throw InputError(fmt::format("{}: $.identifier: expected \"split-set-pair-sentence\", got \"{}\"", where,
+                                       rec.identifier));
+        }
+        const std::string stem = rec.identifier.substr(0, dash);
+        rec.left = stem + "-img0.png";
+        rec.right = stem + "-img1.png";
       }
-      const std::string stem = rec.identifier.substr(0, dash);
-      rec.left = stem + "-img0.png";
-      rec.right = stem + "-img1.png";
-    }
-    out.push_back(std::move(rec));
+      out.push_back(std::move(rec));
+    });
   }
   return out;
 }
@@ -469,8 +551,18 @@ at::Tensor read_point_cloud(const std::string& path) {
       if (props[i].name == "z") iz = static_cast<int>(i);
     }
     if (ix < 0 || iy < 0 || iz < 0) throw BadSampleError(fmt::format("{}: PLY vertex lacks x, y or z", path));
-    xyz.reserve(static_cast<size_t>(nvert) * 3);
+    // Never trust the header's count for allocation: the file must hold the data (binary: checked below before
+    // reading; ascii: at least 2 bytes per value), so a 60-byte header cannot make us reserve gigabytes.
+    const auto header_end = in.tellg();
+    const auto file_size = fs::file_size(path, ec);
+    if (ec || header_end < 0) throw BadSampleError(fmt::format("{}: cannot read PLY data", path));
+    const uint64_t remaining = file_size - std::min<uint64_t>(file_size, static_cast<uint64_t>(header_end));
     if (format == "ascii") {
+      if (static_cast<uint64_t>(nvert) * props.size() > remaining / 2 + 1) {
+        throw BadSampleError(fmt::format("{}: PLY data ends before vertex {} of {}", path,
+                                         remaining / 2 / std::max<size_t>(props.size(), 1), nvert));
+      }
+      xyz.reserve(static_cast<size_t>(nvert) * 3);
       for (int64_t v = 0; v < nvert; ++v) {
         std::vector<double> vals(props.size());
         for (auto& x : vals) {
@@ -486,6 +578,11 @@ at::Tensor read_point_cloud(const std::string& path) {
         offs.push_back(stride);
         stride += ply_type_size(p.type);
       }
+      if (static_cast<uint64_t>(nvert) > remaining / stride) {
+        throw BadSampleError(fmt::format("{}: PLY binary data shorter than {} vertices x {} bytes ({} bytes left)", path,
+                                         nvert, stride, remaining));
+      }
+      xyz.reserve(static_cast<size_t>(nvert) * 3);
       std::string data(static_cast<size_t>(nvert) * stride, '\0');
       if (!in.read(data.data(), static_cast<std::streamsize>(data.size()))) {
         throw BadSampleError(

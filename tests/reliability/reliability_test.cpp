@@ -109,6 +109,15 @@ TEST(Reliability, CorruptNewestCheckpointFallsBack) { run_fault_test("corrupt");
 // RLIMIT_FSIZE at checkpoint time: exit 1 with "File too large", the previous checkpoint intact, resume works.
 TEST(Reliability, DiskFullKeepsPreviousCheckpoint) { run_fault_test("diskfull"); }
 
+// A real full (ENOSPC) and read-only (EROFS) tmpfs under the run directory: exit 1 naming the error, previous
+// checkpoints intact, resume identical. Skipped where mounting a tmpfs is not permitted.
+TEST(Reliability, FullOrReadOnlyFilesystemKeepsPreviousCheckpoint) {
+  const auto probe = janus::test::run("d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs $d 2>/dev/null && umount $d; "
+                                      "r=$?; rmdir $d; exit $r");
+  if (probe.exit_code != 0) GTEST_SKIP() << "mounting a tmpfs is not permitted here";
+  run_fault_test("fsfault");
+}
+
 // Injected NaN losses: one is skipped (weights as if the step did not happen), K consecutive stop the run.
 TEST(Reliability, NonFiniteLossesSkipThenStop) { run_fault_test("nonfinite"); }
 

@@ -19,12 +19,16 @@ namespace janus {
 //   imagefolder - a directory of class sub-folders
 //   text        - a text corpus, one sentence per line
 // VQA answers map into a vocabulary of the `answer_vocab` most frequent multiple-choice answers.
+// With a `report`, malformed annotation entries are skipped and counted there (see EntryReport); without one they
+// are errors.
 DatasetPtr open_dataset(const std::string& format, const std::string& path, const std::string& split,
-                        DatasetOptions opts, int64_t answer_vocab = 3129);
+                        DatasetOptions opts, int64_t answer_vocab = 3129, EntryReport* report = nullptr);
 
 // From the config: data.format, data.train / data.val, data.mean / data.std, model.image_size (resize short side +
 // centre crop; random crop when `train`). No flips: Shapes captions and questions talk about left and right.
-DatasetPtr open_dataset(const Config& cfg, bool train);
+// Malformed annotation entries are skipped with a warning naming the count, up to data.max_bad_fraction of the
+// entries (more: InputError naming the count); `report`, when given, receives the counts (for the run's summary).
+DatasetPtr open_dataset(const Config& cfg, bool train, EntryReport* report = nullptr);
 
 // data.batch_size, num_workers, prefetch, shuffle (train only), max_bad_fraction; train.seed; model.max_text_len.
 LoaderOptions loader_options(const Config& cfg, int64_t rank = 0, int64_t world_size = 1, bool train = true);

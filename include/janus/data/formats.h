@@ -23,6 +23,21 @@ struct PathPolicy {
 // `rel` is only accepted with allow_escape.
 std::string resolve_under(const std::string& root, const std::string& rel, const PathPolicy& policy = {});
 
+// Malformed annotation entries. Without a report (nullptr) every problem is an InputError. With one, a problem
+// confined to one entry (a missing or wrong-typed field, an id that matches nothing, a duplicate id, a VQA question
+// left without a valid annotation, an unparsable jsonl line) skips that entry and is counted here; problems with the
+// file as a whole (missing, too large, not JSON, no top-level array, too many records) still throw.
+struct EntryReport {
+  int64_t entries = 0;                // entries examined (images + annotations, questions + annotations, lines)
+  int64_t skipped = 0;                // of which malformed and skipped
+  std::vector<std::string> examples;  // the first few reasons (file: $.path: what)
+  void skip(const std::string& why);
+  void merge(const EntryReport& other);
+  // InputError "<what>: 7 of 120 annotation entries were malformed, more than data.max_bad_fraction 0.05 (first:
+  // ...)" when skipped > max_bad_fraction * entries; otherwise a warning naming the count when anything was skipped.
+  void check(double max_bad_fraction, const std::string& what) const;
+};
+
 // ---- COCO captions (captions_*.json) and Karpathy splits (dataset_coco.json) ----
 struct CaptionRecord {
   int64_t image_id = -1;
@@ -30,7 +45,7 @@ struct CaptionRecord {
   std::string caption;
   int64_t caption_id = -1;
 };
-std::vector<CaptionRecord> load_coco_captions(const std::string& json_path);
+std::vector<CaptionRecord> load_coco_captions(const std::string& json_path, EntryReport* report = nullptr);
 // Karpathy JSON: {"images": [{"filepath"?, "filename", "split", "cocoid"|"imgid", "sentences": [{"raw"}]}]}.
 // `split` selects train/val/test/restval ("" = all); file = filepath/filename.
 std::vector<CaptionRecord> load_karpathy(const std::string& json_path, const std::string& split);
@@ -51,7 +66,8 @@ struct VqaRecord {
 // Image file names come from `image_pattern` with {subtype} (the questions' data_subtype), {id} (image id)
 // and {id12} (image id zero-padded to 12 digits); COCO's is the default.
 std::vector<VqaRecord> load_vqa(const std::string& questions_json, const std::string& annotations_json,
-                                const std::string& image_pattern = "COCO_{subtype}_{id12}.jpg");
+                                const std::string& image_pattern = "COCO_{subtype}_{id12}.jpg",
+                                EntryReport* report = nullptr);
 
 // Answer vocabulary: the `top_k` most frequent answers (0 = all with count >= min_count), ordered by count
 // descending then alphabetically. Counts every one of the 10 answers when `all_answers`, else the
@@ -78,7 +94,7 @@ struct Nlvr2Record {
 // One JSON object per line: identifier, sentence, label ("True"/"False" or bool), and either left_image/
 // right_image (relative paths) or, as in the official release, images named from the identifier:
 // "split-set-pair-sent" -> "split-set-pair-img0.png" / "-img1.png".
-std::vector<Nlvr2Record> load_nlvr2(const std::string& jsonl_path);
+std::vector<Nlvr2Record> load_nlvr2(const std::string& jsonl_path, EntryReport* report = nullptr);
 
 // ---- plain text, image folders, point clouds ----
 // One sentence per non-empty line (trailing \r removed).
