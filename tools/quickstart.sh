@@ -1,23 +1,81 @@
 #!/usr/bin/env bash
-# The main job out of the box: set-up + build, then the pipeline on built-in data. It grows with the project
-# (README.md "What works today"). Today: generate the Shapes benchmark, read it back through the real COCO/VQA
-# loaders' CLI, and run a short real training run of the trainer (toy task). Re-running resumes.
+# The main job out of the box (issue 12): set-up (cached after the first time) + build, generate the built-in
+# Shapes benchmark, train stage 1 -> stage 2 -> stage 3 with configs/quickstart/*.yaml (tiny flavour), evaluate
+# every task with janus_eval on the held-out split, and write runs/quickstart/report.md (metrics vs targets, loss
+# curves as PNG, generated images beside their prompts, reconstructions beside originals).
+#
+# Re-running resumes: finished stages are skipped, an interrupted stage continues from its newest valid
+# checkpoint (--resume auto), and the evaluation is redone. `--fresh` deletes runs/quickstart first.
+#
+# Environment: JANUS_BUILD_DIR (default build/), QUICKSTART_OUT (default runs/quickstart), QUICKSTART_SKIP_SETUP=1
+# to skip tools/setup.sh (e.g. when the dependencies are known to be installed).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$root/tools/build.sh"
-bin="${JANUS_BUILD_DIR:-$root/build}/bin"
-out="$root/runs/quickstart"
-mkdir -p "$out"
 cd "$root"
-if [ ! -f "$out/shapes/shapes_info.json" ]; then
-  echo "[quickstart] generating the Shapes benchmark in $out/shapes"
-  "$bin/janus_data" shapes --out "$out/shapes" --train 2000 --val 200 --size 64 --seed 0
-else
-  echo "[quickstart] Shapes data present: $out/shapes"
+out="${QUICKSTART_OUT:-$root/runs/quickstart}"
+if [ "${1:-}" = "--fresh" ]; then
+  echo "[quickstart] --fresh: removing $out"
+  rm -rf "$out"
 fi
-echo "[quickstart] model: $("$bin/janus_model" describe --flavour tiny --vocab 1000 | grep -E '^ +total' | sed 's/^ *//')"
-resume=()
-[ -d "$out/toy/checkpoints" ] && resume=(--resume auto)
-echo "[quickstart] training (toy task; the three Shapes stages are not available yet)"
-"$bin/janus_train" --config configs/quickstart/toy.yaml --task toy "${resume[@]}"
-echo "[quickstart] done: metrics in $out/toy/metrics.jsonl, TensorBoard events in $out/toy"
+mkdir -p "$out"
+timings="$out/timings.json"
+t_start=$(date +%s)
+declare -A took
+stamp() { date +%s; }
+
+if [ "${QUICKSTART_SKIP_SETUP:-0}" != "1" ]; then
+  t=$(stamp); "$root/tools/setup.sh"; took[setup]=$(($(stamp) - t))
+fi
+t=$(stamp); "$root/tools/build.sh"; took[build]=$(($(stamp) - t))
+bin="${JANUS_BUILD_DIR:-$root/build}/bin"
+
+shapes="$out/shapes"
+if [ ! -f "$shapes/shapes_info.json" ] || [ ! -f "$shapes/tokenizer.model" ]; then
+  echo "[quickstart] generating the Shapes benchmark in $shapes"
+  t=$(stamp)
+  "$bin/janus_data" shapes --out "$shapes" --train 2000 --val 200 --size 32 --seed 0
+  took[data]=$(($(stamp) - t))
+else
+  echo "[quickstart] Shapes data present: $shapes"
+fi
+
+for s in 1 2 3; do
+  run="$out/stage$s"
+  if [ -f "$run/final/model.safetensors" ]; then
+    echo "[quickstart] stage $s already trained: $run/final/model.safetensors"
+    continue
+  fi
+  resume=()
+  [ -d "$run/checkpoints" ] && resume=(--resume auto)
+  init=()
+  [ "$s" -gt 1 ] && init=(--set "train.init_from=$out/stage$((s - 1))")
+  echo "[quickstart] stage $s/3: janus_train --config configs/quickstart/stage$s.yaml ${resume[*]}"
+  t=$(stamp)
+  "$bin/janus_train" --config "configs/quickstart/stage$s.yaml" --set "train.run_dir=$run" \
+    --set "data.train=$shapes" "${init[@]}" "${resume[@]}"
+  took[stage$s]=$(($(stamp) - t))
+done
+
+echo "[quickstart] evaluating every task on the held-out split (janus_eval --task all)"
+t=$(stamp)
+"$bin/janus_eval" --task all --run "$out/stage3" --data "$shapes" --split val \
+  --out "$out/eval.json" --out-dir "$out/eval"
+took[eval]=$(($(stamp) - t))
+
+# Wall times of this invocation (steps skipped because they were already done are not listed).
+{
+  echo "{"
+  first=1
+  for k in setup build data stage1 stage2 stage3 eval; do
+    [ -n "${took[$k]:-}" ] || continue
+    [ $first -eq 1 ] || echo ","
+    printf '  "%s": %s' "$k" "${took[$k]}"
+    first=0
+  done
+  printf ',\n  "total": %s\n}\n' "$(($(stamp) - t_start))"
+} > "$timings"
+
+"$bin/janus_report" --out "$out/report.md" --title "libjanus quickstart: three stages on Shapes (tiny flavour)" \
+  --stage "stage 1 (intra-modal)=$out/stage1" --stage "stage 2 (cross-modal)=$out/stage2" \
+  --stage "stage 3 (generation)=$out/stage3" --eval "$out/eval.json" --sheets "$out/eval" --timings "$timings"
+echo "[quickstart] done: $out/report.md"
