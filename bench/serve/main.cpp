@@ -181,7 +181,7 @@ LoadResult load(int port, int clients, double seconds, const std::string& path, 
         const auto s = Clock::now();
         const auto r = c.post(path, body, "application/octet-stream", hl);
         if (r.status != 200) {
-          failed += 1;
+          if (failed.fetch_add(1) == 0) fmt::print(stderr, "[bench_serve] first failure: {} {}\n", r.status, r.body.substr(0, 200));
           continue;
         }
         lat[k].push_back(std::chrono::duration<double, std::milli>(Clock::now() - s).count());
@@ -271,6 +271,7 @@ int stress(const Args& a, const std::string& run, const std::string& dir) {
       [&](std::mt19937_64& g) { auto [b, h] = binary_request("image", {imgs[0]}); b[static_cast<size_t>(h) + 1 + g() % 3] ^= 0x7f; return std::pair<std::string, std::optional<int64_t>>{b, h}; },
       [](std::mt19937_64& g) { std::string s(64 + g() % 512, '\0'); for (auto& c : s) c = static_cast<char>(g()); return std::pair<std::string, std::optional<int64_t>>{s, std::nullopt}; },
   };
+  std::atomic<int64_t> rss_mid{-1};
   std::atomic<int64_t> next{0}, ok{0}, wrong{0}, bad_4xx{0}, bad_other{0}, valid_fail{0}, sent_bad{0};
   std::mutex mu;
   std::vector<std::string> examples;
@@ -282,7 +283,9 @@ int stress(const Args& a, const std::string& run, const std::string& dir) {
       std::mt19937_64 g(1000 + k);
       std::uniform_real_distribution<double> u(0, 1);
       sv::Client c("127.0.0.1", p.port);
-      while (next.fetch_add(1) < a.requests) {
+      int64_t idx = 0;
+      while ((idx = next.fetch_add(1)) < a.requests) {
+        if (idx == a.requests / 2) rss_mid = rss_kb(p.pid);
         if (u(g) < a.bad_fraction) {
           sent_bad += 1;
           const size_t kind = g() % bad.size();
@@ -348,14 +351,15 @@ int stress(const Args& a, const std::string& run, const std::string& dir) {
              a.requests, clients, el, static_cast<double>(a.requests) / el, alive ? "yes" : "NO");
   fmt::print("  valid {}: {} answers unchanged, {} changed, {} failed\n", valid, ok.load(), wrong.load(), valid_fail.load());
   fmt::print("  malformed/oversized {}: {} answered 4xx, {} otherwise\n", sent_bad.load(), bad_4xx.load(), bad_other.load());
-  fmt::print("  RSS start {:.1f} MiB, end {:.1f} MiB ({:+.1f} MiB)\n", rss0 / 1024.0, rss1 / 1024.0, (rss1 - rss0) / 1024.0);
+  fmt::print("  RSS start {:.1f} MiB, after {} requests {:.1f} MiB, end {:.1f} MiB ({:+.1f} MiB over the second half)\n",
+             rss0 / 1024.0, a.requests / 2, rss_mid / 1024.0, rss1 / 1024.0, (rss1 - rss_mid) / 1024.0);
   fmt::print("  SIGTERM with {} requests sent ({} already answered at the signal): {} answered 200, {} not; exit code {}\n",
              clients, answered_before_signal, drain_ok.load(), drain_bad.load(), rc);
   for (size_t i = 0; i < std::min<size_t>(examples.size(), 5); ++i) fmt::print("  example: {}\n", examples[i]);
   const bool pass = alive && wrong == 0 && valid_fail == 0 && bad_other == 0 && rc == 0 && drain_bad == 0;
-  fmt::print("RESULT serve trials={} passed={} figure={} req, {}% bad -> 4xx, answers unchanged, RSS {:.0f}->{:.0f} MiB, "
+  fmt::print("RESULT serve trials={} passed={} figure={} req, {}% bad -> 4xx, answers unchanged, RSS {:.0f}/{:.0f}/{:.0f} MiB (start/mid/end), "
              "SIGTERM drained {}/{}\n",
-             1, pass ? 1 : 0, a.requests, static_cast<int>(a.bad_fraction * 100), rss0 / 1024.0, rss1 / 1024.0,
+             1, pass ? 1 : 0, a.requests, static_cast<int>(a.bad_fraction * 100), rss0 / 1024.0, rss_mid / 1024.0, rss1 / 1024.0,
              drain_ok.load(), clients);
   return pass ? 0 : 1;
 }

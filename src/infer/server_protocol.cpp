@@ -267,7 +267,7 @@ InferRequest parse_infer_request(std::string_view body, std::optional<std::strin
   json j;
   try {
     j = json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 8e555
     fail(fmt::format("request is not valid JSON: {}", e.what()));
   }
   if (!j.is_object()) fail("request body must be a JSON object");

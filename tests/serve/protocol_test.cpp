@@ -78,6 +78,9 @@ TEST(ServeProtocol, BinaryTensorExtension) {
 TEST(ServeProtocol, MalformedRequestsHaveReasons) {
   EXPECT_NE(reason("{not json").find("not valid JSON"), std::string::npos);
   EXPECT_NE(reason("[1,2]").find("JSON object"), std::string::npos);
+  EXPECT_NE(reason("8e555").find("not valid JSON"), std::string::npos);  // fuzz finding: number overflow
+  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"FP32","shape":[1],"data":[1e999]}]})").find("not valid JSON"),
+            std::string::npos);
   EXPECT_NE(reason("{}").find("'inputs' array"), std::string::npos);
   EXPECT_NE(reason(R"({"inputs":[{"datatype":"BYTES","shape":[1],"data":["a"]}]})").find("string 'name'"), std::string::npos);
   EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"FP16","shape":[1],"data":[1]}]})").find("unsupported datatype 'FP16'"), std::string::npos);
