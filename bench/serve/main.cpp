@@ -23,8 +23,8 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "janus/core/fs.h"
 #include "janus/data/image.h"
@@ -92,7 +92,8 @@ struct Proc {
   int port = 0;
 };
 
-Proc start_server(const Args& a, const std::string& run, const std::vector<std::string>& extra, const std::string& log) {
+Proc start_server(const Args& a, const std::string& run, const std::vector<std::string>& extra,
+                  const std::string& log) {
   Proc p;
   p.port = janus::dist::free_loopback_port();
   std::vector<std::string> argv{a.server, "--run", run, "--port", std::to_string(p.port), "--log-level", "warn"};
@@ -145,15 +146,19 @@ std::string le32(uint32_t v) {
 std::pair<std::string, int64_t> binary_request(const std::string& input, const std::vector<std::string>& elems) {
   std::string raw;
   for (const auto& e : elems) raw += le32(static_cast<uint32_t>(e.size())) + e;
-  const json h = {{"inputs", {{{"name", input}, {"datatype", "BYTES"}, {"shape", {elems.size()}},
-                               {"parameters", {{"binary_data_size", raw.size()}}}}}},
+  const json h = {{"inputs",
+                   {{{"name", input},
+                     {"datatype", "BYTES"},
+                     {"shape", {elems.size()}},
+                     {"parameters", {{"binary_data_size", raw.size()}}}}}},
                   {"parameters", {{"binary_data_output", false}}}};
   const std::string hs = h.dump();
   return {hs + raw, static_cast<int64_t>(hs.size())};
 }
 
 std::string json_request(const std::string& input, const std::vector<std::string>& elems) {
-  return json{{"inputs", {{{"name", input}, {"datatype", "BYTES"}, {"shape", {elems.size()}}, {"data", elems}}}}}.dump();
+  return json{{"inputs", {{{"name", input}, {"datatype", "BYTES"}, {"shape", {elems.size()}}, {"data", elems}}}}}
+      .dump();
 }
 
 double pct(std::vector<double> v, double p) {
@@ -181,7 +186,8 @@ LoadResult load(int port, int clients, double seconds, const std::string& path, 
         const auto s = Clock::now();
         const auto r = c.post(path, body, "application/octet-stream", hl);
         if (r.status != 200) {
-          failed += 1;
+          if (failed.fetch_add(1) == 0)
+            fmt::print(stderr, "[bench_serve] first failure: {} {}\n", r.status, r.body.substr(0, 200));
           continue;
         }
         lat[k].push_back(std::chrono::duration<double, std::milli>(Clock::now() - s).count());
@@ -218,7 +224,8 @@ int bench(const Args& a, const std::string& run, const std::string& dir) {
     const auto p = start_server(a, run, extra, dir + "/serve.log");
     load(p.port, 4, 1.0, path, body, hl);  // warm-up
     for (const int c : a.clients) {
-      rows.push_back({batching ? "batching (max 32, 5 ms)" : "no batching (max 1)", c, load(p.port, c, a.seconds, path, body, hl)});
+      rows.push_back({batching ? "batching (max 32, 5 ms)" : "no batching (max 1)", c,
+                      load(p.port, c, a.seconds, path, body, hl)});
       const auto& r = rows.back().r;
       fmt::print(stderr, "[bench_serve] {} clients={} qps={:.1f} p50={:.1f} ms p99={:.1f} ms failed={}\n",
                  rows.back().mode, c, r.qps, r.p50_ms, r.p99_ms, r.failed);
@@ -229,11 +236,13 @@ int bench(const Args& a, const std::string& run, const std::string& dir) {
              a.image_size, a.image_size, a.seconds, std::thread::hardware_concurrency());
   fmt::print("| mode | clients | QPS | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|---:|\n");
   for (const auto& r : rows) {
-    fmt::print("| {} | {} | {:.1f} | {:.1f} | {:.1f} | {} |\n", r.mode, r.clients, r.r.qps, r.r.p50_ms, r.r.p99_ms, r.r.failed);
+    fmt::print("| {} | {} | {:.1f} | {:.1f} | {:.1f} | {} |\n", r.mode, r.clients, r.r.qps, r.r.p50_ms, r.r.p99_ms,
+               r.r.failed);
   }
   const size_t n = a.clients.size();
   for (size_t i = 0; i < n; ++i) {
-    fmt::print("\nQPS ratio batching/no batching at {} clients: {:.2f}x", a.clients[i], rows[i].r.qps / rows[n + i].r.qps);
+    fmt::print("\nQPS ratio batching/no batching at {} clients: {:.2f}x", a.clients[i],
+               rows[i].r.qps / rows[n + i].r.qps);
   }
   fmt::print("\n");
   return 0;
@@ -257,20 +266,46 @@ int stress(const Args& a, const std::string& run, const std::string& dir) {
     r = ref.post("/v2/models/embed_text/infer", json_request("text", {texts[i]}));
     ref_embed.push_back(r.body);
   }
-  auto embedding = [](const std::string& body) { return json::parse(body)["outputs"][0]["data"].get<std::vector<float>>(); };
+  auto embedding = [](const std::string& body) {
+    return json::parse(body)["outputs"][0]["data"].get<std::vector<float>>();
+  };
   const int64_t rss0 = rss_kb(p.pid);
 
   // Malformed / oversized kinds, each must be answered 4xx.
   const std::vector<std::function<std::pair<std::string, std::optional<int64_t>>(std::mt19937_64&)>> bad{
-      [](std::mt19937_64&) { return std::pair<std::string, std::optional<int64_t>>{"{\"inputs\": [", std::nullopt}; },
-      [](std::mt19937_64&) { return std::pair<std::string, std::optional<int64_t>>{json_request("txt", {"a"}), std::nullopt}; },
-      [&](std::mt19937_64&) { return std::pair<std::string, std::optional<int64_t>>{json_request("image", {"%%%notbase64"}), std::nullopt}; },
-      [&](std::mt19937_64&) { auto [b, h] = binary_request("image", {"not an image at all"}); return std::pair<std::string, std::optional<int64_t>>{b, h}; },
-      [&](std::mt19937_64& g) { auto [b, h] = binary_request("image", {imgs[0]}); b.resize(b.size() - 1 - g() % 100); return std::pair<std::string, std::optional<int64_t>>{b, h}; },
-      [](std::mt19937_64&) { return std::pair<std::string, std::optional<int64_t>>{std::string(1100 * 1024, 'x'), std::nullopt}; },
-      [&](std::mt19937_64& g) { auto [b, h] = binary_request("image", {imgs[0]}); b[static_cast<size_t>(h) + 1 + g() % 3] ^= 0x7f; return std::pair<std::string, std::optional<int64_t>>{b, h}; },
-      [](std::mt19937_64& g) { std::string s(64 + g() % 512, '\0'); for (auto& c : s) c = static_cast<char>(g()); return std::pair<std::string, std::optional<int64_t>>{s, std::nullopt}; },
+      [](std::mt19937_64&) {
+        return std::pair<std::string, std::optional<int64_t>>{"{\"inputs\": [", std::nullopt};
+      },
+      [](std::mt19937_64&) {
+        return std::pair<std::string, std::optional<int64_t>>{json_request("txt", {"a"}), std::nullopt};
+      },
+      [&](std::mt19937_64&) {
+        return std::pair<std::string, std::optional<int64_t>>{json_request("image", {"%%%notbase64"}), std::nullopt};
+      },
+      [&](std::mt19937_64&) {
+        auto [b, h] = binary_request("image", {"not an image at all"});
+        return std::pair<std::string, std::optional<int64_t>>{b, h};
+      },
+      [&](std::mt19937_64& g) {
+        auto [b, h] = binary_request("image", {imgs[0]});
+        b.resize(b.size() - 1 - g() % 100);
+        return std::pair<std::string, std::optional<int64_t>>{b, h};
+      },
+      [](std::mt19937_64&) {
+        return std::pair<std::string, std::optional<int64_t>>{std::string(1100 * 1024, 'x'), std::nullopt};
+      },
+      [&](std::mt19937_64& g) {
+        auto [b, h] = binary_request("image", {imgs[0]});
+        b[static_cast<size_t>(h) + 1 + g() % 3] ^= 0x7f;
+        return std::pair<std::string, std::optional<int64_t>>{b, h};
+      },
+      [](std::mt19937_64& g) {
+        std::string s(64 + g() % 512, '\0');
+        for (auto& c : s) c = static_cast<char>(g());
+        return std::pair<std::string, std::optional<int64_t>>{s, std::nullopt};
+      },
   };
+  std::atomic<int64_t> rss_mid{-1};
   std::atomic<int64_t> next{0}, ok{0}, wrong{0}, bad_4xx{0}, bad_other{0}, valid_fail{0}, sent_bad{0};
   std::mutex mu;
   std::vector<std::string> examples;
@@ -282,7 +317,9 @@ int stress(const Args& a, const std::string& run, const std::string& dir) {
       std::mt19937_64 g(1000 + k);
       std::uniform_real_distribution<double> u(0, 1);
       sv::Client c("127.0.0.1", p.port);
-      while (next.fetch_add(1) < a.requests) {
+      int64_t idx = 0;
+      while ((idx = next.fetch_add(1)) < a.requests) {
+        if (idx == a.requests / 2) rss_mid = rss_kb(p.pid);
         if (u(g) < a.bad_fraction) {
           sent_bad += 1;
           const size_t kind = g() % bad.size();
@@ -302,12 +339,22 @@ int stress(const Args& a, const std::string& run, const std::string& dir) {
         if (g() % 2) {
           auto [b, h] = binary_request("image", {imgs[i]});
           const auto r = c.post("/v2/models/caption/infer", b, "application/octet-stream", h);
-          if (r.status != 200) { valid_fail += 1; std::lock_guard<std::mutex> lk(mu); examples.push_back(r.body.substr(0, 200)); continue; }
+          if (r.status != 200) {
+            valid_fail += 1;
+            std::lock_guard<std::mutex> lk(mu);
+            examples.push_back(r.body.substr(0, 200));
+            continue;
+          }
           const auto cap = json::parse(r.body)["outputs"][0]["data"][0].get<std::string>();
           (cap == ref_caption[i] ? ok : wrong) += 1;
         } else {
           const auto r = c.post("/v2/models/embed_text/infer", json_request("text", {texts[i]}));
-          if (r.status != 200) { valid_fail += 1; std::lock_guard<std::mutex> lk(mu); examples.push_back(r.body.substr(0, 200)); continue; }
+          if (r.status != 200) {
+            valid_fail += 1;
+            std::lock_guard<std::mutex> lk(mu);
+            examples.push_back(r.body.substr(0, 200));
+            continue;
+          }
           const auto e = embedding(r.body), want = embedding(ref_embed[i]);
           float diff = e.size() == want.size() ? 0.f : 1e9f;
           for (size_t j = 0; j < e.size() && j < want.size(); ++j) diff = std::max(diff, std::abs(e[j] - want[j]));
@@ -346,17 +393,24 @@ int stress(const Args& a, const std::string& run, const std::string& dir) {
   const int64_t valid = ok + wrong + valid_fail;
   fmt::print("stress: {} requests from {} clients in {:.1f} s ({:.0f} req/s); server alive at the end: {}\n",
              a.requests, clients, el, static_cast<double>(a.requests) / el, alive ? "yes" : "NO");
-  fmt::print("  valid {}: {} answers unchanged, {} changed, {} failed\n", valid, ok.load(), wrong.load(), valid_fail.load());
-  fmt::print("  malformed/oversized {}: {} answered 4xx, {} otherwise\n", sent_bad.load(), bad_4xx.load(), bad_other.load());
-  fmt::print("  RSS start {:.1f} MiB, end {:.1f} MiB ({:+.1f} MiB)\n", rss0 / 1024.0, rss1 / 1024.0, (rss1 - rss0) / 1024.0);
-  fmt::print("  SIGTERM with {} requests sent ({} already answered at the signal): {} answered 200, {} not; exit code {}\n",
-             clients, answered_before_signal, drain_ok.load(), drain_bad.load(), rc);
+  fmt::print("  valid {}: {} answers unchanged, {} changed, {} failed\n", valid, ok.load(), wrong.load(),
+             valid_fail.load());
+  fmt::print("  malformed/oversized {}: {} answered 4xx, {} otherwise\n", sent_bad.load(), bad_4xx.load(),
+             bad_other.load());
+  fmt::print(
+      "  RSS start {:.1f} MiB, after {} requests {:.1f} MiB, end {:.1f} MiB ({:+.1f} MiB over the second half)\n",
+      rss0 / 1024.0, a.requests / 2, rss_mid / 1024.0, rss1 / 1024.0, (rss1 - rss_mid) / 1024.0);
+  fmt::print(
+      "  SIGTERM with {} requests sent ({} already answered at the signal): {} answered 200, {} not; exit code {}\n",
+      clients, answered_before_signal, drain_ok.load(), drain_bad.load(), rc);
   for (size_t i = 0; i < std::min<size_t>(examples.size(), 5); ++i) fmt::print("  example: {}\n", examples[i]);
   const bool pass = alive && wrong == 0 && valid_fail == 0 && bad_other == 0 && rc == 0 && drain_bad == 0;
-  fmt::print("RESULT serve trials={} passed={} figure={} req, {}% bad -> 4xx, answers unchanged, RSS {:.0f}->{:.0f} MiB, "
-             "SIGTERM drained {}/{}\n",
-             1, pass ? 1 : 0, a.requests, static_cast<int>(a.bad_fraction * 100), rss0 / 1024.0, rss1 / 1024.0,
-             drain_ok.load(), clients);
+  fmt::print(
+      "RESULT serve trials={} passed={} figure={} req, {}% bad -> 4xx, answers unchanged, RSS {:.0f}/{:.0f}/{:.0f} MiB "
+      "(start/mid/end), "
+      "SIGTERM drained {}/{}\n",
+      1, pass ? 1 : 0, a.requests, static_cast<int>(a.bad_fraction * 100), rss0 / 1024.0, rss_mid / 1024.0,
+      rss1 / 1024.0, drain_ok.load(), clients);
   return pass ? 0 : 1;
 }
 
@@ -368,24 +422,39 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string s = argv[i];
     auto val = [&]() -> std::string {
-      if (i + 1 >= argc) { fmt::print(stderr, "{} needs a value\n", s); std::exit(2); }
+      if (i + 1 >= argc) {
+        fmt::print(stderr, "{} needs a value\n", s);
+        std::exit(2);
+      }
       return argv[++i];
     };
-    if (s == "--model") a.model = val();
-    else if (s == "--seconds") a.seconds = std::stod(val());
+    if (s == "--model")
+      a.model = val();
+    else if (s == "--seconds")
+      a.seconds = std::stod(val());
     else if (s == "--clients") {
       a.clients.clear();
       std::stringstream ss(val());
       std::string x;
       while (std::getline(ss, x, ',')) a.clients.push_back(std::stoi(x));
-    } else if (s == "--image-size") a.image_size = std::stoll(val());
-    else if (s == "--flavour") a.flavour = val();
-    else if (s == "--stress") a.stress = true;
-    else if (s == "--requests") a.requests = std::stoll(val());
-    else if (s == "--bad-fraction") a.bad_fraction = std::stod(val());
-    else if (s == "--server") a.server = val();
-    else if (s == "--work") a.work = val();
-    else { fmt::print(stderr, "unknown flag {}\n", s); return 2; }
+    } else if (s == "--image-size")
+      a.image_size = std::stoll(val());
+    else if (s == "--flavour")
+      a.flavour = val();
+    else if (s == "--stress")
+      a.stress = true;
+    else if (s == "--requests")
+      a.requests = std::stoll(val());
+    else if (s == "--bad-fraction")
+      a.bad_fraction = std::stod(val());
+    else if (s == "--server")
+      a.server = val();
+    else if (s == "--work")
+      a.work = val();
+    else {
+      fmt::print(stderr, "unknown flag {}\n", s);
+      return 2;
+    }
   }
   if (a.stress && a.clients == std::vector<int>{1, 32}) a.clients = {32};
   std::string dir = a.work;

@@ -13,8 +13,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 namespace janus::serve {
 namespace {
@@ -75,8 +75,8 @@ class Batcher {
       std::lock_guard<std::mutex> lk(mu_);
       if (stopping_) throw StatusError(503, "server is shutting down");
       if (static_cast<int64_t>(queue_.size()) >= opts_.max_queue) {
-        throw StatusError(503, fmt::format("model '{}' queue is full ({} requests)", handler_->metadata().name,
-                                           opts_.max_queue));
+        throw StatusError(
+            503, fmt::format("model '{}' queue is full ({} requests)", handler_->metadata().name, opts_.max_queue));
       }
       queue_.push_back(std::move(p));
     }
@@ -108,8 +108,7 @@ class Batcher {
       }
       std::vector<std::shared_ptr<Pending>> batch;
       int64_t items = 0;
-      while (!queue_.empty() &&
-             (batch.empty() || items + queue_.front()->work->items <= opts_.max_batch)) {
+      while (!queue_.empty() && (batch.empty() || items + queue_.front()->work->items <= opts_.max_batch)) {
         items += queue_.front()->work->items;
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
@@ -138,8 +137,8 @@ class Batcher {
     try {
       auto outs = handler_->run(work);
       if (outs.size() != batch.size()) {
-        throw Error(fmt::format("model '{}' returned {} results for a batch of {} requests",
-                                handler_->metadata().name, outs.size(), batch.size()));
+        throw Error(fmt::format("model '{}' returned {} results for a batch of {} requests", handler_->metadata().name,
+                                outs.size(), batch.size()));
       }
       for (size_t i = 0; i < batch.size(); ++i) batch[i]->result.set_value(std::move(outs[i]));
     } catch (...) {
@@ -185,25 +184,25 @@ int64_t check_inputs(const InferRequest& request, const ModelMetadata& metadata)
       throw ProtocolError(fmt::format("model '{}' needs input '{}'", metadata.name, s.name));
     }
     if (t->datatype != s.datatype) {
-      throw ProtocolError(fmt::format("input '{}' must be {}, got {}", s.name, datatype_name(s.datatype),
-                                      datatype_name(t->datatype)));
+      throw ProtocolError(
+          fmt::format("input '{}' must be {}, got {}", s.name, datatype_name(s.datatype), datatype_name(t->datatype)));
     }
     if (t->shape.size() != s.shape.size()) {
-      throw ProtocolError(fmt::format("input '{}' must have rank {} (shape {}), got shape [{}]", s.name,
-                                      s.shape.size(), json(s.shape).dump(), fmt::join(t->shape, ", ")));
+      throw ProtocolError(fmt::format("input '{}' must have rank {} (shape {}), got shape [{}]", s.name, s.shape.size(),
+                                      json(s.shape).dump(), fmt::join(t->shape, ", ")));
     }
     for (size_t d = 1; d < s.shape.size(); ++d) {
       if (s.shape[d] >= 0 && t->shape[d] != s.shape[d]) {
-        throw ProtocolError(fmt::format("input '{}' dimension {} must be {}, got {}", s.name, d, s.shape[d],
-                                        t->shape[d]));
+        throw ProtocolError(
+            fmt::format("input '{}' dimension {} must be {}, got {}", s.name, d, s.shape[d], t->shape[d]));
       }
     }
     if (s.shape.empty()) continue;
     if (batch < 0) {
       batch = t->shape[0];
     } else if (t->shape[0] != batch) {
-      throw ProtocolError(fmt::format("input '{}' has batch size {} but another input has {}", s.name,
-                                      t->shape[0], batch));
+      throw ProtocolError(
+          fmt::format("input '{}' has batch size {} but another input has {}", s.name, t->shape[0], batch));
     }
   }
   if (batch == 0) throw ProtocolError("request has an empty batch (first dimension 0)");
@@ -335,9 +334,8 @@ HttpReply Server::handle(const std::string& method, const std::string& path, con
       return HttpReply{200, "", "text/plain", {}};
     }
     if (method == "GET" && path == "/v2") {
-      return json_reply(200, {{"name", "janus"},
-                              {"version", "0.1.0"},
-                              {"extensions", {"binary_tensor_data", "model_repository"}}});
+      return json_reply(
+          200, {{"name", "janus"}, {"version", "0.1.0"}, {"extensions", {"binary_tensor_data", "model_repository"}}});
     }
     if (method == "GET" && path == "/metrics") return HttpReply{200, metrics_text(), "text/plain; version=0.0.4", {}};
     if (method == "POST" && path == "/v2/repository/index") {
@@ -380,8 +378,9 @@ int Server::bind() {
     const auto enc = req.get_header_value("Content-Encoding");
     if (!enc.empty() && enc != "identity") {
       res.status = 415;
-      res.set_content(error_body(fmt::format("Content-Encoding '{}' is not supported; send the body uncompressed", enc)),
-                      "application/json");
+      res.set_content(
+          error_body(fmt::format("Content-Encoding '{}' is not supported; send the body uncompressed", enc)),
+          "application/json");
       res.set_header("Connection", "close");
       return httplib::Server::HandlerResponse::Handled;
     }
@@ -458,15 +457,20 @@ std::string Server::metrics_text() const {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
   };
   family("janus_infer_requests_total", "counter", "Inference requests answered 200");
-  for (const auto& [n, m] : impl_->models) out += fmt::format("janus_infer_requests_total{{model=\"{}\"}} {}\n", n, m.stats.requests);
+  for (const auto& [n, m] : impl_->models)
+    out += fmt::format("janus_infer_requests_total{{model=\"{}\"}} {}\n", n, m.stats.requests);
   family("janus_infer_failures_total", "counter", "Inference requests answered 4xx/5xx");
-  for (const auto& [n, m] : impl_->models) out += fmt::format("janus_infer_failures_total{{model=\"{}\"}} {}\n", n, m.stats.failures);
+  for (const auto& [n, m] : impl_->models)
+    out += fmt::format("janus_infer_failures_total{{model=\"{}\"}} {}\n", n, m.stats.failures);
   family("janus_infer_rejected_total", "counter", "Inference requests refused with 503 (queue full)");
-  for (const auto& [n, m] : impl_->models) out += fmt::format("janus_infer_rejected_total{{model=\"{}\"}} {}\n", n, m.stats.rejected);
+  for (const auto& [n, m] : impl_->models)
+    out += fmt::format("janus_infer_rejected_total{{model=\"{}\"}} {}\n", n, m.stats.rejected);
   family("janus_infer_batches_total", "counter", "Batches run");
-  for (const auto& [n, m] : impl_->models) out += fmt::format("janus_infer_batches_total{{model=\"{}\"}} {}\n", n, m.stats.batches);
+  for (const auto& [n, m] : impl_->models)
+    out += fmt::format("janus_infer_batches_total{{model=\"{}\"}} {}\n", n, m.stats.batches);
   family("janus_infer_batch_items_total", "counter", "Items in all batches");
-  for (const auto& [n, m] : impl_->models) out += fmt::format("janus_infer_batch_items_total{{model=\"{}\"}} {}\n", n, m.stats.items);
+  for (const auto& [n, m] : impl_->models)
+    out += fmt::format("janus_infer_batch_items_total{{model=\"{}\"}} {}\n", n, m.stats.items);
   family("janus_infer_batch_size", "counter", "Batches by their number of items");
   for (const auto& [n, m] : impl_->models) {
     for (const auto& [size, count] : m.stats.batch_sizes) {

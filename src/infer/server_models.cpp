@@ -86,8 +86,7 @@ class CaptionHandler : public HandlerBase {
     const auto off = offsets<ImageWork>(batch);
     std::vector<std::vector<Tensor>> out;
     for (size_t i = 0; i < batch.size(); ++i) {
-      out.push_back({Tensor::bytes("caption", {batch[i]->items},
-                                   {caps.begin() + off[i], caps.begin() + off[i + 1]})});
+      out.push_back({Tensor::bytes("caption", {batch[i]->items}, {caps.begin() + off[i], caps.begin() + off[i + 1]})});
     }
     return out;
   }

@@ -97,7 +97,8 @@ void put_json_number(std::string& out, const json& v, DataType t, const std::str
   int64_t x = 0;
   if (v.is_number_unsigned()) {
     const uint64_t u = v.get<uint64_t>();
-    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) fail(fmt::format("{}: value out of range", what));
+    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      fail(fmt::format("{}: value out of range", what));
     x = static_cast<int64_t>(u);
   } else {
     x = v.get<int64_t>();
@@ -106,14 +107,25 @@ void put_json_number(std::string& out, const json& v, DataType t, const std::str
     if (x < lo || x > hi) fail(fmt::format("{}: value {} out of range for {}", what, x, datatype_name(t)));
   };
   switch (t) {
-    case DataType::kUInt8: check(0, 255); put<uint8_t>(out, static_cast<uint8_t>(x)); break;
-    case DataType::kInt8: check(-128, 127); put<int8_t>(out, static_cast<int8_t>(x)); break;
-    case DataType::kInt16: check(-32768, 32767); put<int16_t>(out, static_cast<int16_t>(x)); break;
+    case DataType::kUInt8:
+      check(0, 255);
+      put<uint8_t>(out, static_cast<uint8_t>(x));
+      break;
+    case DataType::kInt8:
+      check(-128, 127);
+      put<int8_t>(out, static_cast<int8_t>(x));
+      break;
+    case DataType::kInt16:
+      check(-32768, 32767);
+      put<int16_t>(out, static_cast<int16_t>(x));
+      break;
     case DataType::kInt32:
       check(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max());
       put<int32_t>(out, static_cast<int32_t>(x));
       break;
-    default: put<int64_t>(out, x); break;
+    default:
+      put<int64_t>(out, x);
+      break;
   }
 }
 
@@ -199,14 +211,44 @@ std::vector<double> Tensor::as_doubles() const {
   for (int64_t i = 0; i < n; ++i, p += sz) {
     switch (datatype) {
       case DataType::kBool:
-      case DataType::kUInt8: out[i] = static_cast<uint8_t>(*p); break;
-      case DataType::kInt8: out[i] = static_cast<int8_t>(*p); break;
-      case DataType::kInt16: { int16_t v; std::memcpy(&v, p, 2); out[i] = v; break; }
-      case DataType::kInt32: { int32_t v; std::memcpy(&v, p, 4); out[i] = v; break; }
-      case DataType::kInt64: { int64_t v; std::memcpy(&v, p, 8); out[i] = static_cast<double>(v); break; }
-      case DataType::kFP32: { float v; std::memcpy(&v, p, 4); out[i] = v; break; }
-      case DataType::kFP64: { double v; std::memcpy(&v, p, 8); out[i] = v; break; }
-      case DataType::kBytes: break;
+      case DataType::kUInt8:
+        out[i] = static_cast<uint8_t>(*p);
+        break;
+      case DataType::kInt8:
+        out[i] = static_cast<int8_t>(*p);
+        break;
+      case DataType::kInt16: {
+        int16_t v;
+        std::memcpy(&v, p, 2);
+        out[i] = v;
+        break;
+      }
+      case DataType::kInt32: {
+        int32_t v;
+        std::memcpy(&v, p, 4);
+        out[i] = v;
+        break;
+      }
+      case DataType::kInt64: {
+        int64_t v;
+        std::memcpy(&v, p, 8);
+        out[i] = static_cast<double>(v);
+        break;
+      }
+      case DataType::kFP32: {
+        float v;
+        std::memcpy(&v, p, 4);
+        out[i] = v;
+        break;
+      }
+      case DataType::kFP64: {
+        double v;
+        std::memcpy(&v, p, 8);
+        out[i] = v;
+        break;
+      }
+      case DataType::kBytes:
+        break;
     }
   }
   return out;
@@ -267,7 +309,7 @@ InferRequest parse_infer_request(std::string_view body, std::optional<std::strin
   json j;
   try {
     j = json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 8e555
     fail(fmt::format("request is not valid JSON: {}", e.what()));
   }
   if (!j.is_object()) fail("request body must be a JSON object");
@@ -298,7 +340,8 @@ InferRequest parse_infer_request(std::string_view body, std::optional<std::strin
     for (const auto& other : req.inputs) {
       if (other.name == t.name) fail(fmt::format("{} appears twice", what));
     }
-    if (!in.contains("datatype") || !in["datatype"].is_string()) fail(fmt::format("{} needs a string 'datatype'", what));
+    if (!in.contains("datatype") || !in["datatype"].is_string())
+      fail(fmt::format("{} needs a string 'datatype'", what));
     const auto dt = parse_datatype(in["datatype"].get<std::string>());
     if (!dt) fail(fmt::format("{}: unsupported datatype '{}'", what, in["datatype"].get<std::string>()));
     t.datatype = *dt;
@@ -327,7 +370,8 @@ InferRequest parse_infer_request(std::string_view body, std::optional<std::strin
       }
     }
     if (binary_size) {
-      if (!header_length) fail(fmt::format("{} has binary_data_size but the request has no Inference-Header-Content-Length", what));
+      if (!header_length)
+        fail(fmt::format("{} has binary_data_size but the request has no Inference-Header-Content-Length", what));
       if (in.contains("data")) fail(fmt::format("{} has both 'data' and binary_data_size", what));
       if (static_cast<uint64_t>(*binary_size) > body.size() - binary_pos) {
         fail(fmt::format("{}: binary_data_size {} overruns the body ({} bytes left)", what, *binary_size,
@@ -354,8 +398,9 @@ InferRequest parse_infer_request(std::string_view body, std::optional<std::strin
       if (!in.contains("data")) fail(fmt::format("{} has neither 'data' nor binary_data_size", what));
       if (t.datatype != DataType::kBytes) t.data.reserve(static_cast<size_t>(n * datatype_size(t.datatype)));
       flatten_data(in["data"], t, what, n);
-      const int64_t have = t.datatype == DataType::kBytes ? static_cast<int64_t>(t.elements.size())
-                                                          : static_cast<int64_t>(t.data.size()) / datatype_size(t.datatype);
+      const int64_t have = t.datatype == DataType::kBytes
+                               ? static_cast<int64_t>(t.elements.size())
+                               : static_cast<int64_t>(t.data.size()) / datatype_size(t.datatype);
       if (have != n) fail(fmt::format("{}: data has {} elements, shape needs {}", what, have, n));
     }
     req.inputs.push_back(std::move(t));

@@ -61,10 +61,14 @@ TEST(ServeProtocol, BinaryTensorExtension) {
   const std::string bytes_raw = le32(7) + img + le32(0);
   float f[3] = {0.25f, -1.0f, 8.0f};
   const std::string fp_raw(reinterpret_cast<const char*>(f), sizeof(f));
-  const json h = {{"inputs",
-                   {{{"name", "image"}, {"datatype", "BYTES"}, {"shape", {2}}, {"parameters", {{"binary_data_size", bytes_raw.size()}}}},
-                    {{"name", "v"}, {"datatype", "FP32"}, {"shape", {1, 3}}, {"parameters", {{"binary_data_size", 12}}}}}},
-                  {"parameters", {{"binary_data_output", true}}}};
+  const json h = {
+      {"inputs",
+       {{{"name", "image"},
+         {"datatype", "BYTES"},
+         {"shape", {2}},
+         {"parameters", {{"binary_data_size", bytes_raw.size()}}}},
+        {{"name", "v"}, {"datatype", "FP32"}, {"shape", {1, 3}}, {"parameters", {{"binary_data_size", 12}}}}}},
+      {"parameters", {{"binary_data_output", true}}}};
   const auto [body, hl] = binary_body(h, bytes_raw + fp_raw);
   const auto r = parse_infer_request(body, std::string_view(hl));
   EXPECT_TRUE(r.binary_output);
@@ -78,26 +82,58 @@ TEST(ServeProtocol, BinaryTensorExtension) {
 TEST(ServeProtocol, MalformedRequestsHaveReasons) {
   EXPECT_NE(reason("{not json").find("not valid JSON"), std::string::npos);
   EXPECT_NE(reason("[1,2]").find("JSON object"), std::string::npos);
+  EXPECT_NE(reason("8e555").find("not valid JSON"), std::string::npos);  // fuzz finding: number overflow
+  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"FP32","shape":[1],"data":[1e999]}]})").find("not valid JSON"),
+            std::string::npos);
   EXPECT_NE(reason("{}").find("'inputs' array"), std::string::npos);
-  EXPECT_NE(reason(R"({"inputs":[{"datatype":"BYTES","shape":[1],"data":["a"]}]})").find("string 'name'"), std::string::npos);
-  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"FP16","shape":[1],"data":[1]}]})").find("unsupported datatype 'FP16'"), std::string::npos);
-  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[2],"data":["a"]}]})").find("data has 1 elements, shape needs 2"), std::string::npos);
-  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[1],"data":["a","b"]}]})").find("more elements than the shape"), std::string::npos);
-  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[-1],"data":["a"]}]})").find("negative dimension"), std::string::npos);
-  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[1],"data":[5]}]})").find("BYTES data must be strings"), std::string::npos);
-  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"UINT8","shape":[1],"data":[300]}]})").find("out of range for UINT8"), std::string::npos);
-  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"INT32","shape":[1],"data":[1.5]}]})").find("must be integers"), std::string::npos);
-  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[1000000000,1000000000],"data":[]}]})").find("more than"), std::string::npos);
-  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[1],"data":["a"]},{"name":"t","datatype":"BYTES","shape":[1],"data":["a"]}]})").find("appears twice"), std::string::npos);
+  EXPECT_NE(reason(R"({"inputs":[{"datatype":"BYTES","shape":[1],"data":["a"]}]})").find("string 'name'"),
+            std::string::npos);
+  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"FP16","shape":[1],"data":[1]}]})")
+                .find("unsupported datatype 'FP16'"),
+            std::string::npos);
+  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[2],"data":["a"]}]})")
+                .find("data has 1 elements, shape needs 2"),
+            std::string::npos);
+  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[1],"data":["a","b"]}]})")
+                .find("more elements than the shape"),
+            std::string::npos);
+  EXPECT_NE(
+      reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[-1],"data":["a"]}]})").find("negative dimension"),
+      std::string::npos);
+  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[1],"data":[5]}]})")
+                .find("BYTES data must be strings"),
+            std::string::npos);
+  EXPECT_NE(
+      reason(R"({"inputs":[{"name":"t","datatype":"UINT8","shape":[1],"data":[300]}]})").find("out of range for UINT8"),
+      std::string::npos);
+  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"INT32","shape":[1],"data":[1.5]}]})").find("must be integers"),
+            std::string::npos);
+  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[1000000000,1000000000],"data":[]}]})")
+                .find("more than"),
+            std::string::npos);
+  EXPECT_NE(
+      reason(
+          R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[1],"data":["a"]},{"name":"t","datatype":"BYTES","shape":[1],"data":["a"]}]})")
+          .find("appears twice"),
+      std::string::npos);
   EXPECT_NE(reason(std::string(100, '[') + std::string(100, ']')).find("nests deeper"), std::string::npos);
-  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":4}}]})").find("no Inference-Header-Content-Length"), std::string::npos);
-  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[1],"parameters":{"shared_memory_region":"x"}}]})").find("shared memory"), std::string::npos);
-  EXPECT_NE(reason(R"({"inputs":[],"outputs":[{"name":"o","parameters":{"classification":3}}]})").find("classification"), std::string::npos);
+  EXPECT_NE(reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":4}}]})")
+                .find("no Inference-Header-Content-Length"),
+            std::string::npos);
+  EXPECT_NE(
+      reason(R"({"inputs":[{"name":"t","datatype":"BYTES","shape":[1],"parameters":{"shared_memory_region":"x"}}]})")
+          .find("shared memory"),
+      std::string::npos);
+  EXPECT_NE(
+      reason(R"({"inputs":[],"outputs":[{"name":"o","parameters":{"classification":3}}]})").find("classification"),
+      std::string::npos);
 }
 
 TEST(ServeProtocol, MalformedBinaryBodiesHaveReasons) {
   auto bin = [](const std::string& dtype, int64_t n, int64_t size, const std::string& raw, std::string hl = "") {
-    const json h = {{"inputs", {{{"name", "t"}, {"datatype", dtype}, {"shape", {n}}, {"parameters", {{"binary_data_size", size}}}}}}};
+    const json h = {
+        {"inputs",
+         {{{"name", "t"}, {"datatype", dtype}, {"shape", {n}}, {"parameters", {{"binary_data_size", size}}}}}}};
     auto [body, len] = binary_body(h, raw);
     return reason(body, hl.empty() ? len : hl);
   };

@@ -15,8 +15,8 @@ TEST(ServeE2E, TritonClientEveryModelErrorsBatchingAndDrain) {
   const int port = janus::dist::free_loopback_port();
   int port2 = janus::dist::free_loopback_port();
   while (port2 == port) port2 = janus::dist::free_loopback_port();
-  const auto r = run_python("serve_tritonclient.py", {tool("janus_serve"), run_dir, std::to_string(port),
-                                                      std::to_string(port2), dir});
+  const auto r = run_python("serve_tritonclient.py",
+                            {tool("janus_serve"), run_dir, std::to_string(port), std::to_string(port2), dir});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("ALL OK"), std::string::npos) << r.output;
   std::cout << r.output;

@@ -83,7 +83,8 @@ class UpperHandler : public ModelHandler {
 };
 
 std::string text_request(const std::vector<std::string>& texts) {
-  return json{{"inputs", {{{"name", "text"}, {"datatype", "BYTES"}, {"shape", {texts.size()}}, {"data", texts}}}}}.dump();
+  return json{{"inputs", {{{"name", "text"}, {"datatype", "BYTES"}, {"shape", {texts.size()}}, {"data", texts}}}}}
+      .dump();
 }
 
 struct Fixture {
@@ -94,7 +95,9 @@ struct Fixture {
     handler = std::make_shared<UpperHandler>();
     server->add_model(handler);
   }
-  HttpReply infer(const std::string& body) { return server->handle("POST", "/v2/models/upper/infer", body, std::nullopt); }
+  HttpReply infer(const std::string& body) {
+    return server->handle("POST", "/v2/models/upper/infer", body, std::nullopt);
+  }
   std::unique_ptr<Server> server;
   std::shared_ptr<UpperHandler> handler;
 };
@@ -190,7 +193,8 @@ TEST(ServeCore, DynamicBatchingCombinesConcurrentRequests) {
 TEST(ServeCore, MaxBatchOneNeverBatches) {
   Fixture f(BatchingOptions{1, std::chrono::milliseconds(50), 64});
   std::vector<std::future<HttpReply>> futs;
-  for (int i = 0; i < 6; ++i) futs.push_back(std::async(std::launch::async, [&] { return f.infer(text_request({"a"})); }));
+  for (int i = 0; i < 6; ++i)
+    futs.push_back(std::async(std::launch::async, [&] { return f.infer(text_request({"a"})); }));
   for (auto& fu : futs) EXPECT_EQ(fu.get().status, 200);
   for (const auto n : f.handler->sizes) EXPECT_EQ(n, 1);
 }

@@ -2,8 +2,8 @@
 //   janus_serve --run DIR [--host 127.0.0.1] [--port 8000] [--max-batch 32] [--max-delay-ms 5] [--queue 256]
 //               [--max-body-mb 16] [--models caption,vqa,embed_text,embed_image,generate]
 // SIGTERM / SIGINT: stop accepting, answer every request already received, exit 0.
-#include <csignal>
 #include <pthread.h>
+#include <csignal>
 
 #include <atomic>
 #include <chrono>
@@ -44,13 +44,26 @@ int main(int argc, char** argv) {
   double max_delay_ms = 5.0, max_body_mb = 16.0;
   int threads = 0;
   app.add_option("--run", run_dir, "run directory (include/janus/model/run.h)")->required();
-  app.add_option("--host", opts.host, "address to bind; anything but loopback exposes the server")->capture_default_str();
-  app.add_option("--port", opts.port, "port (0: any free port, printed at start)")->capture_default_str()->check(CLI::Range(0, 65535));
-  app.add_option("--max-batch", opts.batching.max_batch, "items per batch (1 disables batching)")->capture_default_str()->check(CLI::Range(1, 4096));
-  app.add_option("--max-delay-ms", max_delay_ms, "longest a queued request waits for a batch to fill")->capture_default_str()->check(CLI::Range(0.0, 10000.0));
-  app.add_option("--queue", opts.batching.max_queue, "queued requests per model before 503")->capture_default_str()->check(CLI::Range(1, 1000000));
-  app.add_option("--max-body-mb", max_body_mb, "request body limit (413 beyond)")->capture_default_str()->check(CLI::Range(0.001, 4096.0));
-  app.add_option("--http-threads", opts.http_threads, "connections served at once")->capture_default_str()->check(CLI::Range(1, 4096));
+  app.add_option("--host", opts.host, "address to bind; anything but loopback exposes the server")
+      ->capture_default_str();
+  app.add_option("--port", opts.port, "port (0: any free port, printed at start)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--max-batch", opts.batching.max_batch, "items per batch (1 disables batching)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--max-delay-ms", max_delay_ms, "longest a queued request waits for a batch to fill")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 10000.0));
+  app.add_option("--queue", opts.batching.max_queue, "queued requests per model before 503")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  app.add_option("--max-body-mb", max_body_mb, "request body limit (413 beyond)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 4096.0));
+  app.add_option("--http-threads", opts.http_threads, "connections served at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   app.add_option("--models", models_csv, "comma-separated models to serve (default: all the run supports)");
   app.add_option("--device", device, "cpu, cuda, cuda:N or auto")->capture_default_str();
   app.add_option("--dtype", dtype, "fp32 or bf16")->capture_default_str();
@@ -93,9 +106,10 @@ int main(int argc, char** argv) {
     }
     if (server.model_names().empty()) throw janus::InputError("janus_serve: no model to serve");
     const int port = server.bind();
-    spdlog::info("janus_serve listening on {}:{} (models: {}; max batch {}, max delay {} us, queue {}, body limit {} B)",
-                 opts.host, port, fmt::join(server.model_names(), ","), opts.batching.max_batch,
-                 opts.batching.max_delay.count(), opts.batching.max_queue, opts.max_body_bytes);
+    spdlog::info(
+        "janus_serve listening on {}:{} (models: {}; max batch {}, max delay {} us, queue {}, body limit {} B)",
+        opts.host, port, fmt::join(server.model_names(), ","), opts.batching.max_batch, opts.batching.max_delay.count(),
+        opts.batching.max_queue, opts.max_body_bytes);
 
     std::atomic<bool> done{false};
     std::thread waiter([&] {

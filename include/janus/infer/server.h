@@ -68,9 +68,9 @@ class ModelHandler {
 int64_t check_inputs(const InferRequest& request, const ModelMetadata& metadata);
 
 struct BatchingOptions {
-  int64_t max_batch = 32;                          // items per batch (1 = no batching)
-  std::chrono::microseconds max_delay{5000};       // how long the oldest queued request may wait for company
-  int64_t max_queue = 256;                         // queued (not yet running) requests per model; beyond: 503
+  int64_t max_batch = 32;                     // items per batch (1 = no batching)
+  std::chrono::microseconds max_delay{5000};  // how long the oldest queued request may wait for company
+  int64_t max_queue = 256;                    // queued (not yet running) requests per model; beyond: 503
 };
 
 struct ServerOptions {
@@ -84,13 +84,13 @@ struct ServerOptions {
 };
 
 struct ModelStats {
-  int64_t requests = 0;          // infer requests answered 200
-  int64_t failures = 0;          // infer requests answered 4xx/5xx after routing to this model
-  int64_t rejected = 0;          // 503 because the queue was full
+  int64_t requests = 0;  // infer requests answered 200
+  int64_t failures = 0;  // infer requests answered 4xx/5xx after routing to this model
+  int64_t rejected = 0;  // 503 because the queue was full
   int64_t batches = 0;
   int64_t items = 0;
   std::map<int64_t, int64_t> batch_sizes;  // items per batch -> count
-  double latency_us_sum = 0;     // of successful requests, arrival to response
+  double latency_us_sum = 0;               // of successful requests, arrival to response
   std::vector<int64_t> latency_buckets;    // counts per bucket of kLatencyBucketsUs (+inf last)
 };
 
