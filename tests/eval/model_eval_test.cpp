@@ -5,8 +5,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/nn.h>
+#include <nlohmann/json.hpp>
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
@@ -436,8 +436,10 @@ TEST(ModelEvalTool, SingleTaskLimitAndConfigWeightsMode) {
   EXPECT_EQ(j["inputs"]["layout"], "nlvr2");
   // --config + --weights: a config naming the tiny flavour at 32 px with the same heads and tokenizer.
   const auto cfg = world().root + "/eval.yaml";
-  janus::write_file_atomic(cfg, "model:\n  flavour: tiny\n  image_size: 32\n  num_answers: 10\n  num_classes: 4\n"
-                                "data:\n  tokenizer: " + world().run + "/tokenizer.model\n");
+  janus::write_file_atomic(cfg,
+                           "model:\n  flavour: tiny\n  image_size: 32\n  num_answers: 10\n  num_classes: 4\n"
+                           "data:\n  tokenizer: " +
+                               world().run + "/tokenizer.model\n");
   const auto out2 = world().root + "/nlvr2b.json";
   const auto c = eval_tool("--task nlvr2 --config " + quote(cfg) + " --weights " +
                            quote(world().run + "/final/model.safetensors") + " --data " + quote(world().shapes) +
