@@ -973,7 +973,7 @@ json run_recon(const Ctx& c, const json& in) {
       cells.push_back(originals[k]);
       caps.push_back("original");
       cells.push_back(recons[k]);
-      caps.push_back("reconstruction");
+      caps.push_back("recon");
     }
     const auto sheet = out_path(c.o, "recon_sheet.png");
     write_image_sheet(sheet, cells, 8, caps, 96);
