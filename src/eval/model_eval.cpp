@@ -3,11 +3,11 @@
 
 #include <algorithm>
 #include <array>
-#include <optional>
 #include <chrono>
 #include <filesystem>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -132,9 +132,10 @@ json resolve_task_data(const std::string& task, const std::string& data, const s
               {"prompts", require_file(d / "geneval" / ("prompts_" + s + ".json"), task, "Shapes prompts")},
               {"image_root", data}};
     }
-    throw_input_error("classify: a Shapes directory has no image-classification layout; pass an image folder "
-                      "(DIR/<class>/*.png, or DIR/{}/<class>/*.png)",
-                      s);
+    throw_input_error(
+        "classify: a Shapes directory has no image-classification layout; pass an image folder "
+        "(DIR/<class>/*.png, or DIR/{}/<class>/*.png)",
+        s);
   }
   if (task == "classify" || (task == "recon" && is_dir(d))) {
     if (!is_dir(d)) throw_input_error("{}: '{}' is not an image folder (DIR/<class>/<image>)", task, data);
@@ -152,7 +153,8 @@ json resolve_task_data(const std::string& task, const std::string& data, const s
   if (task == "vqa") {
     const std::string name = d.filename().string();
     const auto q = name.find("questions");
-    if (q == std::string::npos) throw_input_error("vqa: a VQA questions file name must contain \"questions\": '{}'", data);
+    if (q == std::string::npos)
+      throw_input_error("vqa: a VQA questions file name must contain \"questions\": '{}'", data);
     const auto ann = d.parent_path() / (name.substr(0, q) + "annotations" + name.substr(q + 9));
     return {{"layout", "vqa"},
             {"questions", data},
@@ -189,8 +191,12 @@ namespace {
 class Progress {
  public:
   Progress(const EvalOptions& o, std::string task, std::string phase, int64_t total)
-      : cb_(o.progress), task_(std::move(task)), phase_(std::move(phase)), total_(total),
-        start_(std::chrono::steady_clock::now()), last_log_(start_) {}
+      : cb_(o.progress),
+        task_(std::move(task)),
+        phase_(std::move(phase)),
+        total_(total),
+        start_(std::chrono::steady_clock::now()),
+        last_log_(start_) {}
   void advance(int64_t n) {
     done_ += n;
     EvalProgress p;
@@ -209,8 +215,8 @@ class Progress {
     if (done_ >= total_ || std::chrono::duration<double>(now - last_log_).count() >= 2.0) {
       last_log_ = now;
       spdlog::info("[{}] {} {}/{} ({:.0f}%), {:.1f}/s, ETA {:.0f} s", task_, phase_, done_, total_,
-                   total_ > 0 ? 100.0 * static_cast<double>(done_) / static_cast<double>(total_) : 100.0,
-                   p.per_second, p.eta_seconds);
+                   total_ > 0 ? 100.0 * static_cast<double>(done_) / static_cast<double>(total_) : 100.0, p.per_second,
+                   p.eta_seconds);
     }
   }
 
@@ -347,9 +353,8 @@ json run_retrieval(const Ctx& c, const json& in) {
     for (int64_t i = 0; i < Nt; i += B) {
       const int64_t j = std::min(Nt, i + B);
       c.reseed();
-      te.push_back(c.model.embed_texts(encode_texts(c, {texts.begin() + i, texts.begin() + j}))
-                       .to(at::kCPU)
-                       .to(at::kFloat));
+      te.push_back(
+          c.model.embed_texts(encode_texts(c, {texts.begin() + i, texts.begin() + j})).to(at::kCPU).to(at::kFloat));
       p.advance(j - i);
     }
   }
@@ -460,10 +465,10 @@ json run_caption(const Ctx& c, const json& in) {
       const int64_t j = std::min(N, i + B);
       const auto imgs = caption_images(c, s, root, i, j);
       c.reseed();
-      const auto ids = c.o.beam > 1 ? c.model.beam_search_caption(imgs, SpecialTokens::bos, SpecialTokens::eos,
-                                                                   c.o.max_caption_len, c.o.beam, c.o.length_penalty)
-                                    : c.model.generate_caption(imgs, SpecialTokens::bos, SpecialTokens::eos,
-                                                               c.o.max_caption_len);
+      const auto ids =
+          c.o.beam > 1 ? c.model.beam_search_caption(imgs, SpecialTokens::bos, SpecialTokens::eos, c.o.max_caption_len,
+                                                     c.o.beam, c.o.length_penalty)
+                       : c.model.generate_caption(imgs, SpecialTokens::bos, SpecialTokens::eos, c.o.max_caption_len);
       for (int64_t r = 0; r < ids.size(0); ++r) preds.push_back(decode_ids(c.tok, ids[r]));
       p.advance(j - i);
     }
@@ -525,7 +530,8 @@ json run_vqa(const Ctx& c, const json& in) {
   if (N == 0) throw_input_error("vqa: '{}' has no questions", in["questions"].get<std::string>());
   std::string mode = c.o.vqa_mode;
   if (mode == "auto") mode = c.model.vqa_head ? "head" : "generate";
-  if (mode != "head" && mode != "generate") throw_input_error("vqa: mode must be head, generate or auto, got '{}'", mode);
+  if (mode != "head" && mode != "generate")
+    throw_input_error("vqa: mode must be head, generate or auto, got '{}'", mode);
   if (mode == "head") {
     if (!c.model.vqa_head) throw_input_error("vqa: the model has no VQA classification head (num_answers = 0)");
     if (static_cast<int64_t>(c.m.answers.size()) != c.model.options.num_answers) {
@@ -580,10 +586,8 @@ json run_vqa(const Ctx& c, const json& in) {
       items.push_back({preds[k], ss[k].answers, ss[k].answer_type.empty() ? "unknown" : ss[k].answer_type, ""});
       qids.push_back(ss[k].id);
       if (examples.size() < 8) {
-        examples.push_back({{"question_id", ss[k].id},
-                            {"question", ss[k].text},
-                            {"prediction", preds[k]},
-                            {"answer", ss[k].answer}});
+        examples.push_back(
+            {{"question_id", ss[k].id}, {"question", ss[k].text}, {"prediction", preds[k]}, {"answer", ss[k].answer}});
       }
     }
     p.advance(j - i);
@@ -632,8 +636,9 @@ json run_nlvr2(const Ctx& c, const json& in) {
       tx.push_back(ss.back().text);
     }
     c.reseed();
-    const auto pred =
-        c.model.nlvr2(at::stack(a).to(c.device), at::stack(b).to(c.device), encode_texts(c, tx)).logits.argmax(-1).to(at::kCPU);
+    const auto pred = c.model.nlvr2(at::stack(a).to(c.device), at::stack(b).to(c.device), encode_texts(c, tx))
+                          .logits.argmax(-1)
+                          .to(at::kCPU);
     for (size_t k = 0; k < ss.size(); ++k) {
       const int64_t y = pred[static_cast<int64_t>(k)].item<int64_t>();
       predicted_true += y;
@@ -819,12 +824,9 @@ json run_generate(const Ctx& c, const json& in) {
   counts["geneval_scored"] = scored;
   if (scored > 0) {
     const double n = static_cast<double>(scored);
-    m["geneval"] = {{"overall", overall / n},
-                    {"correct", static_cast<double>(correct) / n},
-                    {"colour", colour / n},
-                    {"shape", shape / n},
-                    {"count", count / n},
-                    {"position", position / n}};
+    m["geneval"] = {{"overall", overall / n}, {"correct", static_cast<double>(correct) / n},
+                    {"colour", colour / n},   {"shape", shape / n},
+                    {"count", count / n},     {"position", position / n}};
   }
   json notes = json::array();
   if (scored == 0) notes.push_back("no prompt has a \"spec\": no Shapes-GenEval score");
@@ -850,8 +852,8 @@ json run_generate(const Ctx& c, const json& in) {
       Progress p(c.o, "generate", phase, static_cast<int64_t>(xs.size()));
       for (size_t a = 0; a < xs.size(); a += 16) {
         const size_t b = std::min(xs.size(), a + 16);
-        const auto o = net->forward(inception_input(at::stack(std::vector<at::Tensor>(
-            xs.begin() + static_cast<long>(a), xs.begin() + static_cast<long>(b)))));
+        const auto o = net->forward(inception_input(
+            at::stack(std::vector<at::Tensor>(xs.begin() + static_cast<long>(a), xs.begin() + static_cast<long>(b)))));
         pool.push_back(o.pool.to(at::kDouble));
         prob.push_back(at::softmax(o.logits.to(at::kDouble), -1));
         p.advance(static_cast<int64_t>(b - a));
@@ -869,9 +871,10 @@ json run_generate(const Ctx& c, const json& in) {
     m["inception_score_std"] = is.std;
     counts["fid_generated"] = gen_list.size();
     counts["fid_references"] = ref_list.size();
-    notes.push_back(fmt::format("FID/IS from {} generated vs {} reference images (few images give biased FID); "
-                                "Inception input: bilinear resize to 299, ImageNet mean/std (torchvision)",
-                                gen_list.size(), ref_list.size()));
+    notes.push_back(
+        fmt::format("FID/IS from {} generated vs {} reference images (few images give biased FID); "
+                    "Inception input: bilinear resize to 299, ImageNet mean/std (torchvision)",
+                    gen_list.size(), ref_list.size()));
   }
   json out = {{"task", "generate"},
               {"metrics", m},
@@ -890,8 +893,8 @@ json run_generate(const Ctx& c, const json& in) {
     fs::create_directories(dir);
     json files = json::array();
     for (int64_t i = 0; i < N; ++i) {
-      const auto id = list[static_cast<size_t>(i)].contains("id") ? list[static_cast<size_t>(i)]["id"].dump()
-                                                                  : std::to_string(i);
+      const auto id =
+          list[static_cast<size_t>(i)].contains("id") ? list[static_cast<size_t>(i)]["id"].dump() : std::to_string(i);
       const auto f = (dir / (id + ".png")).string();
       write_image_file(f, images[static_cast<size_t>(i)]);
       files.push_back(f);
@@ -970,7 +973,7 @@ json run_recon(const Ctx& c, const json& in) {
       cells.push_back(originals[k]);
       caps.push_back("original");
       cells.push_back(recons[k]);
-      caps.push_back("reconstruction");
+      caps.push_back("recon");
     }
     const auto sheet = out_path(c.o, "recon_sheet.png");
     write_image_sheet(sheet, cells, 8, caps, 96);
@@ -1018,13 +1021,20 @@ json evaluate(const EvalModel& m, const std::string& task, const std::string& da
   const Ctx c{m, o, model, *m.tokenizer, device, t, lsh};
   const auto t0 = std::chrono::steady_clock::now();
   json out;
-  if (task == "retrieval") out = run_retrieval(c, in);
-  else if (task == "caption") out = run_caption(c, in);
-  else if (task == "vqa") out = run_vqa(c, in);
-  else if (task == "nlvr2") out = run_nlvr2(c, in);
-  else if (task == "classify") out = run_classify(c, in);
-  else if (task == "generate") out = run_generate(c, in);
-  else out = run_recon(c, in);
+  if (task == "retrieval")
+    out = run_retrieval(c, in);
+  else if (task == "caption")
+    out = run_caption(c, in);
+  else if (task == "vqa")
+    out = run_vqa(c, in);
+  else if (task == "nlvr2")
+    out = run_nlvr2(c, in);
+  else if (task == "classify")
+    out = run_classify(c, in);
+  else if (task == "generate")
+    out = run_generate(c, in);
+  else
+    out = run_recon(c, in);
   const double secs = elapsed(t0);
   out["split"] = o.split;
   out["seconds"] = secs;
@@ -1094,9 +1104,8 @@ json retrieval_recall_sets(const at::Tensor& sim_in, const std::vector<std::vect
   const auto i2t = recall(sim, relevant_texts);
   const auto t2i = recall(sim.t().contiguous(), relevant_images);
   const double im = (i2t[0] + i2t[1] + i2t[2]) / 3.0, tm = (t2i[0] + t2i[1] + t2i[2]) / 3.0;
-  return {{"txt_r1", i2t[0]}, {"txt_r5", i2t[1]}, {"txt_r10", i2t[2]}, {"txt_r_mean", im},
-          {"img_r1", t2i[0]}, {"img_r5", t2i[1]}, {"img_r10", t2i[2]}, {"img_r_mean", tm},
-          {"r_mean", (im + tm) / 2.0}};
+  return {{"txt_r1", i2t[0]}, {"txt_r5", i2t[1]},  {"txt_r10", i2t[2]}, {"txt_r_mean", im},         {"img_r1", t2i[0]},
+          {"img_r5", t2i[1]}, {"img_r10", t2i[2]}, {"img_r_mean", tm},  {"r_mean", (im + tm) / 2.0}};
 }
 
 void write_image_sheet(const std::string& path, const std::vector<at::Tensor>& images, int64_t cols,

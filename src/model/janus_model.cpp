@@ -236,7 +236,7 @@ at::Tensor JanusModelImpl::beam_generate(const at::Tensor& images, const at::Ten
   auto h = image_gen->backbone->forward_step(x, cache).select(1, -1);  // [B*K, D]
 
   const double neg_inf = -std::numeric_limits<double>::infinity();
-  std::vector<double> scores(static_cast<size_t>(B * K), neg_inf);  // running sum of log p per live beam
+  std::vector<double> scores(static_cast<size_t>(B * K), neg_inf);           // running sum of log p per live beam
   for (int64_t b = 0; b < B; ++b) scores[static_cast<size_t>(b * K)] = 0.0;  // beams start identical: keep one
   std::vector<std::vector<int64_t>> seqs(static_cast<size_t>(B * K));
   struct Hyp {
@@ -251,8 +251,8 @@ at::Tensor JanusModelImpl::beam_generate(const at::Tensor& images, const at::Ten
   for (int64_t t = 0; t < max_new; ++t) {
     const auto logp = at::log_softmax(at::linear(h, embed->weight, lm_bias).to(at::kFloat), -1);
     const int64_t V = logp.size(1);
-    const auto total = (logp + at::tensor(scores, at::kDouble).to(logp.device()).to(at::kFloat).unsqueeze(1))
-                           .view({B, K * V});
+    const auto total =
+        (logp + at::tensor(scores, at::kDouble).to(logp.device()).to(at::kFloat).unsqueeze(1)).view({B, K * V});
     const auto top = total.topk(std::min<int64_t>(2 * K, K * V), 1);
     const auto vals = std::get<0>(top).to(at::kCPU).to(at::kDouble).contiguous();
     const auto idx = std::get<1>(top).to(at::kCPU).contiguous();
@@ -315,7 +315,8 @@ at::Tensor JanusModelImpl::beam_generate(const at::Tensor& images, const at::Ten
     }
     TORCH_CHECK(!fin.empty(), "beam_generate: no hypothesis for image ", b);
     // First of the best: stable under ties, so beam 1 keeps the greedy choice.
-    const auto it = std::max_element(fin.begin(), fin.end(), [](const Hyp& a, const Hyp& c) { return a.score < c.score; });
+    const auto it =
+        std::max_element(fin.begin(), fin.end(), [](const Hyp& a, const Hyp& c) { return a.score < c.score; });
     best[static_cast<size_t>(b)] = it->ids;
     longest = std::max(longest, it->ids.size());
   }

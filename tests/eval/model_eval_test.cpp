@@ -5,8 +5,8 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <torch/nn.h>
+#include <nlohmann/json.hpp>
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
@@ -97,6 +97,7 @@ janus::eval::EvalOptions small_opts(int64_t limit = 8) {
   o.limit = limit;
   o.batch_size = 4;
   o.max_caption_len = 10;
+  o.max_text_len = 20;
   o.progress = [](const janus::eval::EvalProgress& p) {
     EXPECT_LE(p.done, p.total);
     EXPECT_GE(p.per_second, 0.0);
@@ -247,24 +248,24 @@ TEST(ModelEvalDecoding, BeamSearchIsValidDeterministicAndNoWorseThanGreedyOnOneS
 
 TEST(ModelEvalTasks, RetrievalWithAndWithoutRerank) {
   const auto m = janus::eval::eval_model(loaded());
-  const auto r = janus::eval::evaluate(m, "retrieval", world().shapes, small_opts(8));
-  expect_common(r, "retrieval", 8);
-  EXPECT_EQ(r["counts"]["images"], 8);
-  EXPECT_GE(r["counts"]["texts"].get<int64_t>(), 24);  // >= 3 captions per image
+  const auto r = janus::eval::evaluate(m, "retrieval", world().shapes, small_opts(6));
+  expect_common(r, "retrieval", 6);
+  EXPECT_EQ(r["counts"]["images"], 6);
+  EXPECT_GE(r["counts"]["texts"].get<int64_t>(), 18);  // >= 3 captions per image
   expect_recall(r["metrics"]);
   expect_recall(r["metrics"]["identical_text_counts"]);
   // Counting identical texts can only add hits.
   EXPECT_GE(r["metrics"]["identical_text_counts"]["txt_r1"].get<double>(), r["metrics"]["txt_r1"].get<double>());
   EXPECT_GE(r["metrics"]["identical_text_counts"]["img_r1"].get<double>(), r["metrics"]["img_r1"].get<double>());
-  auto o = small_opts(8);
-  o.rerank = 3;
+  auto o = small_opts(6);
+  o.rerank = 2;
   const auto rr = janus::eval::evaluate(m, "retrieval", world().shapes, o);
   expect_recall(rr["metrics"]);
-  EXPECT_EQ(rr["options"]["rerank"], 3);
+  EXPECT_EQ(rr["options"]["rerank"], 2);
   json plain = r["metrics"];
   plain.erase("identical_text_counts");
   EXPECT_EQ(rr["metrics_contrastive"], plain);
-  // Re-ranking only reorders each query's top 3: R@5 and R@10 of the contrastive ranking are kept.
+  // Re-ranking only reorders each query's top 2: R@5 and R@10 of the contrastive ranking are kept.
   EXPECT_DOUBLE_EQ(rr["metrics"]["txt_r10"].get<double>(), r["metrics"]["txt_r10"].get<double>());
   EXPECT_DOUBLE_EQ(rr["metrics"]["img_r5"].get<double>(), r["metrics"]["img_r5"].get<double>());
 }
@@ -293,14 +294,14 @@ TEST(ModelEvalTasks, CaptionGreedyAndBeamAreInRangeAndDeterministic) {
 
 TEST(ModelEvalTasks, VqaHeadAndGenerative) {
   const auto m = janus::eval::eval_model(loaded());
-  auto o = small_opts(10);
+  auto o = small_opts(6);
   const auto r = janus::eval::evaluate(m, "vqa", world().shapes, o);
-  expect_common(r, "vqa", 10);
+  expect_common(r, "vqa", 6);
   EXPECT_EQ(r["options"]["mode"], "head");
   expect_in(r["metrics"]["overall"], 0, 100, "overall");
   int64_t n = 0;
   for (const auto& [k, v] : r["counts"]["perAnswerType"].items()) n += v.get<int64_t>();
-  EXPECT_EQ(n, 10);
+  EXPECT_EQ(n, 6);
   for (const auto& [k, v] : r["metrics"]["perAnswerType"].items()) expect_in(v, 0, 100, k);
   for (const auto& e : r["examples"]) {
     EXPECT_NE(std::find(kAnswers.begin(), kAnswers.end(), e["prediction"].get<std::string>()), kAnswers.end());
@@ -335,18 +336,18 @@ TEST(ModelEvalTasks, ClassifyHeadAndZeroShot) {
 
 TEST(ModelEvalTasks, GenerateScoresGenevalAndWritesSheet) {
   const auto m = janus::eval::eval_model(loaded());
-  auto o = small_opts(5);
+  auto o = small_opts(3);
   o.out_dir = world().root + "/gen_out";
   o.seed = 7;
   const auto r = janus::eval::evaluate(m, "generate", world().shapes, o);
-  expect_common(r, "generate", 5);
-  EXPECT_EQ(r["counts"]["geneval_scored"], 5);
+  expect_common(r, "generate", 3);
+  EXPECT_EQ(r["counts"]["geneval_scored"], 3);
   for (const auto* k : {"overall", "correct", "colour", "shape", "count", "position"}) {
     expect_in(r["metrics"]["geneval"][k], 0, 1, k);
   }
   EXPECT_TRUE(fs::exists(r["outputs"]["sheet"].get<std::string>()));
   EXPECT_EQ(std::distance(fs::directory_iterator(r["outputs"]["images"].get<std::string>()), fs::directory_iterator{}),
-            5);
+            3);
   const auto again = janus::eval::evaluate(m, "generate", world().shapes, o);
   EXPECT_EQ(again["metrics"], r["metrics"]);
 }
@@ -392,17 +393,17 @@ TEST(ModelEvalTasks, SupportedTasksAndBadLayouts) {
 TEST(ModelEvalTool, AllTasksOnShapesWithLimitTableAndJson) {
   const auto out = world().root + "/all.json";
   const auto r = eval_tool("--task all --run " + quote(world().run) + " --data " + quote(world().shapes) +
-                           " --limit 4 --batch-size 4 --max-len 8 --out " + quote(out) + " --out-dir " +
+                           " --limit 3 --batch-size 3 --max-len 8 --out " + quote(out) + " --out-dir " +
                            quote(world().root + "/all_out"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_THAT(r.output, HasSubstr("retrieval (4 samples"));
+  EXPECT_THAT(r.output, HasSubstr("retrieval (3 samples"));
   EXPECT_THAT(r.output, HasSubstr("Bleu_4"));
   const auto j = json::parse(janus::read_file(out));
   EXPECT_EQ(j["task"], "all");
   for (const auto* t : {"retrieval", "caption", "vqa", "nlvr2", "generate", "recon"}) {
     ASSERT_TRUE(j["results"].contains(t)) << t;
-    EXPECT_EQ(j["results"][t]["counts"]["samples"], 4) << t;
-    EXPECT_EQ(j["counts"][t], 4) << t;
+    EXPECT_EQ(j["results"][t]["counts"]["samples"], 3) << t;
+    EXPECT_EQ(j["counts"][t], 3) << t;
   }
   EXPECT_FALSE(j["results"].contains("classify"));
   EXPECT_TRUE(fs::exists(world().root + "/all_out/generate_sheet.png"));
@@ -411,7 +412,7 @@ TEST(ModelEvalTool, AllTasksOnShapesWithLimitTableAndJson) {
   // generator's sampling streams, which are drawn per generate_images call).
   const auto out2 = world().root + "/all2.json";
   ASSERT_EQ(eval_tool("--task all --run " + quote(world().run) + " --data " + quote(world().shapes) +
-                      " --limit 4 --batch-size 2 --max-len 8 --out " + quote(out2))
+                      " --limit 3 --batch-size 2 --max-len 8 --out " + quote(out2))
                 .exit_code,
             0);
   const auto cmp = eval_tool("compare " + quote(out) + " " + quote(out2) + " --out " + quote(world().root + "/d.json"));
@@ -435,8 +436,10 @@ TEST(ModelEvalTool, SingleTaskLimitAndConfigWeightsMode) {
   EXPECT_EQ(j["inputs"]["layout"], "nlvr2");
   // --config + --weights: a config naming the tiny flavour at 32 px with the same heads and tokenizer.
   const auto cfg = world().root + "/eval.yaml";
-  janus::write_file_atomic(cfg, "model:\n  flavour: tiny\n  image_size: 32\n  num_answers: 10\n  num_classes: 4\n"
-                                "data:\n  tokenizer: " + world().run + "/tokenizer.model\n");
+  janus::write_file_atomic(cfg,
+                           "model:\n  flavour: tiny\n  image_size: 32\n  num_answers: 10\n  num_classes: 4\n"
+                           "data:\n  tokenizer: " +
+                               world().run + "/tokenizer.model\n");
   const auto out2 = world().root + "/nlvr2b.json";
   const auto c = eval_tool("--task nlvr2 --config " + quote(cfg) + " --weights " +
                            quote(world().run + "/final/model.safetensors") + " --data " + quote(world().shapes) +

@@ -12,9 +12,9 @@
 #include "janus/eval/model_eval.h"
 #include "janus/eval/score.h"
 #include "janus/io/module_io.h"
+#include "janus/io/safetensors.h"
 #include "janus/model/model_io.h"
 #include "janus/model/run.h"
-#include "janus/io/safetensors.h"
 
 namespace {
 
@@ -217,9 +217,7 @@ void add_model_eval(CLI::App& app, EvalFlags& f) {
       ->group(g);
   app.add_option("--max-len", o.max_caption_len, "caption: max tokens incl. bos")->capture_default_str()->group(g);
   app.add_option("--vqa-mode", o.vqa_mode, "vqa: head, generate or auto")->capture_default_str()->group(g);
-  app.add_option("--prompt-template", o.prompt_template, "classify: zero-shot prompt")
-      ->capture_default_str()
-      ->group(g);
+  app.add_option("--prompt-template", o.prompt_template, "classify: zero-shot prompt")->capture_default_str()->group(g);
   app.add_option("--temperature", o.temperature, "generate: sampling temperature (0 = greedy)")
       ->capture_default_str()
       ->group(g);
@@ -283,8 +281,8 @@ int run_model_eval(EvalFlags& f) {
   if (f.task == "all") {
     tasks = janus::eval::supported_tasks(f.data, f.opt.split);
     if (tasks.empty()) {
-      throw janus::InputError(fmt::format("--data '{}' fits no task (split '{}'; see docs/eval.md)", f.data,
-                                          f.opt.split));
+      throw janus::InputError(
+          fmt::format("--data '{}' fits no task (split '{}'; see docs/eval.md)", f.data, f.opt.split));
     }
   } else {
     janus::eval::resolve_task_data(f.task, f.data, f.opt.split);  // bad layout -> exit 2 before loading the model

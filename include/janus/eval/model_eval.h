@@ -35,7 +35,7 @@ const std::vector<std::string>& eval_task_names();  // retrieval caption vqa nlv
 
 // What the tasks need from a run. The pointers must outlive the evaluation; `answers` may be empty (no VQA head).
 struct EvalModel {
-  JanusModelImpl* model = nullptr;   // eval mode is set by evaluate() and restored afterwards
+  JanusModelImpl* model = nullptr;  // eval mode is set by evaluate() and restored afterwards
   const Tokenizer* tokenizer = nullptr;
   std::vector<std::string> answers;  // VQA head index -> answer string (answers.json)
   std::string weights;               // recorded in the results
