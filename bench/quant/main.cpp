@@ -1,5 +1,6 @@
 // janus_bench_quant: fp32 vs int8 vs int4 weight-only quantisation latency on CPU (docs/bench_quant.md).
 //   1. Linear layers at the small/base flavour widths (qkv, proj, fc1, fc2) for M = 1 (a decode step),
+//      ("packed" columns = QuantLinear::forward: ATen packed kernels up to 32 rows, the fallback beyond)
 //      M = 16 and M = 256 rows (a ViT forward), through ATen's packed kernels and the dequantise fallback.
 //   2. End to end through janus::Pipeline on a random-weight run of --flavour (small by default): embed_images
 //      (batch 8), embed_texts (batch 8) and greedy captioning (batch 1 and 4), fp32 vs janus_quantize'd int8 and
@@ -134,6 +135,9 @@ void bench_e2e(const std::string& flavour, int reps) {
     qo.quant.bits = bits;
     qo.quant.group_size = 128;
     qo.calib_images = files;
+    qo.quant.awq_grid = 10;  // the search affects accuracy only, not latency
+    qo.quant.awq_max_rows = 256;
+    qo.calib_caption_len = 8;
     const auto out = fmt::format("{}/q{}", dir, bits);
     const auto rep = janus::quantize_run(run, out, qo);
     variants.push_back({bits == 8 ? "int8" : "int4-g128", out});

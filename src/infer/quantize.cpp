@@ -213,7 +213,7 @@ void QuantLinearImpl::prepare() {
     const auto a = forward(x), b = forward_fallback(x);
     const double err = (a.to(at::kFloat) - b.to(at::kFloat)).abs().max().item<double>();
     const double ref = b.to(at::kFloat).abs().max().item<double>() + 1e-6;
-    const double tol = scales.scalar_type() == at::kFloat ? 1e-3 : 3e-2;
+    const double tol = 3e-2;  // the packed path computes in bf16
     if (!(err <= tol * ref)) {
       spdlog::warn("QuantLinear [{}x{}] int{}: packed kernel disagrees with the fallback (rel {}), not used",
                    out_features, in_features, bits, err / ref);
@@ -247,15 +247,21 @@ at::Tensor QuantLinearImpl::forward(const at::Tensor& x) {
   const auto dt = x.scalar_type();
   const bool float_in = dt == at::kFloat || dt == at::kBFloat16 || dt == at::kHalf;
   if (!packed_kernel_used() || !x.is_cpu() || !float_in) return forward_fallback(x);
+  // Beyond a few dozen rows the packed kernels lose to dequantise + GEMM on this CPU (docs/bench_quant.md).
+  if (x.numel() / std::max<int64_t>(in_features, 1) > packed_max_rows) return forward_fallback(x);
   TORCH_CHECK(x.size(-1) == in_features, "QuantLinear: input has ", x.size(-1), " features, expected ", in_features);
   auto shape = x.sizes().vec();
-  const auto x2 = (x.reshape({-1, in_features}) * in_scale.to(dt)).contiguous();
+  // ATen's packed CPU kernels are vectorised for bf16/fp16 activations only (their fp32 path is a scalar loop,
+  // 10-100x slower than an fp32 GEMM on this CPU; docs/bench_quant.md), so fp32 activations are computed in bf16.
+  const auto cd = dt == at::kFloat ? at::kBFloat16 : dt;
+  const auto x2 = (x.reshape({-1, in_features}) * in_scale.to(dt)).to(cd).contiguous();
   at::Tensor y;
   if (bits == 8) {
-    y = at::_weight_int8pack_mm(x2, qweight, scales.to(dt));
+    y = at::_weight_int8pack_mm(x2, qweight, scales.to(cd));
   } else {
-    y = at::_weight_int4pack_mm_for_cpu(x2, packed4_, group_size, scales.to(dt).contiguous());
+    y = at::_weight_int4pack_mm_for_cpu(x2, packed4_, group_size, scales.to(cd).contiguous());
   }
+  y = y.to(dt);
   if (bias.defined()) y = y + bias.to(dt);
   shape.back() = out_features;
   return y.view(shape);

@@ -75,6 +75,7 @@ class QuantLinearImpl : public torch::nn::Cloneable<QuantLinearImpl> {
   int bits;
   bool has_bias;
   bool use_packed_kernels = true;
+  int64_t packed_max_rows = 32;  // inputs with more rows (tokens) use the dequantise fallback (faster there)
   torch::nn::LinearImpl* host = nullptr;  // the Linear this replaces (non-owning; it owns this module)
   at::Tensor qweight;   // int8 [out, in] | uint8 [out, in/2]
   at::Tensor scales;    // int8: [out] | int4: [in/group, out, 2] (scale, zero); float (follows the model dtype)
