@@ -20,7 +20,7 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build"
 trials=""
-only="kill,corrupt,diskfull,fsfault,nonfinite,ddp,serve"
+only="kill,corrupt,diskfull,fsfault,datafault,nonfinite,ddp,serve"
 seed=13
 work=""
 while [ $# -gt 0 ]; do
@@ -303,7 +303,7 @@ test_datafault() {
         { ok=0; log "datafault ok: no annotation skip count"; }
       local last; last=$(grep -o "[0-9]* of [0-9]* skipped so far" "$d/train.log" | tail -1)
       [ -n "$last" ] || { ok=0; log "datafault ok: no skipped-sample count"; }
-      figure="5% corrupt images + 8 malformed captions: completed, 8/500 entries and ${last:-?} samples skipped"
+      figure="5% corrupt images + 8 malformed captions: completed; skipped 8 of 500 annotation entries, ${last% so far} samples"
     else
       [ $rc -eq 2 ] || { ok=0; log "datafault over: exit $rc, expected 2"; tail -5 "$d/train.log" >&2; }
       grep -q "more than data.max_bad_fraction" "$d/train.log" || { ok=0; log "datafault over: no clear error"; }
@@ -413,7 +413,7 @@ test_serve() {
 IFS=, read -ra selected <<< "$only"
 for t in "${selected[@]}"; do
   case $t in
-    kill|corrupt|diskfull|fsfault|nonfinite|ddp|serve) log "running $t"; "test_$t" ;;
+    kill|corrupt|diskfull|fsfault|datafault|nonfinite|ddp|serve) log "running $t"; "test_$t" ;;
     *) echo "unknown test $t" >&2; exit 2 ;;
   esac
 done
