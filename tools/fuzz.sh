@@ -4,7 +4,9 @@
 # for SECONDS (default 30) on a work copy of its seed corpus (fuzz/corpus/<name>). Exit non-zero on any finding;
 # crash inputs and logs land in build-sanitize/findings.
 # Usage: tools/fuzz.sh [SECONDS] [name ...]      e.g. tools/fuzz.sh 600 point_cloud
-# Env: JANUS_FUZZ_BUILD_DIR (default build-sanitize), JANUS_JOBS.
+# Env: JANUS_FUZZ_BUILD_DIR (default build-sanitize), JANUS_JOBS, JANUS_FUZZ_PARSERS_ONLY (ON; OFF with another
+# JANUS_FUZZ_BUILD_DIR builds the whole library instrumented, needed by targets such as serve_request, which the
+# parser subset skips).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 secs="${1:-30}"
@@ -16,14 +18,23 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
     (cd "$root" && cmake --preset sanitize >/dev/null)
   else
     CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" -DJANUS_PARSERS_ONLY=ON -DJANUS_BUILD_FUZZ=ON \
+      "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" "-DJANUS_PARSERS_ONLY=${JANUS_FUZZ_PARSERS_ONLY:-ON}" -DJANUS_BUILD_FUZZ=ON \
       -DJANUS_BUILD_TESTS=OFF -DJANUS_BUILD_TOOLS=OFF -DJANUS_BUILD_BENCH=OFF \
       "-DJANUS_SANITIZE=address,undefined,fuzzer-no-link" >/dev/null
   fi
 fi
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
-  for f in "$root"/fuzz/*_fuzz.cpp; do names+=("$(basename "$f" _fuzz.cpp)"); done
+  subset=0
+  grep -q '^JANUS_PARSERS_ONLY:BOOL=ON' "$build/CMakeCache.txt" && subset=1
+  for f in "$root"/fuzz/*_fuzz.cpp; do
+    n="$(basename "$f" _fuzz.cpp)"
+    if [ $subset = 1 ] && grep -q "${n}_fuzz" <(sed -n '/^set(JANUS_FUZZ_FULL_LIBRARY_ONLY/p' "$root/fuzz/CMakeLists.txt"); then
+      echo "[fuzz] $n: skipped (needs the full library: JANUS_FUZZ_PARSERS_ONLY=OFF JANUS_FUZZ_BUILD_DIR=build-fuzz)"
+      continue
+    fi
+    names+=("$n")
+  done
 fi
 targets=()
 for n in "${names[@]}"; do targets+=("${n}_fuzz"); done

@@ -7,6 +7,8 @@
 #        diskfull (RLIMIT_FSIZE at checkpoint time -> clear error, previous checkpoint intact),
 #        fsfault (a real full filesystem (ENOSPC) and a read-only one (EROFS) on a small tmpfs; needs mount
 #                 privileges, reported as not run without them),
+#        datafault (janus_train stage 2 on a Shapes set with 5% corrupt images + malformed annotations: completes,
+#                   reports the skipped counts; 35% corrupt: stops with an error naming data.max_bad_fraction),
 #        nonfinite (injected NaN losses: skip, then stop after train.max_nonfinite_steps),
 #        ddp (a killed or SIGSTOPped rank -> every other rank exits non-zero within parallel.timeout_s),
 #        serve (janus_serve: 10,000 requests from 32 clients, 10% malformed or oversized -> 4xx, valid answers
@@ -18,7 +20,7 @@ set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build"
 trials=""
-only="kill,corrupt,diskfull,fsfault,nonfinite,ddp,serve"
+only="kill,corrupt,diskfull,fsfault,datafault,nonfinite,ddp,serve"
 seed=13
 work=""
 while [ $# -gt 0 ]; do
@@ -249,6 +251,71 @@ test_fsfault() {
   record fsfault "$n" "$passed" "16 MiB tmpfs: ENOSPC in the step-30 checkpoint write, EROFS at resume start-up: exit 1 naming file + error, previous checkpoints byte-identical, resume identical"
 }
 
+# ---------------------------------------------------------------- (c3) data faults through janus_train
+# A Shapes set (100 train images x 4 captions, 32 px) whose images are damaged in five ways (truncated, random
+# bytes, empty, deleted, text) and whose captions_train.json has malformed entries; janus_train stage 2
+# (contrastive, tiny flavour) for 30 steps of 8 with data.max_bad_fraction 0.15. ok: 5 images (5 %) + 8 of 400
+# captions malformed -> exit 0, final weights, the skipped counts in the log. over: 35 images (35 %) -> exit 2 with
+# "more than data.max_bad_fraction", no final weights.
+damage_shapes() {  # dir n_bad_images n_bad_captions
+  local d="$1" nb="$2" nc="$3" i f
+  for ((i = 0; i < nb; i++)); do
+    f="$d/train/$(printf '%012d' $((1 + i * 100 / nb))).png"
+    case $((i % 5)) in
+      0) truncate -s $(( $(stat -c %s "$f") * 2 / 5 )) "$f" ;;
+      1) head -c "$(stat -c %s "$f")" /dev/urandom > "$f.x" && mv "$f.x" "$f" ;;
+      2) : > "$f" ;;
+      3) rm -f "$f" ;;
+      4) echo "not an image" > "$f" ;;
+    esac
+  done
+  python3 - "$d/captions_train.json" "$nc" <<'PY'
+import json, sys
+p, n = sys.argv[1], int(sys.argv[2])
+doc = json.load(open(p))
+bad = [{"image_id": 1, "caption": 7}, {"image_id": 987654321, "caption": "orphan"}, {"image_id": "one", "caption": "x"}, None]
+for k in range(n):
+    doc["annotations"][7 + 40 * k] = bad[k % len(bad)]
+json.dump(doc, open(p, "w"))
+PY
+}
+test_datafault() {
+  local gen="$build/bin/janus_data" passed=0 n=2
+  [ -x "$gen" ] || { record datafault 0 0 "janus_data not built"; return; }
+  local args=(--set model.flavour=tiny --set model.image_size=32 --set model.max_text_len=24 --set data.format=shapes
+              --set data.batch_size=8 --set data.num_workers=1 --set data.max_bad_fraction=0.15 --set train.stage=2
+              --set "train.tasks=[contrastive]" --set train.steps=30 --set train.threads=1 --set train.device=cpu
+              --set checkpoint.every_steps=0 --set log.every_steps=10 --set log.tensorboard=false
+              --set eval.every_steps=0)
+  local k figure=""
+  for k in ok over; do
+    local d="$work/datafault_$k" ok=1 rc
+    rm -rf "$d"; mkdir -p "$d"
+    "$gen" shapes --out "$d/shapes" --train 100 --val 8 --size 32 --seed 3 --videos 0 --clouds 0 \
+      --tokenizer-vocab 128 > "$d/gen.log" 2>&1 || { record datafault 0 0 "janus_data shapes failed"; return; }
+    if [ $k = ok ]; then damage_shapes "$d/shapes" 5 8; else damage_shapes "$d/shapes" 35 0; fi
+    "$train" "${args[@]}" --set data.train="$d/shapes" --set train.run_dir="$d/run" > "$d/train.log" 2>&1
+    rc=$?
+    if [ $k = ok ]; then
+      [ $rc -eq 0 ] || { ok=0; log "datafault ok: exit $rc"; tail -5 "$d/train.log" >&2; }
+      [ -f "$d/run/final/model.safetensors" ] || { ok=0; log "datafault ok: no final weights"; }
+      grep -q "skipped 8 of 500 malformed annotation entries" "$d/train.log" ||
+        { ok=0; log "datafault ok: no annotation skip count"; }
+      local last; last=$(grep -o "[0-9]* of [0-9]* skipped so far" "$d/train.log" | tail -1)
+      [ -n "$last" ] || { ok=0; log "datafault ok: no skipped-sample count"; }
+      figure="5% corrupt images + 8 malformed captions: completed; skipped 8 of 500 annotation entries, ${last% so far} samples"
+    else
+      [ $rc -eq 2 ] || { ok=0; log "datafault over: exit $rc, expected 2"; tail -5 "$d/train.log" >&2; }
+      grep -q "more than data.max_bad_fraction" "$d/train.log" || { ok=0; log "datafault over: no clear error"; }
+      [ ! -f "$d/run/final/model.safetensors" ] || { ok=0; log "datafault over: final weights written"; }
+      figure="$figure; 35% corrupt: exit $rc '$(grep -o 'data: [0-9]* of [0-9]* samples' "$d/train.log" | head -1)... more than data.max_bad_fraction'"
+    fi
+    ((ok)) && ((passed++))
+    log "datafault $k: $([ $ok = 1 ] && echo ok || echo FAILED)"
+  done
+  record datafault "$n" "$passed" "$figure"
+}
+
 # ---------------------------------------------------------------- (d) non-finite losses
 test_nonfinite() {
   local passed=0 n=2 a="$work/nf5" b="$work/nf6" c="$work/nfstop"
@@ -346,7 +413,7 @@ test_serve() {
 IFS=, read -ra selected <<< "$only"
 for t in "${selected[@]}"; do
   case $t in
-    kill|corrupt|diskfull|fsfault|nonfinite|ddp|serve) log "running $t"; "test_$t" ;;
+    kill|corrupt|diskfull|fsfault|datafault|nonfinite|ddp|serve) log "running $t"; "test_$t" ;;
     *) echo "unknown test $t" >&2; exit 2 ;;
   esac
 done

@@ -234,6 +234,11 @@ train::Batch StageDataSource::next() {
   for (size_t i = 0; i < streams_.size(); ++i) {
     auto b = loaders_[i]->next();
     const int64_t n = b.size();
+    if (b.skipped > 0) {  // the running count of unreadable samples (each is also warned about with its file)
+      spdlog::warn("data: stream '{}' skipped {} unreadable sample(s) in this batch; {} of {} skipped so far "
+                   "(limit data.max_bad_fraction)",
+                   streams_[i].name, b.skipped, loaders_[i]->bad_samples(), loaders_[i]->seen_samples());
+    }
     add_stream_tensors(std::move(b), streams_[i].name, streams_[i].name == "vqa" ? answers_.get() : nullptr, out);
     if (i == 0) out.size = n;
   }

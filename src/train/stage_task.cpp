@@ -205,7 +205,9 @@ StageTask::StageTask(const Config& config, StageTaskOptions options)
       throw_input_error("model.num_answers {} needs VQA training annotations for the answer vocabulary (data.vqa_train)",
                         cfg_.model.num_answers);
     }
-    const auto recs = load_vqa(files_.vqa_train, annotations_of(files_.vqa_train), vqa_pattern);
+    EntryReport rep;  // malformed entries: skipped and counted up to data.max_bad_fraction (docs/reliability.md)
+    const auto recs = load_vqa(files_.vqa_train, annotations_of(files_.vqa_train), vqa_pattern, &rep);
+    rep.check(cfg_.data.max_bad_fraction, files_.vqa_train);
     vocab_ = std::make_shared<const AnswerVocab>(build_answer_vocab(recs, cfg_.model.num_answers));
     answer_list_ = vocab_->answers;
     if (answer_list_.empty()) throw_input_error("{}: no answers to build a VQA vocabulary from", files_.vqa_train);
@@ -228,7 +230,10 @@ StageTask::StageTask(const Config& config, StageTaskOptions options)
     const bool t2i_prompts = has("t2i") && !prompts.empty();
     const bool need_cap = stage != 3 || has("caption") || (has("t2i") && !t2i_prompts);
     if (need_cap && !cap.empty()) {
-      s.push_back({"cap", make_caption_dataset(load_coco_captions(cap), dopts(train), "captions"), lo});
+      EntryReport rep;
+      auto recs = load_coco_captions(cap, &rep);
+      rep.check(cfg_.data.max_bad_fraction, cap);
+      s.push_back({"cap", make_caption_dataset(std::move(recs), dopts(train), "captions"), lo});
     }
     if (t2i_prompts) {
       std::vector<CaptionRecord> recs;
@@ -246,11 +251,16 @@ StageTask::StageTask(const Config& config, StageTaskOptions options)
       s.push_back({"gen", make_caption_dataset(std::move(recs), dopts(train), "prompts"), lo});
     }
     if (has("vqa") && !vqa.empty()) {
-      auto recs = load_vqa(vqa, annotations_of(vqa), vqa_pattern);
+      EntryReport rep;
+      auto recs = load_vqa(vqa, annotations_of(vqa), vqa_pattern, &rep);
+      rep.check(cfg_.data.max_bad_fraction, vqa);
       s.push_back({"vqa", make_vqa_dataset(std::move(recs), *vocab_, dopts(train)), lo});
     }
     if (has("nlvr2") && !nlvr.empty()) {
-      s.push_back({"nlvr2", make_nlvr2_dataset(load_nlvr2(nlvr), dopts(train)), lo});
+      EntryReport rep;
+      auto recs = load_nlvr2(nlvr, &rep);
+      rep.check(cfg_.data.max_bad_fraction, nlvr);
+      s.push_back({"nlvr2", make_nlvr2_dataset(std::move(recs), dopts(train)), lo});
     }
     return s;
   };

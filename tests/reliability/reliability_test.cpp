@@ -118,6 +118,10 @@ TEST(Reliability, FullOrReadOnlyFilesystemKeepsPreviousCheckpoint) {
   run_fault_test("fsfault");
 }
 
+// janus_train (stage 2) on Shapes with 5 % corrupt images and malformed captions completes and reports the skipped
+// counts; with 35 % corrupt images it stops with exit 2 naming data.max_bad_fraction.
+TEST(Reliability, CorruptDataSkippedOrStopsTheRun) { run_fault_test("datafault"); }
+
 // Injected NaN losses: one is skipped (weights as if the step did not happen), K consecutive stop the run.
 TEST(Reliability, NonFiniteLossesSkipThenStop) { run_fault_test("nonfinite"); }
 
