@@ -56,6 +56,15 @@ TEST(RunDir, WriteThenLoadGivesTheSameModel) {
   janus::write_file_atomic(run + "/config.yaml", "data:\n  train: /nonexistent/train\n");
   EXPECT_THROW(janus::Config::load(run + "/config.yaml"), janus::InputError);
   EXPECT_EQ(janus::load_run(run).config.data.train, "/nonexistent/train");
+
+  // Stage 1's training-only discriminator ("vq_disc.*") in the weights is ignored; any other extra key is not.
+  auto state = janus::module_state(*model);
+  state["vq_disc.main.0.weight"] = torch::zeros({2, 2});
+  janus::save_safetensors(run + "/final/model.safetensors", state);
+  EXPECT_NO_THROW(janus::load_run(run));
+  state["extra.weight"] = torch::zeros({2});
+  janus::save_safetensors(run + "/final/model.safetensors", state);
+  EXPECT_THROW(janus::load_run(run), janus::InputError);
 }
 
 TEST(RunDir, MissingOrInconsistentPiecesAreInputErrors) {
