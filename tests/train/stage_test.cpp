@@ -108,7 +108,9 @@ jt::TrainResult train(const janus::Config& cfg, const std::string& resume = "") 
 
 void expect_same_weights(const std::string& a, const std::string& b, const std::string& prefix_filter = "") {
   const auto ta = janus::load_safetensors(a), tb = janus::load_safetensors(b);
-  if (prefix_filter.empty()) ASSERT_EQ(ta.size(), tb.size());
+  if (prefix_filter.empty()) {
+    ASSERT_EQ(ta.size(), tb.size());
+  }
   int64_t compared = 0;
   for (const auto& [k, v] : ta) {
     if (!prefix_filter.empty() && k.rfind(prefix_filter, 0) != 0) continue;
