@@ -15,6 +15,7 @@
 #include "janus/data/factory.h"
 #include "janus/decoder/image_output.h"
 #include "janus/decoder/quality_controller.h"
+#include "janus/fusion/attention.h"
 #include "janus/model/model_io.h"
 #include "janus/model/run.h"
 #include "janus/train/distributed.h"
@@ -430,9 +431,25 @@ std::vector<double> StageTask::loss_weights() const {
   return v;
 }
 
+// The LSH streams draw fresh hash rotations from their own generators every forward (module members, not
+// buffers): their states are task state, or a resumed run would hash differently from an uninterrupted one.
+static std::vector<std::pair<std::string, at::Generator>> lsh_generators(JanusModelImpl& model) {
+  std::vector<std::pair<std::string, at::Generator>> out;
+  for (const auto& item : model.named_modules()) {
+    if (auto* lsh = dynamic_cast<LSHAttentionImpl*>(item.value().get())) {
+      out.emplace_back(item.key(), lsh->generator());
+    }
+  }
+  return out;
+}
+
 void StageTask::save_state(TensorMap& tensors, nlohmann::json& meta) const {
   meta["stage"] = cfg_.train.stage;
   meta["tasks"] = tasks_;
+  for (auto& [name, gen] : lsh_generators(*model_.ptr())) {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    tensors["lsh_rng." + name] = gen.get_state();
+  }
   if (impl_->gradnorm) impl_->gradnorm->save(tensors, "gradnorm.");
 }
 
@@ -442,6 +459,12 @@ void StageTask::load_state(const TensorMap& tensors, const nlohmann::json& meta)
                       nlohmann::json(tasks_).dump());
   }
   if (impl_->gradnorm) impl_->gradnorm->load(tensors, "gradnorm.");
+  for (auto& [name, gen] : lsh_generators(*model_.ptr())) {
+    const auto it = tensors.find("lsh_rng." + name);
+    if (it == tensors.end()) throw_input_error("checkpoint has no LSH generator state for '{}'", name);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(it->second);
+  }
 }
 
 nlohmann::json StageTask::validate(const StepContext& ctx) {
