@@ -8,7 +8,6 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
-#include <torch/csrc/autograd/autograd.h>
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
@@ -16,120 +15,27 @@
 #include "janus/data/factory.h"
 #include "janus/decoder/image_output.h"
 #include "janus/decoder/quality_controller.h"
+#include "janus/fusion/attention.h"
 #include "janus/model/model_io.h"
 #include "janus/model/run.h"
 #include "janus/train/distributed.h"
+#include "janus/train/gradnorm.h"
+#include "janus/train/losses.h"
 
 namespace janus::train {
 namespace fs = std::filesystem;
 
-// ---- private stand-ins for the trainparts helpers (include/janus/train/losses.h, gradnorm.h) ----------------------
-// Same interfaces; replaced by the shared ones once that branch is merged into main.
-namespace stage_detail {
-
-// For each row of sim [B, B] (higher = more similar), a column != row drawn from softmax(sim row) without the
-// diagonal (ALBEF / BLIP hard-negative mining). int64 [B] on sim's device.
-at::Tensor itm_hard_negatives(const at::Tensor& sim, at::Generator gen) {
-  TORCH_CHECK(sim.dim() == 2 && sim.size(0) == sim.size(1) && sim.size(0) >= 2,
-              "itm_hard_negatives: expects a square [B, B] similarity with B >= 2, got ", sim.sizes());
-  auto w = at::softmax(sim.detach().to(at::kFloat).cpu(), 1);
-  w.fill_diagonal_(0);
-  // Rows that lost all mass (every off-diagonal entry underflowed) fall back to uniform over the other columns.
-  auto uniform = at::ones_like(w);
-  uniform.fill_diagonal_(0);
-  const auto dead = (w.sum(1, true) <= 0);
-  w = at::where(dead, uniform, w);
-  return at::multinomial(w, 1, false, gen).squeeze(1).to(sim.device());
-}
-
-// GradNorm (arXiv:1711.02257): G_i = ||grad_W (w_i L_i)|| on shared parameters W, r_i = (L_i/L_i(0)) / mean_j,
-// L_grad = sum_i |G_i - mean(G) r_i^alpha| (target detached), gradient w.r.t. w_i only; weights renormalised to
-// sum to the number of tasks. The gradient of L_grad w.r.t. w_i is analytic (G_i = w_i ||grad_W L_i||).
-class GradNorm {
- public:
-  GradNorm(std::vector<std::string> task_names, double alpha, double lr)
-      : names_(std::move(task_names)), alpha_(alpha), lr_(lr) {
-    weights_ = at::ones({static_cast<int64_t>(names_.size())}, at::kDouble);
-    pending_ = at::zeros_like(weights_);
-  }
-  void set_weights(const at::Tensor& w) {
-    const double n = static_cast<double>(names_.size());
-    weights_ = w.to(at::kDouble).clone();
-    weights_ = weights_ * (n / weights_.sum().item<double>());
-  }
-  at::Tensor combine(const std::vector<at::Tensor>& losses, const std::vector<at::Tensor>& shared_params) {
-    const int64_t T = static_cast<int64_t>(losses.size());
-    TORCH_CHECK(T == weights_.size(0), "gradnorm: ", T, " losses for ", weights_.size(0), " tasks");
-    std::vector<double> l(T), gn(T);
-    for (int64_t i = 0; i < T; ++i) {
-      l[i] = losses[i].detach().to(at::kDouble).item<double>();
-      auto grads = torch::autograd::grad({losses[i]}, shared_params, {}, /*retain_graph=*/true,
-                                         /*create_graph=*/false, /*allow_unused=*/true);
-      double sq = 0;
-      for (const auto& g : grads) {
-        if (g.defined()) sq += g.to(at::kDouble).pow(2).sum().item<double>();
-      }
-      gn[i] = std::sqrt(sq);
-    }
-    if (!initial_.defined()) initial_ = at::tensor(l, at::kDouble);
-    const auto w = weights_.accessor<double, 1>();
-    std::vector<double> G(T), ratio(T);
-    double meanG = 0, meanR = 0;
-    for (int64_t i = 0; i < T; ++i) {
-      G[i] = w[i] * gn[i];
-      ratio[i] = l[i] / std::max(1e-12, initial_[i].item<double>());
-      meanG += G[i] / T;
-      meanR += ratio[i] / T;
-    }
-    auto pend = pending_.accessor<double, 1>();
-    for (int64_t i = 0; i < T; ++i) {
-      const double r = ratio[i] / std::max(1e-12, meanR);
-      const double target = meanG * std::pow(r, alpha_);
-      pend[i] += (G[i] > target ? 1.0 : (G[i] < target ? -1.0 : 0.0)) * gn[i];
-    }
-    at::Tensor total;
-    for (int64_t i = 0; i < T; ++i) {
-      const auto term = losses[i] * w[i];
-      total = total.defined() ? total + term : term;
-    }
-    return total;
-  }
-  void step() {
-    const double n = static_cast<double>(names_.size());
-    weights_ = (weights_ - lr_ * pending_).clamp_min(1e-3);
-    weights_ = weights_ * (n / weights_.sum().item<double>());
-    pending_.zero_();
-  }
-  at::Tensor weights() const { return weights_.clone(); }
-  void save(TensorMap& m, const std::string& prefix) const {
-    m[prefix + "weights"] = weights_.clone();
-    if (initial_.defined()) m[prefix + "initial"] = initial_.clone();
-  }
-  void load(const TensorMap& m, const std::string& prefix) {
-    const auto it = m.find(prefix + "weights");
-    if (it == m.end()) throw_input_error("gradnorm: checkpoint has no '{}weights'", prefix);
-    if (it->second.numel() != weights_.numel()) {
-      throw_input_error("gradnorm: checkpoint has {} weights, the run balances {} losses", it->second.numel(),
-                        weights_.numel());
-    }
-    weights_ = it->second.to(at::kDouble).clone();
-    const auto ini = m.find(prefix + "initial");
-    initial_ = ini == m.end() ? at::Tensor() : ini->second.to(at::kDouble).clone();
-    pending_.zero_();
-  }
-
- private:
-  std::vector<std::string> names_;
-  double alpha_, lr_;
-  at::Tensor weights_, initial_, pending_;
-};
-
-}  // namespace stage_detail
-
-using stage_detail::GradNorm;
-using stage_detail::itm_hard_negatives;
 
 namespace {
+
+// Replaces the GradNorm weights (initial train.loss_weights; the mean over ranks) through its state map.
+void set_gradnorm_weights(GradNorm& g, const at::Tensor& w) {
+  TensorMap m;
+  g.save(m, "");
+  auto v = w.to(at::kFloat).cpu().clamp_min(1e-6);
+  m["weights"] = v * (static_cast<double>(v.numel()) / v.sum().item<double>());
+  g.load(m, "");
+}
 
 TextInput text_of(const Batch& b, const std::string& p) { return {b.at(p + ".ids"), b.at(p + ".mask")}; }
 
@@ -277,10 +183,7 @@ StageTask::StageTask(const Config& config, StageTaskOptions options)
   torch::manual_seed(static_cast<uint64_t>(cfg_.train.seed));
   model_ = JanusModel(mo);
   if (!cfg_.model.weights.empty()) load_module(*model_, cfg_.model.weights, LoadOptions{false, {}, {}});
-  if (cfg_.train.activation_checkpointing) {
-    spdlog::warn("train.activation_checkpointing: not wired into the stage tasks yet (needs "
-                 "JanusModelImpl::set_activation_checkpointing from the trainparts branch); ignored");
-  }
+  model_->set_activation_checkpointing(cfg_.train.activation_checkpointing);
   if (cfg_.train.stage == 1 && has("vq") && cfg_.train.disc_start >= 0) {
     impl_->disc = PatchDiscriminator(
         PatchDiscriminatorOptions().ndf(cfg_.train.disc_ndf).n_layers(cfg_.train.disc_layers));
@@ -291,7 +194,7 @@ StageTask::StageTask(const Config& config, StageTaskOptions options)
                                                          : cfg_.train.loss_weights;
   if (cfg_.train.stage == 3 && cfg_.train.loss_balance == "gradnorm" && T > 1) {
     impl_->gradnorm = std::make_unique<GradNorm>(tasks_, cfg_.train.gradnorm_alpha, cfg_.train.gradnorm_lr);
-    if (!cfg_.train.loss_weights.empty()) impl_->gradnorm->set_weights(at::tensor(impl_->fixed_weights, at::kDouble));
+    if (!cfg_.train.loss_weights.empty()) set_gradnorm_weights(*impl_->gradnorm, at::tensor(impl_->fixed_weights, at::kDouble));
   }
   data_ = std::make_unique<StageDataSource>(std::move(train_streams), vocab_);
   if (opt_.write_artifacts && opt_.rank == 0) {
@@ -525,7 +428,7 @@ void StageTask::after_step(const StepContext&) {
       // Every rank saw different batches: agree on the mean weights so the ranks optimise the same objective.
       auto w = impl_->gradnorm->weights().to(at::kFloat);
       if (opt_.pg->device().is_cuda()) w = w.to(opt_.pg->device());
-      impl_->gradnorm->set_weights(opt_.pg->average(w).to(at::kCPU));
+      set_gradnorm_weights(*impl_->gradnorm, opt_.pg->average(w).to(at::kCPU));
     }
   }
 }
@@ -538,9 +441,25 @@ std::vector<double> StageTask::loss_weights() const {
   return v;
 }
 
+// The LSH streams draw fresh hash rotations from their own generators every forward (module members, not
+// buffers): their states are task state, or a resumed run would hash differently from an uninterrupted one.
+static std::vector<std::pair<std::string, at::Generator>> lsh_generators(JanusModelImpl& model) {
+  std::vector<std::pair<std::string, at::Generator>> out;
+  for (const auto& item : model.named_modules()) {
+    if (auto* lsh = dynamic_cast<LSHAttentionImpl*>(item.value().get())) {
+      out.emplace_back(item.key(), lsh->generator());
+    }
+  }
+  return out;
+}
+
 void StageTask::save_state(TensorMap& tensors, nlohmann::json& meta) const {
   meta["stage"] = cfg_.train.stage;
   meta["tasks"] = tasks_;
+  for (auto& [name, gen] : lsh_generators(*model_.ptr())) {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    tensors["lsh_rng." + name] = gen.get_state();
+  }
   if (impl_->gradnorm) impl_->gradnorm->save(tensors, "gradnorm.");
 }
 
@@ -550,6 +469,12 @@ void StageTask::load_state(const TensorMap& tensors, const nlohmann::json& meta)
                       nlohmann::json(tasks_).dump());
   }
   if (impl_->gradnorm) impl_->gradnorm->load(tensors, "gradnorm.");
+  for (auto& [name, gen] : lsh_generators(*model_.ptr())) {
+    const auto it = tensors.find("lsh_rng." + name);
+    if (it == tensors.end()) throw_input_error("checkpoint has no LSH generator state for '{}'", name);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(it->second);
+  }
 }
 
 nlohmann::json StageTask::validate(const StepContext& ctx) {

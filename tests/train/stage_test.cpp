@@ -42,26 +42,26 @@ std::string shapes_dir() {
 
 janus::Config stage_config(int stage, const std::string& run_dir, const std::vector<std::string>& extra = {}) {
   std::vector<std::string> sets = {"model.flavour=tiny",
-                                   "model.image_size=32",
+                                   "model.image_size=16",
                                    "model.max_text_len=24",
                                    "data.format=shapes",
                                    "data.train=" + shapes_dir(),
                                    "data.batch_size=4",
                                    "data.num_workers=1",
                                    "train.stage=" + std::to_string(stage),
-                                   "train.steps=2",
+                                   "train.steps=1",
                                    "train.threads=1",
                                    "train.device=cpu",
                                    "train.run_dir=" + run_dir,
-                                   "train.disc_start=1",
+                                   "train.disc_start=0",
                                    "train.disc_layers=2",
                                    "train.disc_ndf=8",
                                    "optim.lr=1e-3",
-                                   "schedule.warmup_steps=1",
+                                   "schedule.warmup_steps=0",
                                    "checkpoint.every_steps=0",
                                    "log.every_steps=1",
                                    "log.tensorboard=false",
-                                   "eval.every_steps=2",
+                                   "eval.every_steps=1",
                                    "eval.limit=4",
                                    "eval.batch_size=4",
                                    "eval.samples=4"};
@@ -108,7 +108,9 @@ jt::TrainResult train(const janus::Config& cfg, const std::string& resume = "") 
 
 void expect_same_weights(const std::string& a, const std::string& b, const std::string& prefix_filter = "") {
   const auto ta = janus::load_safetensors(a), tb = janus::load_safetensors(b);
-  ASSERT_EQ(ta.size(), tb.size());
+  if (prefix_filter.empty()) {
+    ASSERT_EQ(ta.size(), tb.size());
+  }
   int64_t compared = 0;
   for (const auto& [k, v] : ta) {
     if (!prefix_filter.empty() && k.rfind(prefix_filter, 0) != 0) continue;
@@ -146,7 +148,7 @@ TEST(StageTask, Stage1SimmimMlmVqWithDiscriminator) {
   expect_parts(recs, {"loss", "simmim", "mlm", "rec", "vq", "g_adv", "d_weight", "disc/d_loss", "disc/logits_real"});
   EXPECT_TRUE(has_val_record(recs, "val/psnr"));
   EXPECT_TRUE(has_val_record(recs, "val/simmim"));
-  EXPECT_TRUE(fs::exists(c.s1 + "/samples/step_000000002.png"));
+  EXPECT_TRUE(fs::exists(c.s1 + "/samples/step_000000001.png"));
   // Run contract: load_run reads the stage-1 run (the training-only discriminator keys are dropped).
   const auto run = janus::load_run(c.s1);
   EXPECT_EQ(run.model->options.num_answers, 0);
@@ -174,7 +176,7 @@ TEST(StageTask, Stage3GenerationVqaNlvr2WithGradNormFromStage2) {
                       "w_nlvr2"});
   EXPECT_TRUE(has_val_record(recs, "val/vqa_acc"));
   EXPECT_TRUE(has_val_record(recs, "val/nlvr2_acc"));
-  EXPECT_TRUE(fs::exists(c.s3 + "/samples/step_000000002.png"));
+  EXPECT_TRUE(fs::exists(c.s3 + "/samples/step_000000001.png"));
   // GradNorm keeps the weights summing to the number of tasks.
   for (const auto& r : recs) {
     if (!r.contains("w_t2i")) continue;
@@ -204,25 +206,32 @@ class StoppingTask : public jt::StageTask {
 };
 }  // namespace
 
-TEST(StageTask, Stage3ExactResumeAfterStop) {
-  const auto root = janus::test::temp_dir("stage_resume");
-  const std::vector<std::string> extra = {"train.steps=4", "eval.every_steps=0", "checkpoint.every_steps=0",
-                                          "data.num_workers=2"};
-  train(stage_config(3, root + "/full", extra));
+void exact_resume_case(const std::string& tag, const std::vector<std::string>& more) {
+  const auto root = janus::test::temp_dir("stage_resume_" + tag);
+  const std::vector<std::string> extra = {"train.steps=3", "eval.every_steps=0", "checkpoint.every_steps=0",
+                                          "data.num_workers=2", "train.grad_accum=2"};
+  std::vector<std::string> all = extra;
+  all.insert(all.end(), more.begin(), more.end());
+  train(stage_config(3, root + "/full", all));
   {
-    const auto cfg = stage_config(3, root + "/split", extra);
-    StoppingTask task(cfg, 2);
+    const auto cfg = stage_config(3, root + "/split", all);
+    StoppingTask task(cfg, 1);
     jt::Trainer trainer(cfg, task);
     const auto r = trainer.run();
     jt::clear_stop_request();
     ASSERT_TRUE(r.stopped);
-    ASSERT_EQ(r.step, 2);
+    ASSERT_EQ(r.step, 1);
   }
-  const auto r2 = train(stage_config(3, root + "/split", extra), "auto");
+  const auto r2 = train(stage_config(3, root + "/split", all), "auto");
   EXPECT_FALSE(r2.stopped);
-  EXPECT_EQ(r2.step, 4);
+  EXPECT_EQ(r2.step, 3);
   expect_same_weights(root + "/full/final/model.safetensors", root + "/split/final/model.safetensors");
 }
+
+// Resume with GradNorm balancing (its Adam state, L_i(0) and pending gradient are checkpointed).
+TEST(StageTask, Stage3ExactResumeAfterStopGradNorm) { exact_resume_case("gn", {}); }
+// Resume with fixed weights: data cursors of four streams, RNG, optimiser.
+TEST(StageTask, Stage3ExactResumeAfterStopFixedWeights) { exact_resume_case("fixed", {"train.loss_balance=fixed"}); }
 
 TEST(StageTask, ShapesTokenizerIsDeterministicAndCoversTheCorpus) {
   const auto dir = shapes_dir();
@@ -240,8 +249,9 @@ TEST(StageTask, ShapesTokenizerIsDeterministicAndCoversTheCorpus) {
   fs::copy(dir, other + "/shapes", fs::copy_options::recursive);
   fs::remove(other + "/shapes/tokenizer.model");
   jt::build_shapes_tokenizer(other + "/shapes", 128, 0);
-  EXPECT_EQ(janus::test::run("cmp " + janus::test::quote(dir + "/tokenizer.model") + " " +
-                             janus::test::quote(other + "/shapes/tokenizer.model"))
+  // The .model embeds the corpus path, so compare the learned pieces and scores (tokenizer.vocab).
+  EXPECT_EQ(janus::test::run("cmp " + janus::test::quote(dir + "/tokenizer.vocab") + " " +
+                             janus::test::quote(other + "/shapes/tokenizer.vocab"))
                 .exit_code,
             0);
 }
