@@ -28,6 +28,9 @@ bool is_loss_key(const std::string& k) {
   if (std::find(skip.begin(), skip.end(), k) != skip.end()) return false;
   if (k.rfind("val/", 0) == 0 || k.rfind("lr", 0) == 0) return false;
   if (k.find("weight") != std::string::npos || k.find("scale") != std::string::npos) return false;
+  // Accuracies, codebook perplexity and GradNorm task weights (w_<task>) are not losses.
+  if (k.rfind("w_", 0) == 0 || k.find("perplexity") != std::string::npos) return false;
+  if (k.size() > 4 && k.compare(k.size() - 4, 4, "_acc") == 0) return false;
   return true;
 }
 
@@ -77,7 +80,9 @@ int main(int argc, char** argv) {
                           ev["model"].value("flavour", "?"), ev["model"].value("parameters", 0),
                           ev["model"].value("weights", "?"),
                           ev.contains("inputs") ? ev["inputs"].value("data", ev["inputs"].dump()) : "?",
-                          ev.value("split", "?"));
+                          ev.contains("split")    ? ev.value("split", "?")
+                          : ev.contains("inputs") ? ev["inputs"].value("split", "?")
+                                                  : "?");
       }
       std::vector<je::Target> t;
       // Recalls and accuracies are x100 in janus_eval's output; retrieval counts a retrieved caption whose text is
