@@ -41,8 +41,18 @@ std::vector<std::string> texts_of(const Tensor& t) {
   return t.elements;
 }
 
+// Concatenates one member of every request of the batch, in request order (what the batched Pipeline call takes).
+template <class Work, class T>
+std::vector<T> gather(const std::vector<PreparedRequest*>& batch, std::vector<T> Work::*member) {
+  std::vector<T> all;
+  for (auto* p : batch) {
+    const auto& v = static_cast<Work*>(p)->*member;
+    all.insert(all.end(), v.begin(), v.end());
+  }
+  return all;
+}
+
 // Splits the concatenated batch result back into per-request slices.
-template <class Work>
 std::vector<int64_t> offsets(const std::vector<PreparedRequest*>& batch) {
   std::vector<int64_t> off{0};
   for (auto* p : batch) off.push_back(off.back() + p->items);
@@ -77,13 +87,8 @@ class CaptionHandler : public HandlerBase {
     return w;
   }
   std::vector<std::vector<Tensor>> run(const std::vector<PreparedRequest*>& batch) override {
-    std::vector<ImageInput> all;
-    for (auto* p : batch) {
-      const auto& im = static_cast<ImageWork*>(p)->images;
-      all.insert(all.end(), im.begin(), im.end());
-    }
-    const auto caps = pipeline_->caption(all);
-    const auto off = offsets<ImageWork>(batch);
+    const auto caps = pipeline_->caption(gather(batch, &ImageWork::images));
+    const auto off = offsets(batch);
     std::vector<std::vector<Tensor>> out;
     for (size_t i = 0; i < batch.size(); ++i) {
       out.push_back({Tensor::bytes("caption", {batch[i]->items}, {caps.begin() + off[i], caps.begin() + off[i + 1]})});
@@ -107,15 +112,8 @@ class VqaHandler : public HandlerBase {
     return w;
   }
   std::vector<std::vector<Tensor>> run(const std::vector<PreparedRequest*>& batch) override {
-    std::vector<ImageInput> images;
-    std::vector<std::string> questions;
-    for (auto* p : batch) {
-      const auto* w = static_cast<ImageWork*>(p);
-      images.insert(images.end(), w->images.begin(), w->images.end());
-      questions.insert(questions.end(), w->texts.begin(), w->texts.end());
-    }
-    const auto answers = pipeline_->answer(images, questions, 1);
-    const auto off = offsets<ImageWork>(batch);
+    const auto answers = pipeline_->answer(gather(batch, &ImageWork::images), gather(batch, &ImageWork::texts), 1);
+    const auto off = offsets(batch);
     std::vector<std::vector<Tensor>> out;
     for (size_t i = 0; i < batch.size(); ++i) {
       std::vector<std::string> a;
@@ -144,13 +142,8 @@ class EmbedTextHandler : public HandlerBase {
     return w;
   }
   std::vector<std::vector<Tensor>> run(const std::vector<PreparedRequest*>& batch) override {
-    std::vector<std::string> all;
-    for (auto* p : batch) {
-      const auto& t = static_cast<TextWork*>(p)->texts;
-      all.insert(all.end(), t.begin(), t.end());
-    }
-    const auto e = pipeline_->embed_texts(all);
-    const auto off = offsets<TextWork>(batch);
+    const auto e = pipeline_->embed_texts(gather(batch, &TextWork::texts));
+    const auto off = offsets(batch);
     std::vector<std::vector<Tensor>> out;
     for (size_t i = 0; i < batch.size(); ++i) out.push_back({rows_fp32("embedding", e, off[i], off[i + 1])});
     return out;
@@ -170,13 +163,8 @@ class EmbedImageHandler : public HandlerBase {
     return w;
   }
   std::vector<std::vector<Tensor>> run(const std::vector<PreparedRequest*>& batch) override {
-    std::vector<ImageInput> all;
-    for (auto* p : batch) {
-      const auto& im = static_cast<ImageWork*>(p)->images;
-      all.insert(all.end(), im.begin(), im.end());
-    }
-    const auto e = pipeline_->embed_images(all);
-    const auto off = offsets<ImageWork>(batch);
+    const auto e = pipeline_->embed_images(gather(batch, &ImageWork::images));
+    const auto off = offsets(batch);
     std::vector<std::vector<Tensor>> out;
     for (size_t i = 0; i < batch.size(); ++i) out.push_back({rows_fp32("embedding", e, off[i], off[i + 1])});
     return out;
