@@ -33,6 +33,8 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--trials N] [--only a,b] [--seed S] [--build-dir DIR] [--work DIR]" >&2; exit 2 ;;
   esac
 done
+# The trials cd into their own directories: make the paths absolute first.
+build="$(cd "$build" 2>/dev/null && pwd)" || { echo "reliability: build directory not found" >&2; exit 2; }
 train="$build/bin/janus_train"
 worker="$build/tests/janus_tests_reliability"
 [ -x "$train" ] || { echo "reliability: $train not built (cmake --build build --target janus_train)" >&2; exit 2; }

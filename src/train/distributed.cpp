@@ -314,8 +314,24 @@ std::string ProcessGroup::diagnose_lost_ranks() {
         lost.push_back(r);
         continue;
       }
-      if (a->second == "failed" || a->second == "done") continue;
+      if (a->second == "failed" || a->second == "diagnosed" || a->second == "done") continue;
       if (b != before.end() && b->second == a->second) lost.push_back(r);
+    }
+    // Say we are done diagnosing. Rank 0 hosts the TCPStore when no torchrun agent does: it keeps the store up
+    // (capped) until every rank it did not find lost has finished its own diagnosis, so a slower rank does not
+    // find the store gone and blame rank 0 instead of the rank that really stopped.
+    heartbeat_store_->set(heartbeat_key(env_.rank), std::string("diagnosed"));
+    if (env_.rank == 0 && !env_.agent_store) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(4000);
+      for (int r = 1; r < env_.world_size; ++r) {
+        if (std::find(lost.begin(), lost.end(), r) != lost.end()) continue;
+        while (std::chrono::steady_clock::now() < deadline) {
+          auto v = heartbeat_store_->get(heartbeat_key(r));
+          const std::string s(v.begin(), v.end());
+          if (s == "diagnosed" || s == "done") break;
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
     }
     if (lost.empty()) return "no rank stopped its heartbeat (a timeout or a mismatched collective?)";
     std::ostringstream os;
