@@ -25,6 +25,12 @@ void DualStreamFusionImpl::reset() {
   norm1 = ln("norm1");
   sparse_qkv = lin("sparse_qkv", D, 3 * D);
   sparse_proj = lin("sparse_proj", D, D);
+  if (options.dense()) {
+    norm2 = ln("norm2");
+    mlp = register_module(
+        "mlp", Mlp(MlpOptions(D, static_cast<int64_t>(std::llround(D * options.mlp_ratio()))).act(options.act())));
+    return;
+  }
   lsh_qkv = lin("lsh_qkv", D, 2 * D);
   lsh_proj = lin("lsh_proj", D, D);
   gate = lin("gate", 2 * D, D);
@@ -54,6 +60,10 @@ at::Tensor DualStreamFusionImpl::merge(const at::Tensor& t) const {
 }
 
 at::Tensor DualStreamFusionImpl::mix_and_mlp(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b) {
+  if (options.dense()) {
+    auto y = x + a;
+    return y + mlp->forward(norm2->forward(y));
+  }
   auto g = at::sigmoid(gate->forward(at::cat({a, b}, -1)));
   last_gate_ = g.detach();
   auto y = x + g * a + (1 - g) * b;
@@ -73,6 +83,12 @@ at::Tensor DualStreamFusionImpl::forward(const at::Tensor& x, const std::optiona
   auto h = norm1->forward(x);
 
   auto qkv = sparse_qkv->forward(h).chunk(3, -1);
+  if (options.dense()) {
+    const double scale = 1.0 / std::sqrt(static_cast<double>(options.dim() / options.num_heads()));
+    auto a = chunked_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), km, options.causal(), scale,
+                               options.chunk(), options.chunk());
+    return mix_and_mlp(x, sparse_proj->forward(merge(a)), at::Tensor());
+  }
   auto a = sparse_proj->forward(merge(sparse_attn->forward(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), km)));
 
   auto qv = lsh_qkv->forward(h).chunk(2, -1);
@@ -113,6 +129,14 @@ at::Tensor DualStreamFusionImpl::forward_step(const at::Tensor& x_new, LayerKVCa
   auto qkv = sparse_qkv->forward(h).chunk(3, -1);
   append(cache.sparse_k, heads(qkv[1]));
   append(cache.sparse_v, heads(qkv[2]));
+  if (options.dense()) {
+    const auto dev = x_new.device();
+    auto lopt = at::TensorOptions().dtype(at::kLong).device(dev);
+    auto causal = at::arange(0, total, lopt).unsqueeze(0) <= at::arange(start, total, lopt).unsqueeze(1);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(options.dim() / options.num_heads()));
+    auto a = dense_attention(heads(qkv[0]), cache.sparse_k, cache.sparse_v, causal.view({1, 1, T, total}), scale);
+    return mix_and_mlp(x_new, sparse_proj->forward(merge(a)), at::Tensor());
+  }
   auto qv = lsh_qkv->forward(h).chunk(2, -1);
   auto qk = heads(qv[0]);
   append(cache.lsh_k, qk / qk.norm(2, -1, true).clamp_min(1e-12));
@@ -159,7 +183,7 @@ at::Tensor FusionTransformerImpl::forward(const at::Tensor& x, const std::option
     if (ckpt) {
       // The LSH stream draws fresh rotations each forward: its generator is replayed too.
       std::vector<at::Generator> gens;
-      if (!block->options.causal()) gens.push_back(block->lsh_attn->generator());
+      if (!block->options.causal() && !block->options.dense()) gens.push_back(block->lsh_attn->generator());
       y = checkpoint([block, key_mask](const at::Tensor& t) { return block->forward(t, key_mask); }, y,
                      trainable_parameters(*block), gens);
     } else {

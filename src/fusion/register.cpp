@@ -28,7 +28,8 @@ DualStreamFusionOptions block_options(const nlohmann::json& o) {
       .seed(o["seed"].get<int64_t>())
       .bucket_size(o["bucket_size"].get<int64_t>())
       .n_hashes(o["n_hashes"].get<int64_t>())
-      .chunk(o["chunk"].get<int64_t>());
+      .chunk(o["chunk"].get<int64_t>())
+      .dense(o["dense"].get<bool>());
 }
 
 std::vector<OptionSpec> block_option_specs(bool with_depth) {
@@ -44,7 +45,8 @@ std::vector<OptionSpec> block_option_specs(bool with_depth) {
                             {"seed", "int", 0, "random blocks / LSH rotations seed (block i: seed + i)"},
                             {"bucket_size", "int", 64, "LSH bucket size"},
                             {"n_hashes", "int", 4, "LSH hash rounds"},
-                            {"chunk", "int", 1024, "chunk of the exact causal attention"}};
+                            {"chunk", "int", 1024, "chunk of the exact causal attention"},
+                            {"dense", "bool", false, "plain transformer block (one exact attention, no gate)"}};
   if (with_depth) s.push_back({"depth", "int", 2, "number of blocks"});
   return s;
 }

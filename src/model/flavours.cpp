@@ -29,6 +29,7 @@ void JanusModelOptions::validate() const {
   if (vision.image_size() % f != 0) {
     bad(fmt::format("image_size {} is not a multiple of the VQ-VAE downsampling {}", vision.image_size(), f));
   }
+  if (embed_pool != "token" && embed_pool != "mean") bad(fmt::format("embed_pool '{}' is not token or mean", embed_pool));
   if (dim % fusion_heads != 0) bad(fmt::format("dim {} is not divisible by fusion_heads {}", dim, fusion_heads));
   if (image_tokens() + text.max_positions() > max_positions) {
     bad(fmt::format("max_positions {} < image tokens {} + text positions {}", max_positions, image_tokens(),

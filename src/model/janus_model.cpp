@@ -30,7 +30,8 @@ DualStreamFusionOptions block_options(const JanusModelOptions& o, bool causal) {
       .block_size(o.block_size)
       .bucket_size(o.block_size)
       .density(o.density)
-      .n_hashes(o.n_hashes);
+      .n_hashes(o.n_hashes)
+      .dense(o.fusion_dense);
 }
 
 at::Tensor masked_mean_ce(const at::Tensor& logits, const at::Tensor& targets, const at::Tensor& keep) {
@@ -72,7 +73,7 @@ void JanusModelImpl::reset() {
   const int64_t D = o.dim, Dv = o.vision.dim(), V = o.text.vocab_size();
   vision = register_module("vision", VisionEncoder(o.vision));
   text = register_module("text", TextEncoder(o.text));
-  router = register_module("router", DynamicRouter(DynamicRouterOptions(Dv, D)));
+  router = register_module("router", DynamicRouter(DynamicRouterOptions(Dv, D).shared(o.router_shared)));
   if (o.adapter_bottleneck > 0) adapter = register_module("adapter", Adapter(AdapterOptions(D, o.adapter_bottleneck)));
   FusionTransformerOptions fo(D, o.fusion_heads, o.fusion_depth);
   fo.block(block_options(o, /*causal=*/false));
@@ -135,11 +136,21 @@ at::Tensor l2_normalize(const at::Tensor& x) { return x / x.norm(2, {-1}, /*keep
 }  // namespace
 
 at::Tensor JanusModelImpl::embed_images(const at::Tensor& images) {
-  return l2_normalize(vision_proj->forward(vision->forward(images).pooled));
+  auto out = vision->forward(images);
+  if (options.embed_pool == "mean") {
+    const int64_t prefix = options.vision.class_token() ? 1 : 0;
+    return l2_normalize(vision_proj->forward(out.tokens.slice(1, prefix).mean(1)));
+  }
+  return l2_normalize(vision_proj->forward(out.pooled));
 }
 
 at::Tensor JanusModelImpl::embed_texts(const TextInput& t) {
-  return l2_normalize(text_proj->forward(text->forward(t.ids, t.mask).pooled));
+  auto out = text->forward(t.ids, t.mask);
+  if (options.embed_pool == "mean") {
+    const auto m = t.mask.to(out.tokens.scalar_type()).unsqueeze(-1);
+    return l2_normalize(text_proj->forward((out.tokens * m).sum(1) / m.sum(1).clamp_min(1.0)));
+  }
+  return l2_normalize(text_proj->forward(out.pooled));
 }
 
 ContrastiveOutput JanusModelImpl::contrastive(const at::Tensor& images, const TextInput& t) {

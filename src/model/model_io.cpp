@@ -8,6 +8,51 @@
 
 namespace janus {
 
+namespace {
+// The architecture overrides on top of a flavour; shared by the config path and model.json.
+struct Overrides {
+  bool router_shared = false;
+  bool fusion_dense = false;
+  std::string embed_pool = "token";
+  int64_t vq_downsample = 0;         // 0: the flavour's
+  std::string vq_codebook = "flavour";  // flavour | gradient | ema
+  double vq_dead_code_threshold = 0.0;
+};
+
+void apply(JanusModelOptions& o, const Overrides& v, const std::string& where) {
+  o.router_shared = v.router_shared;
+  o.fusion_dense = v.fusion_dense;
+  o.embed_pool = v.embed_pool;
+  if (v.vq_downsample != 0) {
+    const int64_t f = v.vq_downsample;
+    int64_t levels = 0;
+    while ((int64_t{1} << levels) < f) ++levels;
+    if ((int64_t{1} << levels) != f || f < 2) {
+      throw InputError(fmt::format("{}vq_downsample must be a power of two >= 2 (or 0), got {}", where, f));
+    }
+    // Keep the flavour's channel multipliers for the first `levels` resolutions and its widest for the last.
+    auto cm = o.vq.ch_mult();
+    std::vector<int64_t> out(cm.begin(), cm.begin() + std::min<int64_t>(levels, static_cast<int64_t>(cm.size()) - 1));
+    while (static_cast<int64_t>(out.size()) < levels) out.push_back(cm[cm.size() - 2]);
+    out.push_back(cm.back());
+    o.vq.ch_mult(out);
+  }
+  if (v.vq_codebook == "ema")
+    o.vq.ema(true);
+  else if (v.vq_codebook == "gradient")
+    o.vq.ema(false);
+  else if (v.vq_codebook != "flavour")
+    throw InputError(fmt::format("{}vq_codebook must be flavour, gradient or ema, got '{}'", where, v.vq_codebook));
+  if (v.vq_dead_code_threshold > 0.0) {
+    if (!o.vq.ema()) {
+      throw InputError(fmt::format("{}vq_dead_code_threshold {} needs the EMA codebook (vq_codebook: ema)", where,
+                                   v.vq_dead_code_threshold));
+    }
+    o.vq.dead_code_threshold(v.vq_dead_code_threshold);
+  }
+}
+}  // namespace
+
 JanusModelOptions model_options(const ModelConfig& cfg, int64_t tokenizer_vocab) {
   const int64_t vocab = cfg.vocab_size > 0 ? cfg.vocab_size : tokenizer_vocab;
   if (vocab <= 0)
@@ -15,13 +60,28 @@ JanusModelOptions model_options(const ModelConfig& cfg, int64_t tokenizer_vocab)
   auto o = model_flavour(cfg.flavour, vocab, cfg.image_size);
   o.num_answers = cfg.num_answers;
   o.num_classes = cfg.num_classes;
+  apply(o,
+        Overrides{cfg.router == "shared", cfg.fusion == "dense", cfg.embed_pool, cfg.vq_downsample, cfg.vq_codebook,
+                  cfg.vq_dead_code_threshold},
+        "model.");
   o.validate();
   return o;
 }
 
 nlohmann::json model_spec(const JanusModelOptions& o) {
-  return {{"format", "janus-model-1"},    {"flavour", o.flavour},         {"vocab_size", o.text.vocab_size()},
-          {"image_size", o.image_size()}, {"num_answers", o.num_answers}, {"num_classes", o.num_classes}};
+  const int64_t f = int64_t{1} << (o.vq.ch_mult().size() - 1);
+  return {{"format", "janus-model-1"},
+          {"flavour", o.flavour},
+          {"vocab_size", o.text.vocab_size()},
+          {"image_size", o.image_size()},
+          {"num_answers", o.num_answers},
+          {"num_classes", o.num_classes},
+          {"router", o.router_shared ? "shared" : "dynamic"},
+          {"fusion", o.fusion_dense ? "dense" : "dual_stream"},
+          {"embed_pool", o.embed_pool},
+          {"vq_downsample", f},
+          {"vq_codebook", o.vq.ema() ? "ema" : "gradient"},
+          {"vq_dead_code_threshold", o.vq.dead_code_threshold()}};
 }
 
 JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
@@ -40,6 +100,35 @@ JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
   o.num_answers = get("num_answers").get<int64_t>();
   o.num_classes = get("num_classes").get<int64_t>();
   if (o.num_answers < 0 || o.num_classes < 0) throw InputError("model.json: num_answers/num_classes must be >= 0");
+  // Architecture overrides (absent in model.json files written before they existed: the flavour's).
+  Overrides v;
+  auto opt_string = [&](const char* key, std::initializer_list<const char*> allowed) -> std::string {
+    if (!spec.contains(key)) return "";
+    const auto& j = spec.at(key);
+    if (j.is_string()) {
+      for (const char* a : allowed)
+        if (j.get<std::string>() == a) return a;
+    }
+    std::string list;
+    for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+    throw InputError(fmt::format("model.json: '{}' is {}, expected one of {}", key, j.dump(), list));
+  };
+  v.router_shared = opt_string("router", {"dynamic", "shared"}) == "shared";
+  v.fusion_dense = opt_string("fusion", {"dual_stream", "dense"}) == "dense";
+  const auto pool = opt_string("embed_pool", {"token", "mean"});
+  v.embed_pool = pool.empty() ? "token" : pool;
+  const auto cb = opt_string("vq_codebook", {"gradient", "ema"});
+  v.vq_codebook = cb.empty() ? "flavour" : cb;
+  if (spec.contains("vq_downsample")) {
+    if (!spec.at("vq_downsample").is_number_integer()) throw InputError("model.json: 'vq_downsample' must be an integer");
+    v.vq_downsample = spec.at("vq_downsample").get<int64_t>();
+  }
+  if (spec.contains("vq_dead_code_threshold")) {
+    if (!spec.at("vq_dead_code_threshold").is_number() || spec.at("vq_dead_code_threshold").get<double>() < 0)
+      throw InputError("model.json: 'vq_dead_code_threshold' must be a number >= 0");
+    v.vq_dead_code_threshold = spec.at("vq_dead_code_threshold").get<double>();
+  }
+  apply(o, v, "model.json: ");
   o.validate();
   return o;
 }

@@ -34,8 +34,13 @@ void DynamicRouterImpl::reset() {
     throw InputError(fmt::format("dynamic_router: in_dim {}, out_dim {}, num_modalities {} must be positive",
                                  options.in_dim(), options.out_dim(), options.num_modalities()));
   }
-  gate = register_module("gate", torch::nn::Linear(options.in_dim(), options.out_dim()));
   proj = register_module("proj", torch::nn::ModuleList());
+  if (options.shared()) {
+    gate = nullptr;
+    proj->push_back(torch::nn::Linear(options.in_dim(), options.out_dim()));
+    return;
+  }
+  gate = register_module("gate", torch::nn::Linear(options.in_dim(), options.out_dim()));
   for (int64_t m = 0; m < options.num_modalities(); ++m)
     proj->push_back(torch::nn::Linear(options.in_dim(), options.out_dim()));
 }
@@ -53,6 +58,7 @@ at::Tensor DynamicRouterImpl::forward(const at::Tensor& x, const at::Tensor& mod
     TORCH_CHECK(lo >= 0 && hi < options.num_modalities(), "dynamic_router: modality ids span [", lo, ", ", hi,
                 "], expected [0, ", options.num_modalities(), ")");
   }
+  if (options.shared()) return proj->ptr<torch::nn::LinearImpl>(0)->forward(x);
   const auto g = at::sigmoid(gate->forward(x));
   // One projection per modality present: gather its samples, project, then undo the grouping.
   std::vector<at::Tensor> parts, order;

@@ -13,12 +13,14 @@ JANUS_REGISTER_MODULE(ModuleEntry{
     "out = sigmoid(gate(x)) * proj[modality_id](x); modalities 0 image, 1 video, 2 point_cloud, 3 text",
     {{"in_dim", "int", nullptr, "input width", true},
      {"out_dim", "int", nullptr, "output width", true},
-     {"num_modalities", "int", kNumModalities, "one projection per modality"}},
+     {"num_modalities", "int", kNumModalities, "one projection per modality"},
+     {"shared", "bool", false, "ablation: one plain Linear for every modality, no gate"}},
     {{"x", "[B, (L,) in_dim] float"}, {"modality_id", "[B] int64"}},
     {{"y", "[B, (L,) out_dim] float"}},
     [](const nlohmann::json& o) {
       auto m = DynamicRouter(DynamicRouterOptions(o["in_dim"].get<int64_t>(), o["out_dim"].get<int64_t>())
-                                 .num_modalities(o["num_modalities"].get<int64_t>()));
+                                 .num_modalities(o["num_modalities"].get<int64_t>())
+                                 .shared(o["shared"].get<bool>()));
       return RunnableModule{m.ptr(), [m](const TensorMap& in) mutable {
                               return TensorMap{{"y", m->forward(in.at("x"), in.at("modality_id"))}};
                             }};

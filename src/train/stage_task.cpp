@@ -180,6 +180,13 @@ StageTask::StageTask(const Config& config, StageTaskOptions options)
   // Model.
   auto mo = model_options(cfg_.model, vocab);
   mo.num_answers = static_cast<int64_t>(answer_list_.size());
+  if (mo.vq.ema() && has("vq") && opt_.world_size > 1) {
+    // The EMA statistics and dead-code resets are computed from each rank's own batch and are not all-reduced
+    // yet, so the ranks' codebooks would drift apart.
+    throw_input_error("model.vq_codebook ema is not supported with {} ranks yet (the EMA codebook statistics are "
+                      "per rank); use vq_codebook: gradient for distributed stage-1 runs",
+                      opt_.world_size);
+  }
   torch::manual_seed(static_cast<uint64_t>(cfg_.train.seed));
   model_ = JanusModel(mo);
   if (!cfg_.model.weights.empty()) load_module(*model_, cfg_.model.weights, LoadOptions{false, {}, {}});

@@ -146,3 +146,16 @@ TEST(Freeze, GlobReportAndAdapterOnlyTrainingLeavesFrozenBitIdentical) {
   }
   EXPECT_EQ(changed, rep.trainable_tensors);  // every adapter tensor trained
 }
+
+// shared = true (ablation): one plain Linear for every modality, no gate.
+TEST(DynamicRouter, SharedProjectionHasNoGate) {
+  torch::manual_seed(1);
+  janus::DynamicRouter r(janus::DynamicRouterOptions(12, 7).shared(true));
+  EXPECT_FALSE(r->gate);
+  ASSERT_EQ(r->proj->size(), 1u);
+  const auto x = torch::randn({3, 5, 12});
+  auto* p = r->proj->ptr<torch::nn::LinearImpl>(0).get();
+  const auto ref = torch::matmul(x, p->weight.t()) + p->bias;
+  EXPECT_TRUE(jt::all_close(r->forward(x, torch::tensor({0, 3, 1}, torch::kLong)), ref, 1e-6));
+  EXPECT_THROW(r->forward(x, torch::tensor({0, 9, 1}, torch::kLong)), c10::Error);
+}

@@ -151,3 +151,40 @@ TEST(FusionRegistry, EveryModuleBuildsAndRuns) {
   auto lsh = reg.build("lsh_attention", {{"bucket_size", 8}});
   EXPECT_EQ(reg.run("lsh_attention", lsh, {{"qk", q}, {"v", q}}).at("y").sizes(), q.sizes());
 }
+
+// dense = true (ablation): a plain pre-LN transformer block, checked against the formula written out with
+// dense_attention; masked keys are ignored; the causal variant's KV cache equals its uncached forward.
+TEST(DualStreamFusion, DenseBlockIsAPlainTransformerBlock) {
+  torch::manual_seed(4);
+  auto o = small(false).block();
+  o.dense(true);
+  janus::DualStreamFusion blk(o);
+  blk->eval();
+  EXPECT_FALSE(blk->lsh_qkv) << "dense blocks have no generation stream";
+  EXPECT_FALSE(blk->gate);
+  auto x = torch::randn({2, 11, 32});
+  auto mask = torch::ones({2, 11}, torch::kBool);
+  mask[1].slice(0, 8).fill_(false);
+  torch::NoGradGuard ng;
+  auto y = blk->forward(x, mask);
+  auto h = blk->norm1->forward(x);
+  auto qkv = blk->sparse_qkv->forward(h).chunk(3, -1);
+  auto heads = [](const at::Tensor& t) { return t.reshape({2, 11, 4, 8}).transpose(1, 2); };
+  auto a = janus::dense_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), mask.view({2, 1, 1, 11}),
+                                  1.0 / std::sqrt(8.0));
+  auto r = x + blk->sparse_proj->forward(a.transpose(1, 2).reshape({2, 11, 32}));
+  r = r + blk->mlp->forward(blk->norm2->forward(r));
+  EXPECT_TRUE(all_close(y, r, 1e-5));
+
+  auto oc = small(true);
+  oc.block().dense(true);
+  janus::FusionTransformer net(oc);
+  net->eval();
+  auto xs = torch::randn({2, 13, 32});
+  auto full = net->forward(xs);
+  auto cache = net->new_cache();
+  auto first = net->forward_step(xs.narrow(1, 0, 4), cache);
+  std::vector<at::Tensor> outs{first};
+  for (int64_t t = 4; t < 13; ++t) outs.push_back(net->forward_step(xs.narrow(1, t, 1), cache));
+  EXPECT_TRUE(all_close(torch::cat(outs, 1), full, 1e-5));
+}

@@ -165,3 +165,80 @@ TEST(JanusModel, BadOptionsAndSpecsAreInputErrors) {
   janus::write_file_atomic(dir + "/model.json", std::string("{not json"));
   EXPECT_THROW(janus::load_model(dir), janus::InputError);
 }
+
+// The ablation switches and architecture overrides: every task still trains, the variant's parameter set is what
+// it claims (no gate / no LSH stream), model.json round-trips them, and a cached greedy caption of the dense
+// variant equals its teacher-forced argmax (the dense KV-cache path matches the uncached forward).
+TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
+  auto o = tiny_options();
+  o.router_shared = true;
+  o.fusion_dense = true;
+  o.embed_pool = "mean";
+  janus::ModelConfig mc;
+  mc.flavour = "tiny";
+  mc.image_size = 32;
+  mc.router = "shared";
+  mc.fusion = "dense";
+  mc.embed_pool = "mean";
+  mc.vq_downsample = 4;
+  mc.vq_codebook = "ema";
+  mc.vq_dead_code_threshold = 0.5;
+  mc.num_answers = 7;
+  mc.num_classes = 5;
+  auto from_cfg = janus::model_options(mc, 50);
+  EXPECT_EQ(from_cfg.code_tokens(), 64);  // 32 px / 4
+  EXPECT_TRUE(from_cfg.vq.ema());
+  EXPECT_DOUBLE_EQ(from_cfg.vq.dead_code_threshold(), 0.5);
+  EXPECT_TRUE(from_cfg.router_shared && from_cfg.fusion_dense);
+  // model.json keeps every override.
+  const auto back = janus::model_options_from_spec(janus::model_spec(from_cfg));
+  EXPECT_EQ(back.vq.ch_mult(), from_cfg.vq.ch_mult());
+  EXPECT_EQ(back.router_shared, true);
+  EXPECT_EQ(back.fusion_dense, true);
+  EXPECT_EQ(back.embed_pool, "mean");
+  EXPECT_TRUE(back.vq.ema());
+  EXPECT_DOUBLE_EQ(back.vq.dead_code_threshold(), 0.5);
+  // A spec without the keys (written before they existed) gives the flavour's defaults.
+  auto old_spec = janus::model_spec(tiny_options());
+  for (const char* k : {"router", "fusion", "embed_pool", "vq_downsample", "vq_codebook", "vq_dead_code_threshold"})
+    old_spec.erase(k);
+  const auto old = janus::model_options_from_spec(old_spec);
+  EXPECT_FALSE(old.router_shared || old.fusion_dense || old.vq.ema());
+  EXPECT_EQ(old.vq.ch_mult(), tiny_options().vq.ch_mult());
+  // Bad overrides name the key.
+  mc.vq_codebook = "gradient";
+  try {
+    janus::model_options(mc, 50);
+    ADD_FAILURE() << "dead-code threshold without EMA accepted";
+  } catch (const janus::InputError& e) {
+    EXPECT_THAT(e.what(), testing::HasSubstr("vq_dead_code_threshold"));
+  }
+  mc.vq_dead_code_threshold = 0;
+  mc.vq_downsample = 6;
+  EXPECT_THROW(janus::model_options(mc, 50), janus::InputError);
+  auto bad_spec = janus::model_spec(from_cfg);
+  bad_spec["fusion"] = "sparse";
+  EXPECT_THROW(janus::model_options_from_spec(bad_spec), janus::InputError);
+
+  torch::manual_seed(0);
+  janus::JanusModel m(o);
+  int64_t gates = 0, lsh = 0;
+  for (const auto& p : m->named_parameters()) {
+    if (p.key().find("router.gate") != std::string::npos) ++gates;
+    if (p.key().find("lsh_") != std::string::npos || p.key().find(".gate.") != std::string::npos) ++lsh;
+  }
+  EXPECT_EQ(gates, 0);
+  EXPECT_EQ(lsh, 0);
+  auto b = make_batch();
+  expect_trainable(m->contrastive(b.images, b.text).loss, *m, "contrastive (mean pool)");
+  expect_trainable(m->itm(b.images, b.text, torch::tensor({1, 0})).loss, *m, "itm (dense, shared router)");
+  expect_trainable(m->caption(b.images, b.text).loss, *m, "caption (dense causal)");
+  m->eval();
+  auto ids = m->generate_caption(b.images, /*bos=*/1, /*eos=*/2, /*max_len=*/8);
+  janus::TextInput t{ids, torch::ones_like(ids, torch::kBool)};
+  if (ids.size(1) >= 2) {
+    torch::NoGradGuard ng;
+    auto logits = m->caption(b.images, t).logits.argmax(-1);
+    EXPECT_TRUE(torch::equal(logits.slice(1, 0, ids.size(1) - 1), ids.slice(1, 1))) << logits << ids;
+  }
+}

@@ -59,6 +59,12 @@ struct ModelConfig {
   std::string weights;     // optional safetensors to load after construction
   int64_t num_answers = 0;
   int64_t num_classes = 0;
+  std::string router = "dynamic";
+  std::string fusion = "dual_stream";
+  std::string embed_pool = "token";
+  int64_t vq_downsample = 0;
+  std::string vq_codebook = "flavour";
+  double vq_dead_code_threshold = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -71,6 +77,25 @@ struct ModelConfig {
     v("num_answers", num_answers, "VQA answer-vocabulary size of the classification head; 0 = no head",
       Check::range(0, 10000000));
     v("num_classes", num_classes, "image classes of the classification head; 0 = no head", Check::range(0, 10000000));
+    v("router", router, "dynamic = gated per-modality projections (the design); shared = one plain Linear (ablation)",
+      Check::one_of({"dynamic", "shared"}));
+    v("fusion", fusion,
+      "dual_stream = block-sparse + LSH streams mixed by a gate (the design); dense = plain transformer blocks "
+      "(ablation)",
+      Check::one_of({"dual_stream", "dense"}));
+    v("embed_pool", embed_pool,
+      "contrastive embeddings from the encoders' class/first token (token) or the mean of the unpadded tokens (mean)",
+      Check::one_of({"token", "mean"}));
+    v("vq_downsample", vq_downsample, "VQ-VAE downsampling factor (4, 8, 16, 32); 0 = the flavour's",
+      Check::range(0, 64));
+    v("vq_codebook", vq_codebook,
+      "VQ codebook updates: gradient (codebook loss), ema (moving averages, no codebook loss), flavour = the "
+      "flavour's",
+      Check::one_of({"flavour", "gradient", "ema"}));
+    v("vq_dead_code_threshold", vq_dead_code_threshold,
+      "EMA count below which a code is replaced by a random encoder output of the batch; 0 = never (needs "
+      "vq_codebook ema)",
+      Check::range(0.0, 1e9));
   }
 };
 

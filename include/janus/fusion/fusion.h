@@ -1,5 +1,6 @@
 #pragma once
-// Dual-stream fusion blocks (docs/fusion.md). Each block, pre-LN:
+// Dual-stream fusion blocks (docs/fusion.md); `dense` turns a block into a plain transformer block (ablation).
+// Each dual-stream block, pre-LN:
 //   h = norm1(x)
 //   a = sparse_proj(BlockSparseAttention(sparse_qkv(h)))      understanding stream
 //   b = lsh_proj(LSHAttention(lsh_qkv(h)))                     generation stream (shared-QK: lsh_qkv gives qk, v)
@@ -57,6 +58,10 @@ struct DualStreamFusionOptions {
   TORCH_ARG(int64_t, bucket_size) = 64;
   TORCH_ARG(int64_t, n_hashes) = 4;
   TORCH_ARG(int64_t, chunk) = 1024;  // query/key chunk of the exact causal attention
+  // Ablation baseline: a plain pre-LN transformer block. One exact (chunked) attention over all tokens, no
+  // generation stream, no gate: x = x + proj(attn(norm1(x))); x = x + mlp(norm2(x)). Only norm1, sparse_qkv,
+  // sparse_proj, norm2 and mlp exist.
+  TORCH_ARG(bool, dense) = false;
 };
 
 // Keys/values of one block for incremental decoding, [B, H, T, head_dim] each (undefined until the first step).

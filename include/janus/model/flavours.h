@@ -22,6 +22,13 @@ struct JanusModelOptions {
   double density = 0.5;
   int64_t n_hashes = 2;
   int64_t embed_dim = 128;  // contrastive embedding width
+  // Ablation switches (issue 12): "shared" routes every modality through one plain Linear (no gate); "dense" makes
+  // every fusion block a plain transformer block (one exact attention, no LSH stream, no gate).
+  bool router_shared = false;
+  // Contrastive embeddings from the encoders' pooled output ("token": class/first token) or the mean of the
+  // (unpadded) tokens ("mean"), before the projection.
+  std::string embed_pool = "token";
+  bool fusion_dense = false;
   // generation path
   VQVAEOptions vq;
   int64_t causal_depth = 2;     // causal fusion stack shared by text generation and image-token generation

@@ -26,6 +26,8 @@ struct DynamicRouterOptions {
   TORCH_ARG(int64_t, in_dim);
   TORCH_ARG(int64_t, out_dim);
   TORCH_ARG(int64_t, num_modalities) = kNumModalities;
+  // Ablation baseline: one plain Linear shared by every modality, no gate (out = proj.0(x)). Only proj.0 exists.
+  TORCH_ARG(bool, shared) = false;
 };
 
 class DynamicRouterImpl : public torch::nn::Cloneable<DynamicRouterImpl> {
