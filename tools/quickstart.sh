@@ -11,10 +11,26 @@
 # to skip tools/setup.sh (e.g. when the dependencies are known to be installed), QUICKSTART_STEPS=N to cap every
 # stage at N steps and QUICKSTART_TRAIN=N / QUICKSTART_VAL=M for the Shapes split sizes (a smoke run of the whole
 # chain; the report then says so in its title).
+#
+# Ablations (issue 12, docs/claims.md): QUICKSTART_ABLATION=router_shared | fusion_dense | stage3_only runs the same
+# chain with one piece of the design taken out, into runs/quickstart-<ablation> unless QUICKSTART_OUT is set:
+#   router_shared  model.router=shared: one plain Linear for both modalities instead of the gated router
+#   fusion_dense   model.fusion=dense: plain transformer blocks instead of dual-stream (block-sparse + LSH) fusion
+#   stage3_only    no stages 1-2: stage 3 from scratch with the three stages' steps added up
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-out="${QUICKSTART_OUT:-$root/runs/quickstart}"
+ablation="${QUICKSTART_ABLATION:-}"
+model_set=()
+case "$ablation" in
+  "") ;;
+  router_shared) model_set=(--set model.router=shared) ;;
+  fusion_dense) model_set=(--set model.fusion=dense) ;;
+  stage3_only) ;;
+  *) echo "[quickstart] QUICKSTART_ABLATION must be router_shared, fusion_dense or stage3_only, got '$ablation'" >&2
+     exit 2 ;;
+esac
+out="${QUICKSTART_OUT:-$root/runs/quickstart${ablation:+-$ablation}}"
 if [ "${1:-}" = "--fresh" ]; then
   echo "[quickstart] --fresh: removing $out"
   rm -rf "$out"
@@ -42,7 +58,9 @@ else
   echo "[quickstart] Shapes data present: $shapes"
 fi
 
-for s in 1 2 3; do
+stages=(1 2 3)
+[ "$ablation" = "stage3_only" ] && stages=(3)
+for s in "${stages[@]}"; do
   run="$out/stage$s"
   if [ -f "$run/final/model.safetensors" ]; then
     echo "[quickstart] stage $s already trained: $run/final/model.safetensors"
@@ -54,11 +72,22 @@ for s in 1 2 3; do
   [ -n "${QUICKSTART_STEPS:-}" ] && steps=(--set "train.steps=$QUICKSTART_STEPS" --set "checkpoint.every_steps=0" \
     --set "eval.every_steps=0")
   init=()
-  [ "$s" -gt 1 ] && init=(--set "train.init_from=$out/stage$((s - 1))")
+  [ "$s" -gt 1 ] && [ "$ablation" != "stage3_only" ] && init=(--set "train.init_from=$out/stage$((s - 1))")
+  if [ "$ablation" = "stage3_only" ] && [ -z "${QUICKSTART_STEPS:-}" ]; then
+    # The same total number of steps as the three stages together, none of them spent on stages 1-2.
+    total=0
+    for c in 1 2 3; do
+      n=$(sed -n 's/^  steps: *\([0-9]*\).*/\1/p' "configs/quickstart/stage$c.yaml")
+      total=$((total + n))
+    done
+    steps=(--set "train.steps=$total")
+  elif [ "$ablation" = "stage3_only" ]; then
+    steps=(--set "train.steps=$((3 * QUICKSTART_STEPS))" --set "checkpoint.every_steps=0" --set "eval.every_steps=0")
+  fi
   echo "[quickstart] stage $s/3: janus_train --config configs/quickstart/stage$s.yaml ${resume[*]}"
   t=$(stamp)
   "$bin/janus_train" --config "configs/quickstart/stage$s.yaml" --set "train.run_dir=$run" \
-    --set "data.train=$shapes" "${init[@]}" "${steps[@]}" "${resume[@]}"
+    --set "data.train=$shapes" "${init[@]}" "${steps[@]}" "${model_set[@]}" "${resume[@]}"
   took[stage$s]=$(($(stamp) - t))
 done
 
@@ -82,8 +111,11 @@ took[eval]=$(($(stamp) - t))
 } > "$timings"
 
 title="libjanus quickstart: three stages on Shapes (tiny flavour)"
+[ -n "$ablation" ] && title="$title -- ABLATION $ablation"
 [ -n "${QUICKSTART_STEPS:-}" ] && title="$title -- SMOKE RUN capped at $QUICKSTART_STEPS steps per stage"
-"$bin/janus_report" --out "$out/report.md" --title "$title" \
-  --stage "stage 1 (intra-modal)=$out/stage1" --stage "stage 2 (cross-modal)=$out/stage2" \
-  --stage "stage 3 (generation)=$out/stage3" --eval "$out/eval.json" --sheets "$out/eval" --timings "$timings"
+stage_args=()
+[ -d "$out/stage1" ] && stage_args+=(--stage "stage 1 (intra-modal)=$out/stage1")
+[ -d "$out/stage2" ] && stage_args+=(--stage "stage 2 (cross-modal)=$out/stage2")
+stage_args+=(--stage "stage 3 (generation)=$out/stage3")
+"$bin/janus_report" --out "$out/report.md" --title "$title" "${stage_args[@]}" --eval "$out/eval.json" --sheets "$out/eval" --timings "$timings"
 echo "[quickstart] done: $out/report.md"
