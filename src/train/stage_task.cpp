@@ -11,6 +11,7 @@
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
+#include "janus/core/json_file.h"
 #include "janus/io/module_io.h"
 #include "janus/data/factory.h"
 #include "janus/decoder/image_output.h"
@@ -143,7 +144,7 @@ StageTask::StageTask(const Config& config, StageTaskOptions options)
     }
     if (t2i_prompts) {
       std::vector<CaptionRecord> recs;
-      const auto j = nlohmann::json::parse(read_file(prompts));
+      const auto j = read_json_file(prompts, "text-to-image prompts list");
       for (const auto& item : j) {
         CaptionRecord r;
         r.image_id = item.at("id").template get<int64_t>();
