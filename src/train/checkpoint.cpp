@@ -159,8 +159,7 @@ std::optional<std::string> CheckpointStore::latest_valid(const std::vector<std::
 }
 
 const std::vector<std::string>& trainer_checkpoint_files() {
-  static const std::vector<std::string> files = {"model.safetensors", "state.safetensors", "state.json",
-                                                 "config.yaml"};
+  static const std::vector<std::string> files = {"model.safetensors", "state.safetensors", "state.json", "config.yaml"};
   return files;
 }
 

@@ -13,12 +13,12 @@
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
 #include "janus/core/json_file.h"
-#include "janus/io/module_io.h"
 #include "janus/data/factory.h"
 #include "janus/decoder/image_output.h"
 #include "janus/decoder/quality_controller.h"
 #include "janus/eval/model_eval.h"
 #include "janus/fusion/attention.h"
+#include "janus/io/module_io.h"
 #include "janus/model/model_io.h"
 #include "janus/model/run.h"
 #include "janus/train/distributed.h"
@@ -202,10 +202,11 @@ StageTask::StageTask(const Config& config, StageTaskOptions options)
   for (const auto& t : cfg_.eval.tasks) {
     const std::string data = eval_task_data(t, files_);
     if (data.empty()) {
-      throw_input_error("eval.tasks: '{}' has no validation data in this config (Shapes: data.val or data.train; "
-                        "coco: data.val for retrieval/caption/recon, data.vqa_val, data.nlvr2_val; classify and "
-                        "coco generate are not available during training)",
-                        t);
+      throw_input_error(
+          "eval.tasks: '{}' has no validation data in this config (Shapes: data.val or data.train; "
+          "coco: data.val for retrieval/caption/recon, data.vqa_val, data.nlvr2_val; classify and "
+          "coco generate are not available during training)",
+          t);
     }
     eval::resolve_task_data(t, data, "val");  // InputError naming the missing file
     impl_->eval_tasks.emplace_back(t, data);

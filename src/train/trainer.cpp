@@ -24,7 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-
 std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop.store(true); }
 
@@ -244,8 +243,8 @@ void Trainer::init_from(const std::string& path) {
       // since training continues from them.
       const auto weights = run_weights_file(path, /*prefer_ema=*/false);
       if (!weights) {
-        throw_input_error("train.init_from: '{}' holds no final/model.safetensors, model.safetensors or valid checkpoint",
-                          path);
+        throw_input_error(
+            "train.init_from: '{}' holds no final/model.safetensors, model.safetensors or valid checkpoint", path);
       }
       file = *weights;
     }

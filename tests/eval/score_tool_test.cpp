@@ -279,8 +279,10 @@ TEST(JsonInputs, NumberOverflowInResultsFilesExits2) {
 
   {
     std::ofstream f(d + "/overflow.jsonl");
-    f << R"({"identifier": "test1-0-0-0", "label": "True", "sentence": "a"})" << "\n"
-      << R"({"identifier": -1e99999})" << "\n";
+    f << R"({"identifier": "test1-0-0-0", "label": "True", "sentence": "a"})"
+      << "\n"
+      << R"({"identifier": -1e99999})"
+      << "\n";
   }
   r = eval_tool("score nlvr2 --data " + quote(d + "/overflow.jsonl") + " --results " + quote(d + "/a.json"));
   EXPECT_EQ(r.exit_code, 2) << r.output;

@@ -144,8 +144,9 @@ const Chain& chain() {
     x.s3 = x.root + "/s3";
     train(stage_config(1, x.s1));
     // eval.tasks: validation also runs janus::eval::evaluate (retrieval for stage 2, VQA + captioning for stage 3).
-    train(stage_config(2, x.s2, {"train.init_from=" + x.s1, "train.tasks=[contrastive, itm, caption, nlvr2]",
-                                 "eval.tasks=[retrieval]"}));
+    train(stage_config(
+        2, x.s2,
+        {"train.init_from=" + x.s1, "train.tasks=[contrastive, itm, caption, nlvr2]", "eval.tasks=[retrieval]"}));
     train(stage_config(3, x.s3, {"train.init_from=" + x.s2, "train.freeze=[vq.*]", "eval.tasks=[vqa, caption]"}));
     return x;
   }();
@@ -211,9 +212,8 @@ TEST(StageTask, Stage3GenerationVqaNlvr2WithGradNormFromStage2) {
   EXPECT_TRUE(has_val_record(recs, "val/vqa_acc"));
   EXPECT_TRUE(has_val_record(recs, "val/nlvr2_acc"));
   // eval.tasks=[vqa, caption]: VQA accuracy (head) and CIDEr-D of generated captions.
-  for (const auto& [key, hi] : std::vector<std::pair<std::string, double>>{{"val/vqa/overall", 100.0},
-                                                                           {"val/caption/CIDEr", 10.0},
-                                                                           {"val/caption/Bleu_4", 1.0}}) {
+  for (const auto& [key, hi] : std::vector<std::pair<std::string, double>>{
+           {"val/vqa/overall", 100.0}, {"val/caption/CIDEr", 10.0}, {"val/caption/Bleu_4", 1.0}}) {
     const auto v = val_values(recs, key);
     ASSERT_FALSE(v.empty()) << key << " never logged";
     for (const double x : v) {

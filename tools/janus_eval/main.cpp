@@ -39,8 +39,7 @@ std::vector<json> load_jsonl(const std::string& path) {
       if (bad++ == 0) first_bad = fmt::format("line {}: {}", n, e.what());
     }
   }
-  if (bad)
-    throw janus::InputError(fmt::format("{}: {} line(s) are not valid JSON (first: {})", path, bad, first_bad));
+  if (bad) throw janus::InputError(fmt::format("{}: {} line(s) are not valid JSON (first: {})", path, bad, first_bad));
   return out;
 }
 
@@ -252,7 +251,8 @@ janus::eval::EvalModel load_eval_model(EvalFlags& f, janus::RunArtifacts& keep) 
   keep.weights = f.weights;
   if (!f.answers.empty()) {
     const json answers = read_json_file(f.answers, "answer vocabulary");
-    if (!answers.is_array() || !std::all_of(answers.begin(), answers.end(), [](const json& a) { return a.is_string(); }))
+    if (!answers.is_array() ||
+        !std::all_of(answers.begin(), answers.end(), [](const json& a) { return a.is_string(); }))
       throw janus::InputError(fmt::format("{}: answer vocabulary must be a JSON list of strings", f.answers));
     keep.answers = answers.get<std::vector<std::string>>();
   }
