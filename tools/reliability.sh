@@ -3,6 +3,7 @@
 # (test, trials, passed, figure) plus one machine-readable line per test:
 #   RESULT <test> trials=<n> passed=<n> figure=<text>
 # Tests: kill (kill -9 anywhere, incl. during checkpoint writes, then --resume auto -> bit-identical weights),
+#        killstage (the same for janus_train --task stage, stage 2 on a tiny Shapes set),
 #        corrupt (damaged newest checkpoint -> detected, reported, previous one used),
 #        diskfull (RLIMIT_FSIZE at checkpoint time -> clear error, previous checkpoint intact),
 #        fsfault (a real full filesystem (ENOSPC) and a read-only one (EROFS) on a small tmpfs; needs mount
@@ -13,14 +14,14 @@
 #        ddp (a killed or SIGSTOPped rank -> every other rank exits non-zero within parallel.timeout_s),
 #        serve (janus_serve: 10,000 requests from 32 clients, 10% malformed or oversized -> 4xx, valid answers
 #               unchanged, RSS start/end, SIGTERM drains in-flight requests; build/bin/janus_bench_serve --stress).
-# Usage: tools/reliability.sh [--trials N (default 10 for kill)] [--only kill,corrupt,...] [--seed S]
+# Usage: tools/reliability.sh [--trials N (default 10 for kill, 4 for killstage)] [--only kill,corrupt,...] [--seed S]
 #                             [--build-dir build] [--work DIR]
 # Needs build/bin/janus_train and (for ddp) build/tests/janus_tests_reliability. CPU only. Exit 1 if any trial fails.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build"
 trials=""
-only="kill,corrupt,diskfull,fsfault,datafault,nonfinite,ddp,serve"
+only="kill,killstage,corrupt,diskfull,fsfault,datafault,nonfinite,ddp,serve"
 seed=13
 work=""
 while [ $# -gt 0 ]; do
@@ -65,26 +66,30 @@ record() {  # test trials passed figure
 }
 
 # ---------------------------------------------------------------- (a) kill -9 anywhere
-test_kill() {
-  local n=${trials:-10} steps=50 passed=0 midwrite=0 kills=0
-  local args=("${common[@]}" --set train.steps=$steps --set checkpoint.every_steps=1 --set checkpoint.keep_last=2)
-  local ref="$work/kill_ref"
+# SIGKILL trials shared by kill (toy task) and killstage (StageTask). The caller sets the arrays ka_args (janus_train
+# arguments without train.run_dir), ka_first (extra arguments of the reference run and of the run that is killed)
+# and ka_resume (extra arguments of the --resume auto run). Arguments: test name, trials, train.steps, lowest and
+# highest checkpoint step to kill after, figure prefix. Pass = the resumed run's final model + EMA are byte-identical
+# to the uninterrupted reference run's.
+kill_trials() {
+  local name=$1 n=$2 steps=$3 lo=$4 hi=$5 what=$6 passed=0 midwrite=0 kills=0
+  local ref="$work/${name}_ref"
   rm -rf "$ref"
-  "$train" "${args[@]}" --set train.run_dir="$ref" --toy-step-sleep-ms 10 > "$work/kill_ref.log" 2>&1 ||
-    { log "kill: reference run failed"; cat "$work/kill_ref.log" >&2; record kill "$n" 0 "reference run failed"; return; }
+  "$train" "${ka_args[@]}" "${ka_first[@]}" --set train.run_dir="$ref" > "$ref.log" 2>&1 ||
+    { log "$name: reference run failed"; tail -5 "$ref.log" >&2; record "$name" "$n" 0 "reference run failed"; return; }
   for ((t = 0; t < n; t++)); do
-    local rd="$work/kill_$t" target delay mode attempt landed=0 killed_at torn
+    local rd="$work/${name}_$t" target delay mode attempt landed=0 killed_at torn
     # Even trials: kill right when a checkpoint temp directory appears (mid-write); odd: after a random delay.
     if ((t % 2 == 0)); then mode=write; else mode=delay; fi
     # A kill that arrives after the run already finished is not a trial: draw a new target (at most 3 times).
     for ((attempt = 0; attempt < 3 && !landed; attempt++)); do
       rm -rf "$rd"
-      target=$(rnd 2 $((steps - 10)))
+      target=$(rnd "$lo" "$hi")
       delay=$(rnd 0 400)
-      "$train" "${args[@]}" --set train.run_dir="$rd" --toy-step-sleep-ms 10 > "$rd.log1" 2>&1 &
+      "$train" "${ka_args[@]}" "${ka_first[@]}" --set train.run_dir="$rd" > "$rd.log1" 2>&1 &
       local pid=$!
       local waited=0
-      while kill -0 $pid 2>/dev/null && (( $(newest_step "$rd") < target )) && ((waited < 3000)); do
+      while kill -0 $pid 2>/dev/null && (( $(newest_step "$rd") < target )) && ((waited < 6000)); do
         sleep 0.01; ((waited++))
       done
       if [ $mode = write ]; then
@@ -99,23 +104,54 @@ test_kill() {
       kill -9 $pid 2>/dev/null
       wait $pid 2>/dev/null
       if [ -f "$rd/final/model.safetensors" ]; then
-        log "kill trial $t: the run finished before the kill (target step $target); new target"
+        log "$name trial $t: the run finished before the kill (target step $target); new target"
       else
         landed=1; ((kills++))
       fi
     done
-    ((landed)) || { log "kill trial $t: no kill landed in 3 attempts; counted as failed"; continue; }
+    ((landed)) || { log "$name trial $t: no kill landed in 3 attempts; counted as failed"; continue; }
     torn=no
     if compgen -G "$rd/checkpoints/*.tmp.*" > /dev/null; then torn=yes; ((midwrite++)); fi
-    if "$train" "${args[@]}" --set train.run_dir="$rd" --toy-step-sleep-ms 0 --resume auto > "$rd.log2" 2>&1 &&
+    if "$train" "${ka_args[@]}" "${ka_resume[@]}" --set train.run_dir="$rd" --resume auto > "$rd.log2" 2>&1 &&
        same_final "$ref" "$rd"; then
       ((passed++))
-      log "kill trial $t: mode=$mode killed after checkpoint $killed_at (torn temp dir: $torn): identical"
+      log "$name trial $t: mode=$mode killed after checkpoint $killed_at (torn temp dir: $torn): identical"
     else
-      log "kill trial $t: mode=$mode killed after checkpoint $killed_at: FAILED"; tail -5 "$rd.log2" >&2
+      log "$name trial $t: mode=$mode killed after checkpoint $killed_at: FAILED"; tail -5 "$rd.log2" >&2
     fi
   done
-  record kill "$n" "$passed" "$kills SIGKILLs, $midwrite during a checkpoint write; final model+EMA byte-identical in $passed"
+  record "$name" "$n" "$passed" "${what}$kills SIGKILLs, $midwrite during a checkpoint write; final model+EMA byte-identical in $passed"
+}
+
+test_kill() {
+  local steps=50
+  ka_args=("${common[@]}" --set train.steps=$steps --set checkpoint.every_steps=1 --set checkpoint.keep_last=2)
+  ka_first=(--toy-step-sleep-ms 10)
+  ka_resume=(--toy-step-sleep-ms 0)
+  kill_trials kill "${trials:-10}" $steps 2 $((steps - 10)) ""
+}
+
+# ---------------------------------------------------------------- (a2) kill -9 during a stage-2 StageTask run
+# janus_train --task stage, stage 2 (contrastive + ITM + captioning) on a tiny Shapes set (32 train images, 32 px),
+# a checkpoint every step, EMA on, 2 loader workers: SIGKILL after a random checkpoint (or during its write), then
+# --resume auto must end with the uninterrupted run's bytes. Covers what the toy task does not: the stage task's
+# data cursors, loader workers, masking RNG and the stage's extra state in the checkpoint.
+test_killstage() {
+  local gen="$build/bin/janus_data" steps=8 d="$work/killstage_data"
+  [ -x "$gen" ] || { record killstage 0 0 "janus_data not built"; return; }
+  if [ ! -f "$d/shapes/captions_train.json" ]; then
+    rm -rf "$d"; mkdir -p "$d"
+    "$gen" shapes --out "$d/shapes" --train 32 --val 8 --size 32 --seed 3 --videos 0 --clouds 0 \
+      --tokenizer-vocab 128 > "$d/gen.log" 2>&1 || { tail -5 "$d/gen.log" >&2; record killstage 0 0 "janus_data shapes failed"; return; }
+  fi
+  ka_args=(--task stage --set model.flavour=tiny --set model.image_size=32 --set model.max_text_len=24
+           --set data.format=shapes --set data.train="$d/shapes" --set data.batch_size=4 --set data.num_workers=2
+           --set train.stage=2 --set train.steps=$steps --set train.threads=1 --set train.device=cpu
+           --set train.ema_decay=0.9 --set schedule.warmup_steps=2 --set checkpoint.every_steps=1
+           --set checkpoint.keep_last=2 --set log.every_steps=1 --set log.tensorboard=false --set eval.every_steps=0)
+  ka_first=()
+  ka_resume=()
+  kill_trials killstage "${trials:-4}" $steps 1 $((steps - 3)) "stage 2, $steps steps of 4: "
 }
 
 # ---------------------------------------------------------------- shared base for corrupt/diskfull
@@ -415,7 +451,7 @@ test_serve() {
 IFS=, read -ra selected <<< "$only"
 for t in "${selected[@]}"; do
   case $t in
-    kill|corrupt|diskfull|fsfault|datafault|nonfinite|ddp|serve) log "running $t"; "test_$t" ;;
+    kill|killstage|corrupt|diskfull|fsfault|datafault|nonfinite|ddp|serve) log "running $t"; "test_$t" ;;
     *) echo "unknown test $t" >&2; exit 2 ;;
   esac
 done

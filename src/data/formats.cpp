@@ -10,31 +10,13 @@
 #include <unordered_map>
 
 #include "janus/core/error.h"
+#include "janus/core/json_file.h"
 #include "janus/core/logging.h"
 #include "json_util.h"
 
 namespace fs = std::filesystem;
 
 namespace janus {
-namespace detail {
-
-nlohmann::json read_json_file(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw InputError(fmt::format("{}: file not found", path));
-  const auto size = fs::file_size(path, ec);
-  if (ec || static_cast<int64_t>(size) > DataLimits::max_json_bytes) {
-    throw InputError(fmt::format("{}: cannot read or larger than {} bytes", path, DataLimits::max_json_bytes));
-  }
-  std::ifstream in(path, std::ios::binary);
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for numbers like 1e99999
-    throw InputError(fmt::format("{}: $: expected valid JSON: {}", path, e.what()));
-  }
-}
-
-}  // namespace detail
-
 using detail::JRef;
 
 std::string resolve_under(const std::string& root, const std::string& rel, const PathPolicy& policy) {
@@ -111,7 +93,8 @@ bool parse_entry(EntryReport* report, F&& f) {
 // ---------------- COCO / Karpathy ----------------
 
 std::vector<CaptionRecord> load_coco_captions(const std::string& json_path, EntryReport* report) {
-  const auto doc = detail::read_json_file(json_path);
+  const auto doc =
+      read_json_file(json_path, "COCO captions file", static_cast<std::size_t>(DataLimits::max_json_bytes));
   JRef root{doc, json_path, "$"};
   std::unordered_map<int64_t, std::string> files;
   const JRef images = root.at("images");
@@ -150,7 +133,8 @@ std::vector<CaptionRecord> load_coco_captions(const std::string& json_path, Entr
 }
 
 std::vector<CaptionRecord> load_karpathy(const std::string& json_path, const std::string& split) {
-  const auto doc = detail::read_json_file(json_path);
+  const auto doc =
+      read_json_file(json_path, "Karpathy split file", static_cast<std::size_t>(DataLimits::max_json_bytes));
   JRef root{doc, json_path, "$"};
   const JRef images = root.at("images");
   const size_t ni = images.array_size(DataLimits::max_records);
@@ -214,7 +198,8 @@ std::string normalize_answer(const std::string& answer) {
 
 std::vector<VqaRecord> load_vqa(const std::string& questions_json, const std::string& annotations_json,
                                 const std::string& image_pattern, EntryReport* report) {
-  const auto qdoc = detail::read_json_file(questions_json);
+  const auto qdoc =
+      read_json_file(questions_json, "VQA questions file", static_cast<std::size_t>(DataLimits::max_json_bytes));
   JRef qroot{qdoc, questions_json, "$"};
   const std::string subtype = qroot.has("data_subtype") ? qroot.at("data_subtype").str() : "";
   const JRef qs = qroot.at("questions");
@@ -238,7 +223,8 @@ std::vector<VqaRecord> load_vqa(const std::string& questions_json, const std::st
     });
   }
   if (annotations_json.empty()) return out;
-  const auto adoc = detail::read_json_file(annotations_json);
+  const auto adoc =
+      read_json_file(annotations_json, "VQA annotations file", static_cast<std::size_t>(DataLimits::max_json_bytes));
   JRef aroot{adoc, annotations_json, "$"};
   const JRef anns = aroot.at("annotations");
   const size_t na = anns.array_size(DataLimits::max_records);

@@ -9,9 +9,6 @@
 
 namespace janus::detail {
 
-// Reads and parses a JSON file with the size cap; InputError "file: what" on failure.
-nlohmann::json read_json_file(const std::string& path);
-
 inline const char* json_kind(const nlohmann::json& j) { return j.type_name(); }
 
 // A cursor into a document that knows its file and JSON path, for errors like

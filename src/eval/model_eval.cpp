@@ -20,6 +20,7 @@
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
 #include "janus/core/hash.h"
+#include "janus/core/json_file.h"
 #include "janus/data/factory.h"
 #include "janus/data/formats.h"
 #include "janus/data/image.h"
@@ -88,14 +89,6 @@ std::string parent_or_dot(const std::string& path) {
 std::string require_file(const fs::path& p, const std::string& task, const std::string& what) {
   if (!is_file(p)) throw_input_error("{}: {} '{}' does not exist", task, what, p.string());
   return p.string();
-}
-// A JSON file's top-level shape, read cheaply enough for layout sniffing (files here are annotation files).
-json read_json(const std::string& path) {
-  try {
-    return json::parse(read_file(path));
-  } catch (const json::parse_error& e) {
-    throw_input_error("{}: not valid JSON: {}", path, e.what());
-  }
 }
 
 }  // namespace
@@ -763,7 +756,7 @@ at::Tensor inception_input(const at::Tensor& u8) {
 
 json run_generate(const Ctx& c, const json& in) {
   const std::string prompts_path = in["prompts"].get<std::string>();
-  const json list = read_json(prompts_path);
+  const json list = read_json_file(prompts_path, "generate prompts list");
   if (!list.is_array()) throw_input_error("{}: expected a JSON list of {{prompt, spec?, reference?}}", prompts_path);
   const auto root = c.o.image_root.empty() ? in["image_root"].get<std::string>() : c.o.image_root;
   const int64_t N = limited(static_cast<int64_t>(list.size()), c.o.limit);

@@ -16,6 +16,7 @@
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
+#include "janus/core/json_file.h"
 #include "janus/data/image.h"
 #include "janus/data/tokenizer.h"
 #include "janus/decoder/image_output.h"
@@ -143,17 +144,8 @@ RunArtifacts load_quantized_run(const std::string& dir, const std::string& weigh
   RunArtifacts run;
   run.dir = dir;
   if (is_file(d / "config.yaml")) run.config = Config::load_resolved((d / "config.yaml").string());
-  nlohmann::json spec, qspec;
-  try {
-    spec = nlohmann::json::parse(read_file((d / "model.json").string()));
-    qspec = nlohmann::json::parse(read_file((d / "quant.json").string()));
-  } catch (const nlohmann::json::exception& e) {
-    throw_input_error("quantised run '{}': model.json / quant.json is not valid JSON: {}", dir, e.what());
-  } catch (const InputError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw_input_error("quantised run '{}': {}", dir, e.what());
-  }
+  const nlohmann::json spec = read_json_file((d / "model.json").string(), "quantised run's model spec");
+  const nlohmann::json qspec = read_json_file((d / "quant.json").string(), "quantised run's quant spec");
   run.model = JanusModel(model_options_from_spec(spec));
   apply_quant_spec(*run.model, qspec);
   run.weights = weights == "auto" || weights == "final" ? (d / "final" / "model.safetensors").string() : weights;
@@ -163,8 +155,9 @@ RunArtifacts load_quantized_run(const std::string& dir, const std::string& weigh
   if (!is_file(d / "tokenizer.model")) throw_input_error("run '{}' has no tokenizer.model", dir);
   run.tokenizer = std::make_shared<const Tokenizer>(Tokenizer::load((d / "tokenizer.model").string()));
   if (is_file(d / "answers.json")) {
+    const auto j = read_json_file((d / "answers.json").string(), "answer vocabulary");
     try {
-      run.answers = nlohmann::json::parse(read_file((d / "answers.json").string())).get<std::vector<std::string>>();
+      run.answers = j.get<std::vector<std::string>>();
     } catch (const nlohmann::json::exception& e) {
       throw_input_error("'{}/answers.json' must be a JSON list of strings: {}", dir, e.what());
     }

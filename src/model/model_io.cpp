@@ -4,6 +4,7 @@
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
+#include "janus/core/json_file.h"
 #include "janus/io/module_io.h"
 
 namespace janus {
@@ -141,12 +142,7 @@ void save_model(const JanusModelImpl& model, const std::string& dir) {
 }
 
 JanusModel load_model(const std::string& dir) {
-  nlohmann::json spec;
-  try {
-    spec = nlohmann::json::parse(read_file(dir + "/model.json"));
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(fmt::format("'{}/model.json' is not valid JSON: {}", dir, e.what()));
-  }
+  const nlohmann::json spec = read_json_file(dir + "/model.json", "model spec");
   JanusModel model(model_options_from_spec(spec));
   load_module(*model, dir + "/model.safetensors");
   return model;

@@ -8,6 +8,7 @@
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
+#include "janus/core/json_file.h"
 #include "janus/io/module_io.h"
 #include "janus/model/model_io.h"
 #include "janus/train/checkpoint.h"
@@ -24,30 +25,21 @@ bool is_file(const fs::path& p) {
 
 // The weights file for `which` (see LoadRunOptions::weights).
 std::string pick_weights(const fs::path& dir, const std::string& which) {
-  const auto final_model = dir / "final" / "model.safetensors";
-  const auto final_ema = dir / "final" / "ema.safetensors";
-  const auto latest = [&]() -> std::string {
-    const auto ckpt = train::CheckpointStore((dir / "checkpoints").string(), 1).latest_valid({"model.safetensors"});
-    return ckpt ? (fs::path(*ckpt) / "model.safetensors").string() : std::string();
-  };
   if (which == "auto") {
-    if (is_file(final_ema)) return final_ema.string();
-    if (is_file(final_model)) return final_model.string();
-    if (is_file(dir / "model.safetensors")) return (dir / "model.safetensors").string();  // save_model directory
-    const auto l = latest();
-    if (!l.empty()) return l;
+    // The rule train.init_from shares (train::run_weights_file); evaluation prefers the EMA weights.
+    if (const auto w = train::run_weights_file(dir.string(), /*prefer_ema=*/true)) return *w;
     throw_input_error("run '{}' holds no weights: no final/model.safetensors, model.safetensors or valid checkpoint",
                       dir.string());
   }
   if (which == "final" || which == "ema") {
-    const auto p = which == "final" ? final_model : final_ema;
+    const auto p = dir / "final" / (which == "final" ? "model.safetensors" : "ema.safetensors");
     if (!is_file(p)) throw_input_error("run '{}': '{}' does not exist", dir.string(), p.string());
     return p.string();
   }
   if (which == "latest") {
-    const auto l = latest();
-    if (l.empty()) throw_input_error("run '{}': no valid checkpoint under checkpoints/", dir.string());
-    return l;
+    const auto ckpt = train::newest_valid_checkpoint(dir.string());
+    if (!ckpt) throw_input_error("run '{}': no valid checkpoint under checkpoints/", dir.string());
+    return (fs::path(*ckpt) / "model.safetensors").string();
   }
   std::error_code ec;
   if (fs::is_directory(which, ec)) {
@@ -72,12 +64,7 @@ RunArtifacts load_run(const std::string& dir_str, const LoadRunOptions& options)
   if (!is_file(dir / "model.json")) {
     throw_input_error("run '{}' has no model.json (written when a stage task starts; see docs/model.md)", dir_str);
   }
-  nlohmann::json spec;
-  try {
-    spec = nlohmann::json::parse(read_file((dir / "model.json").string()));
-  } catch (const nlohmann::json::exception& e) {
-    throw_input_error("'{}/model.json' is not valid JSON: {}", dir_str, e.what());
-  }
+  const nlohmann::json spec = read_json_file((dir / "model.json").string(), "run model spec");
   run.model = JanusModel(model_options_from_spec(spec));
   run.weights = pick_weights(dir, options.weights);
   LoadOptions lo;  // strict: every tensor, matching shapes
@@ -99,8 +86,8 @@ RunArtifacts load_run(const std::string& dir_str, const LoadRunOptions& options)
   }
 
   if (is_file(dir / "answers.json")) {
+    const auto j = read_json_file((dir / "answers.json").string(), "answer vocabulary");
     try {
-      const auto j = nlohmann::json::parse(read_file((dir / "answers.json").string()));
       run.answers = j.get<std::vector<std::string>>();
     } catch (const nlohmann::json::exception& e) {
       throw_input_error("'{}/answers.json' must be a JSON list of strings: {}", dir_str, e.what());

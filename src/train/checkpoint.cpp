@@ -158,4 +158,25 @@ std::optional<std::string> CheckpointStore::latest_valid(const std::vector<std::
   return std::nullopt;
 }
 
+const std::vector<std::string>& trainer_checkpoint_files() {
+  static const std::vector<std::string> files = {"model.safetensors", "state.safetensors", "state.json", "config.yaml"};
+  return files;
+}
+
+std::optional<std::string> newest_valid_checkpoint(const std::string& run_dir) {
+  // keep_last only matters for write(); this store only reads.
+  return CheckpointStore((fs::path(run_dir) / "checkpoints").string(), 1).latest_valid(trainer_checkpoint_files());
+}
+
+std::optional<std::string> run_weights_file(const std::string& run_dir, bool prefer_ema) {
+  const fs::path dir(run_dir);
+  std::error_code ec;
+  const auto is_file = [&](const fs::path& p) { return fs::is_regular_file(p, ec); };
+  if (prefer_ema && is_file(dir / "final" / "ema.safetensors")) return (dir / "final" / "ema.safetensors").string();
+  if (is_file(dir / "final" / "model.safetensors")) return (dir / "final" / "model.safetensors").string();
+  if (is_file(dir / "model.safetensors")) return (dir / "model.safetensors").string();
+  if (const auto ckpt = newest_valid_checkpoint(run_dir)) return (fs::path(*ckpt) / "model.safetensors").string();
+  return std::nullopt;
+}
+
 }  // namespace janus::train

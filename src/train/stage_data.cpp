@@ -11,6 +11,7 @@
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
+#include "janus/core/json_file.h"
 #include "janus/train/stage_task.h"
 
 namespace janus::train {
@@ -151,7 +152,7 @@ std::vector<std::string> stage_tasks(const Config& cfg, const StageDataFiles& fi
 std::string build_shapes_tokenizer(const std::string& shapes_dir, int64_t vocab_size, uint64_t seed) {
   const fs::path dir(shapes_dir);
   std::vector<std::string> lines;
-  auto read_json = [](const fs::path& p) { return nlohmann::json::parse(read_file(p.string())); };
+  auto read_json = [](const fs::path& p) { return read_json_file(p.string(), "Shapes annotation file"); };
   const auto captions = dir / "captions_train.json";
   if (!is_file(captions)) throw_input_error("{}: not a Shapes directory (no captions_train.json)", shapes_dir);
   // (Range-for over a member of a temporary would dangle: keep each parsed file alive.)

@@ -1,6 +1,7 @@
 // The three training stages on JanusModel (include/janus/train/stage_task.h, docs/training.md).
 #include "janus/train/stage_task.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <numeric>
@@ -11,11 +12,13 @@
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
-#include "janus/io/module_io.h"
+#include "janus/core/json_file.h"
 #include "janus/data/factory.h"
 #include "janus/decoder/image_output.h"
 #include "janus/decoder/quality_controller.h"
+#include "janus/eval/model_eval.h"
 #include "janus/fusion/attention.h"
+#include "janus/io/module_io.h"
 #include "janus/model/model_io.h"
 #include "janus/model/run.h"
 #include "janus/train/distributed.h"
@@ -66,6 +69,27 @@ at::Tensor to_unit_range(const at::Tensor& x, const std::vector<double>& mean, c
   return (x.to(at::kFloat) * s + m) * 2 - 1;
 }
 
+// Adds every number of an evaluation result's "metrics" object to `out` as "<prefix>/<key>" (nested objects such
+// as VQA's perAnswerType become "<prefix>/perAnswerType/yes/no").
+void flatten_metrics(const nlohmann::json& j, const std::string& prefix, nlohmann::json& out) {
+  if (j.is_number()) {
+    out[prefix] = j.get<double>();
+  } else if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) flatten_metrics(v, prefix + "/" + k, out);
+  }
+}
+
+// The validation data janus::eval::evaluate reads for `task` ("" = none in this config): the Shapes val directory,
+// or the COCO-style val file of that task.
+std::string eval_task_data(const std::string& task, const StageDataFiles& f) {
+  if (f.shapes) return f.captions_val.empty() ? std::string() : fs::path(f.captions_val).parent_path().string();
+  if (task == "retrieval" || task == "caption" || task == "recon") return f.captions_val;
+  if (task == "vqa") return f.vqa_val;
+  if (task == "nlvr2") return f.nlvr2_val;
+  if (task == "generate") return f.prompts_val;
+  return "";  // classify: the stage configs name no image-classification folder
+}
+
 }  // namespace
 
 struct StageTask::Impl {
@@ -75,6 +99,7 @@ struct StageTask::Impl {
   std::vector<double> fixed_weights;
   std::vector<StageDataSource::Stream> val_streams;
   std::vector<std::string> val_prompts;  // sample-sheet prompts (stage 3)
+  std::vector<std::pair<std::string, std::string>> eval_tasks;  // eval.tasks: (task, validation data)
 };
 
 StageTask::StageTask(const Config& config, StageTaskOptions options)
@@ -143,7 +168,7 @@ StageTask::StageTask(const Config& config, StageTaskOptions options)
     }
     if (t2i_prompts) {
       std::vector<CaptionRecord> recs;
-      const auto j = nlohmann::json::parse(read_file(prompts));
+      const auto j = read_json_file(prompts, "text-to-image prompts list");
       for (const auto& item : j) {
         CaptionRecord r;
         r.image_id = item.at("id").template get<int64_t>();
@@ -172,6 +197,20 @@ StageTask::StageTask(const Config& config, StageTaskOptions options)
   };
   auto train_streams = make_streams(true);
   if (!files_.captions_val.empty()) impl_->val_streams = make_streams(false);
+  // Model-driven validation metrics (eval.tasks, run by validate()): resolved now, so a task the validation data
+  // cannot serve stops the run at start-up rather than at the first validation.
+  for (const auto& t : cfg_.eval.tasks) {
+    const std::string data = eval_task_data(t, files_);
+    if (data.empty()) {
+      throw_input_error(
+          "eval.tasks: '{}' has no validation data in this config (Shapes: data.val or data.train; "
+          "coco: data.val for retrieval/caption/recon, data.vqa_val, data.nlvr2_val; classify and "
+          "coco generate are not available during training)",
+          t);
+    }
+    eval::resolve_task_data(t, data, "val");  // InputError naming the missing file
+    impl_->eval_tasks.emplace_back(t, data);
+  }
   if (impl_->val_prompts.empty() && !files_.captions_val.empty() && cfg_.train.stage == 3) {
     const auto recs = load_coco_captions(files_.captions_val);
     for (size_t i = 0; i < recs.size() && impl_->val_prompts.size() < 8; i += 1) impl_->val_prompts.push_back(recs[i].caption);
@@ -486,7 +525,7 @@ void StageTask::load_state(const TensorMap& tensors, const nlohmann::json& meta)
 
 nlohmann::json StageTask::validate(const StepContext& ctx) {
   nlohmann::json res = nlohmann::json::object();
-  if (impl_->val_streams.empty()) return res;
+  if (impl_->val_streams.empty() && impl_->eval_tasks.empty()) return res;
   torch::NoGradGuard ng;
   model_->eval();
   const auto device = model_->logit_scale.device();
@@ -505,7 +544,7 @@ nlohmann::json StageTask::validate(const StepContext& ctx) {
     loaders.push_back(std::make_unique<DataLoader>(s.dataset, s.options));
     batches.push_back(std::min<int64_t>(max_batches, loaders.back()->batches_per_epoch()));
   }
-  const int64_t n = *std::max_element(batches.begin(), batches.end());
+  const int64_t n = batches.empty() ? 0 : *std::max_element(batches.begin(), batches.end());
   at::Tensor sheet_orig, sheet_rec;
   for (int64_t i = 0; i < n; ++i) {
     Batch b;
@@ -578,8 +617,21 @@ nlohmann::json StageTask::validate(const StepContext& ctx) {
   }
   impl_->fake_cache.clear();
   for (const auto& [k, v] : sums) res[k] = v.first / static_cast<double>(std::max<int64_t>(1, v.second));
-  // Extension point: model-driven metrics (janus::eval, include/janus/eval/model_eval.h: retrieval R@K, CIDEr-D,
-  // VQA accuracy, NLVR2, PSNR, Shapes-GenEval) are added to `res` here once that module lands (eval.tasks).
+  // Model-driven metrics (eval.tasks): the same janus::eval::evaluate as janus_eval, on the val split, at most
+  // eval.limit samples per task; keys "<task>/<metric>" (logged as val/retrieval/txt_r1, val/vqa/overall, ...).
+  for (const auto& [task, data] : impl_->eval_tasks) {
+    eval::EvalOptions eo;
+    eo.split = "val";
+    eo.limit = cfg_.eval.limit;
+    eo.batch_size = cfg_.eval.batch_size;
+    eo.max_text_len = cfg_.model.max_text_len;
+    eo.mean = cfg_.data.mean;
+    eo.std = cfg_.data.std;
+    if (!files_.shapes) eo.image_root = files_.image_root_val;
+    eo.progress = [](const eval::EvalProgress&) {};  // the trainer logs the result line
+    const auto r = eval::evaluate(*model_, *tokenizer_, answer_list_, task, data, eo);
+    if (r.contains("metrics")) flatten_metrics(r["metrics"], task, res);
+  }
 
   // Sample sheet: originals, VQ reconstructions and (stage 3) images generated for fixed val prompts.
   const int64_t ns = cfg_.eval.samples;

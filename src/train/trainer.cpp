@@ -24,10 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Files every trainer checkpoint holds; a manifest that does not list one of them is corrupt.
-const std::vector<std::string> kCheckpointFiles = {"model.safetensors", "state.safetensors", "state.json",
-                                                   "config.yaml"};
-
 std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop.store(true); }
 
@@ -243,15 +239,14 @@ void Trainer::init_from(const std::string& path) {
       if (!why.empty()) throw_input_error("train.init_from: checkpoint '{}' is corrupt: {}", path, why);
       file = (fs::path(path) / "model.safetensors").string();
     } else {
-      const auto latest =
-          CheckpointStore((fs::path(path) / "checkpoints").string(), 1).latest_valid({"model.safetensors"});
-      if (latest) {
-        file = (fs::path(*latest) / "model.safetensors").string();
-      } else if (fs::exists(fs::path(path) / "final" / "model.safetensors")) {
-        file = (fs::path(path) / "final" / "model.safetensors").string();
-      } else {
-        throw_input_error("train.init_from: '{}' holds no valid checkpoint", path);
+      // A run directory: the shared rule (final weights, else the newest valid checkpoint); raw weights, not EMA,
+      // since training continues from them.
+      const auto weights = run_weights_file(path, /*prefer_ema=*/false);
+      if (!weights) {
+        throw_input_error(
+            "train.init_from: '{}' holds no final/model.safetensors, model.safetensors or valid checkpoint", path);
       }
+      file = *weights;
     }
   }
   LoadOptions lo;
@@ -300,7 +295,7 @@ std::string Trainer::save_checkpoint() {
 }
 
 void Trainer::load_checkpoint(const std::string& dir) {
-  const auto why = CheckpointStore::validate(dir, kCheckpointFiles);
+  const auto why = CheckpointStore::validate(dir, trainer_checkpoint_files());
   if (!why.empty()) throw_input_error("checkpoint '{}' is corrupt: {}", dir, why);
   const fs::path d(dir);
   nlohmann::json meta;
@@ -440,7 +435,7 @@ TrainResult Trainer::run(const std::string& resume) {
         store_->root());
   }
   if (resume == "auto") {
-    const auto latest = store_->latest_valid(kCheckpointFiles);
+    const auto latest = store_->latest_valid(trainer_checkpoint_files());
     if (latest) {
       load_checkpoint(*latest);
     } else {

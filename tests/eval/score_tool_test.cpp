@@ -118,7 +118,8 @@ TEST(ScoreCaptionTool, NonUtf8AndMissingFilesExit2) {
   }
   auto r = eval_tool(caption_args(d + "/latin1.json"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_THAT(r.output, HasSubstr("not valid UTF-8 JSON"));
+  EXPECT_THAT(r.output, HasSubstr("caption results: not valid JSON"));
+  EXPECT_THAT(r.output, HasSubstr("UTF-8"));
   r = eval_tool(caption_args(d + "/does_not_exist.json"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   r = eval_tool("score caption --results x.json");  // missing required flag
@@ -256,4 +257,39 @@ TEST(CompareTool, PrintsDeltas) {
   write_json(d + "/c.json", json::array());
   r = eval_tool("compare " + quote(d + "/a.json") + " " + quote(d + "/c.json"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
+// A number too large for a double (1e99999) makes nlohmann::json throw out_of_range, not parse_error. The tools
+// read every JSON file through janus::read_json_file, so such a file is bad input: exit 2 naming the file.
+TEST(JsonInputs, NumberOverflowInResultsFilesExits2) {
+  const std::string d = janus::test::temp_dir("overflow_tool");
+  {
+    std::ofstream f(d + "/overflow.json");
+    f << R"([{"image_id": 100000, "caption": "a red square", "score": 1e99999}])";
+  }
+  const std::string bad = d + "/overflow.json";
+  auto r = eval_tool(caption_args(bad));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(bad + ": caption results: not valid JSON"));
+
+  write_json(d + "/a.json", {{"task", "vqa"}, {"metrics", {{"overall", 50.0}}}});
+  r = eval_tool("compare " + quote(d + "/a.json") + " " + quote(bad));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(bad));
+
+  {
+    std::ofstream f(d + "/overflow.jsonl");
+    f << R"({"identifier": "test1-0-0-0", "label": "True", "sentence": "a"})"
+      << "\n"
+      << R"({"identifier": -1e99999})"
+      << "\n";
+  }
+  r = eval_tool("score nlvr2 --data " + quote(d + "/overflow.jsonl") + " --results " + quote(d + "/a.json"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("1 line(s) are not valid JSON"));
+
+  r = janus::test::run(quote(janus::test::tool("janus_report")) + " --targets none --out " +
+                       quote(d + "/report/report.md") + " --eval " + quote(bad));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr(bad + ": eval results: not valid JSON"));
 }

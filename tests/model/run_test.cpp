@@ -1,6 +1,7 @@
 // The run-directory contract (include/janus/model/run.h): write_run_artifacts + weights -> load_run gives back the
 // same model, tokenizer and answers; every missing or inconsistent piece is an InputError naming it.
 #include <filesystem>
+#include <map>
 
 #include <gtest/gtest.h>
 #include <torch/nn.h>
@@ -10,6 +11,7 @@
 #include "janus/io/module_io.h"
 #include "janus/model/model_io.h"
 #include "janus/model/run.h"
+#include "janus/train/checkpoint.h"
 #include "test_util.h"
 
 namespace {
@@ -93,4 +95,38 @@ TEST(RunDir, MissingOrInconsistentPiecesAreInputErrors) {
   wrong.num_answers = 2;
   janus::write_file_atomic(run + "/model.json", janus::model_spec(wrong).dump());
   EXPECT_THROW(janus::load_run(run), janus::InputError);  // weights do not fit the spec
+}
+
+// load_run's weights "auto" follows train::run_weights_file (the rule train.init_from uses, docs/training.md):
+// final/ (EMA first) over checkpoints, else the newest checkpoint valid for --resume auto.
+TEST(RunDir, AutoWeightsFollowTheSharedRule) {
+  const auto d = janus::test::temp_dir("runauto");
+  const auto tok_path = make_tokenizer(d);
+  const auto o = janus::model_flavour("tiny", janus::Tokenizer::load(tok_path).vocab_size(), 32);
+  torch::manual_seed(0);
+  janus::JanusModel model(o);
+  const std::string run = d + "/run";
+  janus::write_run_artifacts(run, o, tok_path, {});
+  janus::save_module(*model, d + "/weights.safetensors");
+  const std::string bytes = janus::read_file(d + "/weights.safetensors");
+  janus::train::CheckpointStore store(run + "/checkpoints", 5);
+  const auto checkpoint = [&](int64_t step) {  // the files Trainer::save_checkpoint writes
+    std::map<std::string, std::string> files;
+    for (const auto& f : janus::train::trainer_checkpoint_files()) files[f] = "x";
+    files["model.safetensors"] = bytes;
+    return store.write(step, files);
+  };
+  const auto c1 = checkpoint(1), c2 = checkpoint(2);
+  janus::LoadRunOptions latest;
+  latest.weights = "latest";
+  EXPECT_EQ(janus::load_run(run).weights, c2 + "/model.safetensors");
+  EXPECT_EQ(janus::load_run(run, latest).weights, c2 + "/model.safetensors");
+  janus::write_file_atomic(c2 + "/state.json", "y");  // corrupt (same size, wrong sha256): the previous one
+  EXPECT_EQ(janus::load_run(run).weights, c1 + "/model.safetensors");
+  EXPECT_EQ(janus::load_run(run, latest).weights, c1 + "/model.safetensors");
+  janus::write_file_atomic(run + "/final/model.safetensors", bytes);
+  checkpoint(3);  // newer than final/: final still wins
+  EXPECT_EQ(janus::load_run(run).weights, run + "/final/model.safetensors");
+  janus::write_file_atomic(run + "/final/ema.safetensors", bytes);
+  EXPECT_EQ(janus::load_run(run).weights, run + "/final/ema.safetensors");
 }

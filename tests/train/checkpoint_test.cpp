@@ -1,5 +1,6 @@
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <gtest/gtest.h>
 
@@ -64,6 +65,56 @@ TEST(Checkpoint, RewriteSameStepReplaces) {
   EXPECT_EQ(read_file(dir + "/a.bin"), "new");
   EXPECT_EQ(CheckpointStore::validate(dir), "");
   EXPECT_EQ(store.list().size(), 1u);
+}
+
+namespace {
+// A checkpoint the way Trainer::save_checkpoint writes one: every trainer file, `tag` inside model.safetensors.
+void write_trainer_checkpoint(CheckpointStore& store, int64_t step, const std::string& tag) {
+  std::map<std::string, std::string> files;
+  for (const auto& f : trainer_checkpoint_files()) files[f] = f + ":" + std::to_string(step);
+  files["model.safetensors"] = tag;
+  store.write(step, files);
+}
+}  // namespace
+
+// The one weights rule of load_run("auto") and train.init_from (run_weights_file, docs/training.md).
+TEST(RunWeights, FinalThenBareModelThenNewestValidCheckpoint) {
+  const auto run = janus::test::temp_dir("run_weights");
+  CheckpointStore store(run + "/checkpoints", 5);
+  EXPECT_FALSE(run_weights_file(run).has_value());  // nothing yet
+  EXPECT_FALSE(newest_valid_checkpoint(run).has_value());
+
+  // Only checkpoints: the newest.
+  write_trainer_checkpoint(store, 2, "step2");
+  write_trainer_checkpoint(store, 4, "step4");
+  ASSERT_TRUE(run_weights_file(run).has_value());
+  EXPECT_EQ(*run_weights_file(run), run + "/checkpoints/step_000000004/model.safetensors");
+  EXPECT_EQ(*run_weights_file(run, /*prefer_ema=*/true), *run_weights_file(run));
+
+  // Newest checkpoint corrupt: the previous one (the fallback of --resume auto).
+  flip_byte(run + "/checkpoints/step_000000004/model.safetensors", 2);
+  EXPECT_EQ(*run_weights_file(run), run + "/checkpoints/step_000000002/model.safetensors");
+  EXPECT_EQ(*newest_valid_checkpoint(run), run + "/checkpoints/step_000000002");
+
+  // A checkpoint whose weights verify but whose manifest lacks a trainer file is not valid for --resume auto,
+  // so not for the weights rule either.
+  store.write(6, {{"model.safetensors", "step6"}});
+  EXPECT_EQ(CheckpointStore::validate(run + "/checkpoints/step_000000006", {"model.safetensors"}), "");
+  EXPECT_EQ(*run_weights_file(run), run + "/checkpoints/step_000000002/model.safetensors");
+
+  // A save_model directory's model.safetensors beats checkpoints.
+  write_file_atomic(run + "/model.safetensors", "bare");
+  EXPECT_EQ(*run_weights_file(run), run + "/model.safetensors");
+
+  // final/ beats everything, even though newer checkpoints exist; EMA only when asked for.
+  write_trainer_checkpoint(store, 8, "step8");
+  write_file_atomic(run + "/final/model.safetensors", "final");
+  EXPECT_EQ(*run_weights_file(run), run + "/final/model.safetensors");
+  EXPECT_EQ(*run_weights_file(run, /*prefer_ema=*/true), run + "/final/model.safetensors");
+  write_file_atomic(run + "/final/ema.safetensors", "ema");
+  EXPECT_EQ(*run_weights_file(run), run + "/final/model.safetensors");
+  EXPECT_EQ(*run_weights_file(run, /*prefer_ema=*/true), run + "/final/ema.safetensors");
+  EXPECT_EQ(*newest_valid_checkpoint(run), run + "/checkpoints/step_000000008");
 }
 
 TEST(Metrics, Crc32cKnownValues) {

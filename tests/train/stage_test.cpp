@@ -11,6 +11,7 @@
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
 #include "janus/data/shapes.h"
+#include "janus/eval/model_eval.h"
 #include "janus/io/safetensors.h"
 #include "janus/model/run.h"
 #include "janus/train/stage_task.h"
@@ -100,6 +101,15 @@ bool has_val_record(const std::vector<nlohmann::json>& recs, const std::string& 
   return false;
 }
 
+// Every validation record's value of `key` (empty when never logged).
+std::vector<double> val_values(const std::vector<nlohmann::json>& recs, const std::string& key) {
+  std::vector<double> out;
+  for (const auto& r : recs) {
+    if (r.value("kind", "") == "val" && r.contains(key) && r[key].is_number()) out.push_back(r[key].get<double>());
+  }
+  return out;
+}
+
 jt::TrainResult train(const janus::Config& cfg, const std::string& resume = "") {
   jt::StageTask task(cfg);
   jt::Trainer trainer(cfg, task);
@@ -133,8 +143,11 @@ const Chain& chain() {
     x.s2 = x.root + "/s2";
     x.s3 = x.root + "/s3";
     train(stage_config(1, x.s1));
-    train(stage_config(2, x.s2, {"train.init_from=" + x.s1, "train.tasks=[contrastive, itm, caption, nlvr2]"}));
-    train(stage_config(3, x.s3, {"train.init_from=" + x.s2, "train.freeze=[vq.*]"}));
+    // eval.tasks: validation also runs janus::eval::evaluate (retrieval for stage 2, VQA + captioning for stage 3).
+    train(stage_config(
+        2, x.s2,
+        {"train.init_from=" + x.s1, "train.tasks=[contrastive, itm, caption, nlvr2]", "eval.tasks=[retrieval]"}));
+    train(stage_config(3, x.s3, {"train.init_from=" + x.s2, "train.freeze=[vq.*]", "eval.tasks=[vqa, caption]"}));
     return x;
   }();
   return c;
@@ -164,6 +177,28 @@ TEST(StageTask, Stage2ContrastiveItmCaptionNlvr2FromStage1) {
   const auto recs = read_metrics(c.s2);
   expect_parts(recs, {"loss", "contrastive", "itm", "itm_acc", "caption", "nlvr2", "logit_scale"});
   EXPECT_TRUE(has_val_record(recs, "val/i2t_r1_in_batch"));
+  // eval.tasks=[retrieval]: R@K from janus::eval::evaluate on the val split, percentages, at every validation.
+  for (const auto* key : {"val/retrieval/txt_r1", "val/retrieval/img_r1", "val/retrieval/r_mean"}) {
+    const auto v = val_values(recs, key);
+    ASSERT_FALSE(v.empty()) << key << " never logged";
+    for (const double x : v) {
+      EXPECT_GE(x, 0.0) << key;
+      EXPECT_LE(x, 100.0) << key;
+    }
+  }
+  EXPECT_LE(val_values(recs, "val/retrieval/txt_r1")[0], val_values(recs, "val/retrieval/txt_r5")[0]);
+  // The same numbers as janus_eval's path (load_run + evaluate) on the final weights: the last validation ran on them.
+  const auto run = janus::load_run(c.s2);
+  janus::eval::EvalOptions eo;
+  eo.limit = 4;
+  eo.batch_size = 4;
+  eo.max_text_len = 24;
+  eo.progress = [](const janus::eval::EvalProgress&) {};
+  const auto r = janus::eval::evaluate(janus::eval::eval_model(run), "retrieval", shapes_dir(), eo);
+  for (const auto* key : {"txt_r1", "txt_r5", "img_r1", "r_mean"}) {
+    EXPECT_DOUBLE_EQ(val_values(recs, std::string("val/retrieval/") + key).back(), r["metrics"][key].get<double>())
+        << key;
+  }
   // init_from: stage 2 gives the VQ tokenizer no gradient, so it must still hold stage 1's trained weights.
   expect_same_weights(c.s1 + "/final/model.safetensors", c.s2 + "/final/model.safetensors", "vq.");
   EXPECT_FALSE(janus::load_safetensors(c.s2 + "/final/model.safetensors").count("vq_disc.main.0.weight"));
@@ -176,6 +211,16 @@ TEST(StageTask, Stage3GenerationVqaNlvr2WithGradNormFromStage2) {
                       "w_nlvr2"});
   EXPECT_TRUE(has_val_record(recs, "val/vqa_acc"));
   EXPECT_TRUE(has_val_record(recs, "val/nlvr2_acc"));
+  // eval.tasks=[vqa, caption]: VQA accuracy (head) and CIDEr-D of generated captions.
+  for (const auto& [key, hi] : std::vector<std::pair<std::string, double>>{
+           {"val/vqa/overall", 100.0}, {"val/caption/CIDEr", 10.0}, {"val/caption/Bleu_4", 1.0}}) {
+    const auto v = val_values(recs, key);
+    ASSERT_FALSE(v.empty()) << key << " never logged";
+    for (const double x : v) {
+      EXPECT_GE(x, 0.0) << key;
+      EXPECT_LE(x, hi) << key;
+    }
+  }
   EXPECT_TRUE(fs::exists(c.s3 + "/samples/step_000000001.png"));
   // GradNorm keeps the weights summing to the number of tasks.
   for (const auto& r : recs) {
@@ -189,6 +234,17 @@ TEST(StageTask, Stage3GenerationVqaNlvr2WithGradNormFromStage2) {
   EXPECT_EQ(static_cast<int64_t>(run.answers.size()), run.model->options.num_answers);
   // Frozen VQ: identical to stage 2's (and so to stage 1's).
   expect_same_weights(c.s2 + "/final/model.safetensors", c.s3 + "/final/model.safetensors", "vq.");
+}
+
+// An eval.tasks entry the validation data cannot serve stops the run when the task is built, not at step N.
+TEST(StageTask, EvalTaskWithoutValidationDataIsRejectedAtStart) {
+  const auto root = janus::test::temp_dir("stage_evalbad");
+  try {
+    jt::StageTask task(stage_config(2, root + "/r", {"eval.tasks=[classify]"}));
+    FAIL() << "no error";
+  } catch (const janus::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("classify"), std::string::npos) << e.what();
+  }
 }
 
 namespace {

@@ -1,5 +1,6 @@
 // In-process trainer tests with the toy task: losses fall, precision modes, non-finite handling, extra optimiser.
 #include <filesystem>
+#include <fstream>
 
 #include <gtest/gtest.h>
 
@@ -251,4 +252,43 @@ TEST(Trainer, InitFromLoadsPreviousStageWeights) {
   EXPECT_THROW(
       Trainer(make_config(janus::test::temp_dir("stage_bad"), {"train.init_from=" + next + "/nope"}), t3).run(),
       InputError);
+}
+
+// init_from of a run directory follows run_weights_file (the rule load_run's "auto" uses, docs/training.md):
+// final/model.safetensors when it exists, else the newest valid checkpoint, falling back past a corrupt one.
+TEST(Trainer, InitFromRunDirPrefersFinalThenNewestValidCheckpoint) {
+  const auto prev = janus::test::temp_dir("init_order_prev");
+  at::manual_seed(0);
+  ToyTask t1(toy());
+  Trainer(make_config(prev, {"train.steps=4", "checkpoint.every_steps=2"}), t1).run();
+  const auto ckpt2 = prev + "/checkpoints/step_000000002", ckpt4 = prev + "/checkpoints/step_000000004";
+  ASSERT_TRUE(fs::exists(ckpt2 + "/model.safetensors"));
+  ASSERT_TRUE(fs::exists(ckpt4 + "/model.safetensors"));
+  const auto w2 = load_safetensors(ckpt2 + "/model.safetensors").at("fc1.weight");
+  const auto w4 = load_safetensors(ckpt4 + "/model.safetensors").at("fc1.weight");
+  ASSERT_FALSE(at::equal(w2, w4));
+  // Make the final weights differ from every checkpoint so the test sees which file was read.
+  auto final_state = load_safetensors(prev + "/final/model.safetensors");
+  final_state["fc1.weight"] = final_state["fc1.weight"] + 1.0;
+  save_safetensors(prev + "/final/model.safetensors", final_state);
+
+  int n = 0;
+  const auto init_weight = [&]() {  // fc1.weight of a fresh lr-0 run initialised from `prev`
+    at::manual_seed(1);
+    ToyTask t(toy());
+    Trainer(make_config(janus::test::temp_dir("init_order_next" + std::to_string(n++)),
+                        {"train.steps=1", "optim.lr=0", "train.init_from=" + prev}),
+            t)
+        .run();
+    return t.net()->fc1->weight.detach().clone();
+  };
+  EXPECT_TRUE(at::equal(init_weight(), final_state["fc1.weight"]));  // final/ beats the newer-or-equal checkpoints
+  janus::remove_tree(prev + "/final");
+  EXPECT_TRUE(at::equal(init_weight(), w4));  // no final/: the newest checkpoint
+  {
+    std::fstream f(ckpt4 + "/state.json", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(0);
+    f.put('#');  // corrupt a file --resume auto requires (same size, wrong sha256)
+  }
+  EXPECT_TRUE(at::equal(init_weight(), w2));  // newest corrupt: the previous valid one
 }

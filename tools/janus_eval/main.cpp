@@ -2,6 +2,7 @@
 //   janus_eval score caption|vqa|nlvr2|retrieval ...   model-free scoring of prediction files (this file)
 //   janus_eval compare a.json b.json                   metric deltas between two results files
 //   janus_eval --task T --run DIR --data PATH ...     model-driven evaluation (janus::eval::evaluate, model_eval.h)
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <fstream>
@@ -9,6 +10,7 @@
 
 #include "cli.h"
 #include "janus/core/fs.h"
+#include "janus/core/json_file.h"
 #include "janus/eval/model_eval.h"
 #include "janus/eval/score.h"
 #include "janus/io/module_io.h"
@@ -18,16 +20,8 @@
 
 namespace {
 
+using janus::read_json_file;
 using nlohmann::json;
-
-json load_json(const std::string& path) {
-  const std::string text = janus::read_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw janus::InputError(fmt::format("{}: not valid UTF-8 JSON: {}", path, e.what()));
-  }
-}
 
 std::vector<json> load_jsonl(const std::string& path) {
   const std::string text = janus::read_file(path);
@@ -41,12 +35,11 @@ std::vector<json> load_jsonl(const std::string& path) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     try {
       out.push_back(json::parse(line));
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e99999
       if (bad++ == 0) first_bad = fmt::format("line {}: {}", n, e.what());
     }
   }
-  if (bad)
-    throw janus::InputError(fmt::format("{}: {} line(s) are not valid UTF-8 JSON (first: {})", path, bad, first_bad));
+  if (bad) throw janus::InputError(fmt::format("{}: {} line(s) are not valid JSON (first: {})", path, bad, first_bad));
   return out;
 }
 
@@ -127,15 +120,18 @@ int run_score(CLI::App& app, const ScoreFlags& f) {
   opt.per_item = f.per_item;
   if (*score->get_subcommand("caption")) {
     json tokens;
-    json r = janus::eval::score_caption(load_json(f.annotations), load_json(f.results), opt,
+    json r = janus::eval::score_caption(read_json_file(f.annotations, "caption annotations"),
+                                        read_json_file(f.results, "caption results"), opt,
                                         f.dump_tokens.empty() ? nullptr : &tokens);
     if (!f.dump_tokens.empty()) janus::write_file_atomic(f.dump_tokens, tokens.dump() + "\n");
     finish(std::move(r), {{"annotations", f.annotations}, {"results", f.results}}, f.out);
   } else if (*score->get_subcommand("vqa")) {
-    json r = janus::eval::score_vqa(load_json(f.questions), load_json(f.annotations), load_json(f.results), opt);
+    json r = janus::eval::score_vqa(read_json_file(f.questions, "VQA questions"),
+                                    read_json_file(f.annotations, "VQA annotations"),
+                                    read_json_file(f.results, "VQA results"), opt);
     finish(std::move(r), {{"questions", f.questions}, {"annotations", f.annotations}, {"results", f.results}}, f.out);
   } else if (*score->get_subcommand("nlvr2")) {
-    json r = janus::eval::score_nlvr2(load_jsonl(f.data), load_json(f.results), opt);
+    json r = janus::eval::score_nlvr2(load_jsonl(f.data), read_json_file(f.results, "NLVR2 results"), opt);
     finish(std::move(r), {{"data", f.data}, {"results", f.results}}, f.out);
   } else {
     const auto tensors = janus::load_safetensors(f.similarity);
@@ -148,7 +144,7 @@ int run_score(CLI::App& app, const ScoreFlags& f) {
       throw janus::InputError(fmt::format("{}: expected one tensor or a tensor named 'similarity', found {}",
                                           f.similarity, tensors.size()));
     }
-    json r = janus::eval::score_retrieval(sim, load_json(f.gt));
+    json r = janus::eval::score_retrieval(sim, read_json_file(f.gt, "retrieval ground truth"));
     finish(std::move(r), {{"similarity", f.similarity}, {"gt", f.gt}}, f.out);
   }
   return 0;
@@ -166,7 +162,7 @@ void add_compare(CLI::App& app, CompareFlags& f) {
 }
 
 int run_compare(const CompareFlags& f) {
-  const json a = load_json(f.a), b = load_json(f.b);
+  const json a = read_json_file(f.a, "results file"), b = read_json_file(f.b, "results file");
   const json d = janus::eval::compare_results(a, b);
   fmt::print("{:<32} {:>12} {:>12} {:>12}\n", "metric", "a", "b", "b - a");
   const auto cell = [](const json& v) {
@@ -253,7 +249,13 @@ janus::eval::EvalModel load_eval_model(EvalFlags& f, janus::RunArtifacts& keep) 
   keep.model->to(device);
   keep.model->eval();
   keep.weights = f.weights;
-  if (!f.answers.empty()) keep.answers = load_json(f.answers).get<std::vector<std::string>>();
+  if (!f.answers.empty()) {
+    const json answers = read_json_file(f.answers, "answer vocabulary");
+    if (!answers.is_array() ||
+        !std::all_of(answers.begin(), answers.end(), [](const json& a) { return a.is_string(); }))
+      throw janus::InputError(fmt::format("{}: answer vocabulary must be a JSON list of strings", f.answers));
+    keep.answers = answers.get<std::vector<std::string>>();
+  }
   f.opt.mean = keep.config.data.mean;
   f.opt.std = keep.config.data.std;
   f.opt.max_text_len = keep.config.model.max_text_len;

@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "janus/core/fs.h"
+#include "janus/core/json_file.h"
 #include "janus/eval/report.h"
 
 namespace fs = std::filesystem;
@@ -32,14 +33,6 @@ bool is_loss_key(const std::string& k) {
   if (k.rfind("w_", 0) == 0 || k.find("perplexity") != std::string::npos) return false;
   if (k.size() > 4 && k.compare(k.size() - 4, 4, "_acc") == 0) return false;
   return true;
-}
-
-nlohmann::json read_json(const std::string& path) {
-  try {
-    return nlohmann::json::parse(janus::read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    janus::throw_input_error("'{}' is not valid JSON: {}", path, e.what());
-  }
 }
 
 // Relative path from the report's directory (Markdown links/images).
@@ -71,7 +64,7 @@ int main(int argc, char** argv) {
     // ---- metrics vs targets ----
     nlohmann::json ev;
     if (!eval_path.empty()) {
-      ev = read_json(eval_path);
+      ev = janus::read_json_file(eval_path, "eval results");
       const auto& m = ev.contains("metrics") ? ev["metrics"] : ev;
       const auto num = [&](const std::string& p) { return je::json_number(m, p); };
       md += "## Held-out metrics\n\n";
@@ -129,7 +122,7 @@ int main(int argc, char** argv) {
 
     // ---- wall times ----
     if (!timings_path.empty() && fs::exists(timings_path)) {
-      const auto tj = read_json(timings_path);
+      const auto tj = janus::read_json_file(timings_path, "timings file");
       md += "## Wall time\n\n| step | seconds |\n|---|---|\n";
       double total = 0;
       for (const auto& [k, v] : tj.items()) {

@@ -25,8 +25,10 @@
 namespace janus {
 
 struct LoadRunOptions {
-  // Which weights: "auto" (final/ema.safetensors, else final/model.safetensors, else the newest valid checkpoint),
-  // "final", "ema", "latest" (newest valid checkpoint), or a path to a .safetensors file or checkpoint directory.
+  // Which weights: "auto" (train::run_weights_file with prefer_ema, the rule train.init_from shares:
+  // final/ema.safetensors, else final/model.safetensors, else <dir>/model.safetensors, else the newest checkpoint
+  // valid for --resume auto), "final", "ema", "latest" (train::newest_valid_checkpoint), or a path to a
+  // .safetensors file or checkpoint directory.
   std::string weights = "auto";
   c10::Device device = c10::kCPU;
 };

@@ -39,4 +39,22 @@ class CheckpointStore {
   int64_t keep_last_;
 };
 
+// Files every trainer checkpoint holds (Trainer::save_checkpoint writes them). A checkpoint whose manifest does not
+// list each of them is corrupt: `--resume auto` and run_weights_file validate against this list.
+const std::vector<std::string>& trainer_checkpoint_files();
+
+// The newest valid checkpoint under <run_dir>/checkpoints/, by the validity rule of `--resume auto`
+// (CheckpointStore::validate with trainer_checkpoint_files(); newer corrupt ones are skipped with a warning).
+std::optional<std::string> newest_valid_checkpoint(const std::string& run_dir);
+
+// The weights file a run directory stands for. The one rule shared by load_run (weights "auto") and
+// train.init_from, first match wins:
+//   1. <run_dir>/final/ema.safetensors, only when prefer_ema (load_run: evaluation uses the EMA weights);
+//   2. <run_dir>/final/model.safetensors: a finished run's final weights are what the user means, even when the
+//      run was later extended and interrupted (name the checkpoint directory to get its newer weights);
+//   3. <run_dir>/model.safetensors (a save_model directory);
+//   4. model.safetensors of newest_valid_checkpoint(run_dir).
+// std::nullopt when the directory holds none of them.
+std::optional<std::string> run_weights_file(const std::string& run_dir, bool prefer_ema = false);
+
 }  // namespace janus::train
