@@ -72,7 +72,11 @@ for s in "${stages[@]}"; do
   [ -n "${QUICKSTART_STEPS:-}" ] && steps=(--set "train.steps=$QUICKSTART_STEPS" --set "checkpoint.every_steps=0" \
     --set "eval.every_steps=0")
   init=()
-  [ "$s" -gt 1 ] && [ "$ablation" != "stage3_only" ] && init=(--set "train.init_from=$out/stage$((s - 1))")
+  if [ "$ablation" = "stage3_only" ]; then
+    init=(--set "train.init_from=")  # from scratch: clear the config's init_from
+  elif [ "$s" -gt 1 ]; then
+    init=(--set "train.init_from=$out/stage$((s - 1))")
+  fi
   if [ "$ablation" = "stage3_only" ] && [ -z "${QUICKSTART_STEPS:-}" ]; then
     # The same total number of steps as the three stages together, none of them spent on stages 1-2.
     total=0
