@@ -22,21 +22,24 @@ void DualStreamFusionImpl::reset() {
   auto lin = [&](const char* name, int64_t in, int64_t out) {
     return register_module(name, torch::nn::Linear(torch::nn::LinearOptions(in, out)));
   };
+  // Registration order fixes the order parameters are initialised in: the dense block keeps the dual-stream one's
+  // order minus the generation stream and gate.
+  auto norm2_and_mlp = [&] {
+    norm2 = ln("norm2");
+    mlp = register_module(
+        "mlp", Mlp(MlpOptions(D, static_cast<int64_t>(std::llround(D * options.mlp_ratio()))).act(options.act())));
+  };
   norm1 = ln("norm1");
   sparse_qkv = lin("sparse_qkv", D, 3 * D);
   sparse_proj = lin("sparse_proj", D, D);
   if (options.dense()) {
-    norm2 = ln("norm2");
-    mlp = register_module(
-        "mlp", Mlp(MlpOptions(D, static_cast<int64_t>(std::llround(D * options.mlp_ratio()))).act(options.act())));
+    norm2_and_mlp();
     return;
   }
   lsh_qkv = lin("lsh_qkv", D, 2 * D);
   lsh_proj = lin("lsh_proj", D, D);
   gate = lin("gate", 2 * D, D);
-  norm2 = ln("norm2");
-  mlp = register_module(
-      "mlp", Mlp(MlpOptions(D, static_cast<int64_t>(std::llround(D * options.mlp_ratio()))).act(options.act())));
+  norm2_and_mlp();
   sparse_attn = register_module("sparse_attn", BlockSparseAttention(BlockSparseAttentionOptions()
                                                                         .block_size(options.block_size())
                                                                         .density(options.density())
@@ -129,18 +132,6 @@ at::Tensor DualStreamFusionImpl::forward_step(const at::Tensor& x_new, LayerKVCa
   auto qkv = sparse_qkv->forward(h).chunk(3, -1);
   append(cache.sparse_k, heads(qkv[1]));
   append(cache.sparse_v, heads(qkv[2]));
-  if (options.dense()) {
-    const auto dev = x_new.device();
-    auto lopt = at::TensorOptions().dtype(at::kLong).device(dev);
-    auto causal = at::arange(0, total, lopt).unsqueeze(0) <= at::arange(start, total, lopt).unsqueeze(1);
-    const double scale = 1.0 / std::sqrt(static_cast<double>(options.dim() / options.num_heads()));
-    auto a = dense_attention(heads(qkv[0]), cache.sparse_k, cache.sparse_v, causal.view({1, 1, T, total}), scale);
-    return mix_and_mlp(x_new, sparse_proj->forward(merge(a)), at::Tensor());
-  }
-  auto qv = lsh_qkv->forward(h).chunk(2, -1);
-  auto qk = heads(qv[0]);
-  append(cache.lsh_k, qk / qk.norm(2, -1, true).clamp_min(1e-12));
-  append(cache.lsh_v, heads(qv[1]));
 
   // Same masks as the uncached causal forward: key position <= query position, and (understanding stream) the
   // query block's kept key blocks from the prefix-consistent causal layout.
@@ -149,11 +140,20 @@ at::Tensor DualStreamFusionImpl::forward_step(const at::Tensor& x_new, LayerKVCa
   auto qpos = at::arange(start, total, lopt).unsqueeze(1);
   auto kpos = at::arange(0, total, lopt).unsqueeze(0);
   auto causal = kpos <= qpos;  // [T, total]
+  const double scale = 1.0 / std::sqrt(static_cast<double>(options.dim() / options.num_heads()));
+  if (options.dense()) {
+    auto a = dense_attention(heads(qkv[0]), cache.sparse_k, cache.sparse_v, causal.view({1, 1, T, total}), scale);
+    return mix_and_mlp(x_new, sparse_proj->forward(merge(a)), at::Tensor());
+  }
+  auto qv = lsh_qkv->forward(h).chunk(2, -1);
+  auto qk = heads(qv[0]);
+  append(cache.lsh_k, qk / qk.norm(2, -1, true).clamp_min(1e-12));
+  append(cache.lsh_v, heads(qv[1]));
+
   const int64_t bs = options.block_size();
   auto layout = sparse_attn->layout(total).to(dev);
   auto block_ok = layout.index_select(0, at::div(qpos.squeeze(1), bs, "floor"))
                       .index_select(1, at::div(kpos.squeeze(0), bs, "floor"));
-  const double scale = 1.0 / std::sqrt(static_cast<double>(options.dim() / options.num_heads()));
   auto a = dense_attention(heads(qkv[0]), cache.sparse_k, cache.sparse_v,
                            causal.logical_and(block_ok).view({1, 1, T, total}), scale);
   auto b = dense_attention(qk, cache.lsh_k, cache.lsh_v, causal.view({1, 1, T, total}), scale);

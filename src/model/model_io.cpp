@@ -10,19 +10,11 @@
 namespace janus {
 
 namespace {
-// The architecture overrides on top of a flavour; shared by the config path and model.json.
-struct Overrides {
-  bool router_shared = false;
-  bool fusion_dense = false;
-  std::string embed_pool = "token";
-  int64_t vq_downsample = 0;         // 0: the flavour's
-  std::string vq_codebook = "flavour";  // flavour | gradient | ema
-  double vq_dead_code_threshold = 0.0;
-};
-
-void apply(JanusModelOptions& o, const Overrides& v, const std::string& where) {
-  o.router_shared = v.router_shared;
-  o.fusion_dense = v.fusion_dense;
+// The architecture overrides on top of a flavour (ModelConfig's router, fusion, embed_pool and vq_* fields), from
+// the config or from model.json.
+void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where) {
+  o.router_shared = v.router == "shared";
+  o.fusion_dense = v.fusion == "dense";
   o.embed_pool = v.embed_pool;
   if (v.vq_downsample != 0) {
     const int64_t f = v.vq_downsample;
@@ -61,10 +53,7 @@ JanusModelOptions model_options(const ModelConfig& cfg, int64_t tokenizer_vocab)
   auto o = model_flavour(cfg.flavour, vocab, cfg.image_size);
   o.num_answers = cfg.num_answers;
   o.num_classes = cfg.num_classes;
-  apply(o,
-        Overrides{cfg.router == "shared", cfg.fusion == "dense", cfg.embed_pool, cfg.vq_downsample, cfg.vq_codebook,
-                  cfg.vq_dead_code_threshold},
-        "model.");
+  apply(o, cfg, "model.");
   o.validate();
   return o;
 }
@@ -102,24 +91,26 @@ JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
   o.num_classes = get("num_classes").get<int64_t>();
   if (o.num_answers < 0 || o.num_classes < 0) throw InputError("model.json: num_answers/num_classes must be >= 0");
   // Architecture overrides (absent in model.json files written before they existed: the flavour's).
-  Overrides v;
-  auto opt_string = [&](const char* key, std::initializer_list<const char*> allowed) -> std::string {
-    if (!spec.contains(key)) return "";
+  ModelConfig v;  // its defaults are the flavour's
+  auto opt_string = [&](const char* key, std::initializer_list<const char*> allowed, std::string& field) {
+    if (!spec.contains(key)) return;
     const auto& j = spec.at(key);
     if (j.is_string()) {
-      for (const char* a : allowed)
-        if (j.get<std::string>() == a) return a;
+      for (const char* a : allowed) {
+        if (j.get<std::string>() == a) {
+          field = a;
+          return;
+        }
+      }
     }
     std::string list;
     for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
     throw InputError(fmt::format("model.json: '{}' is {}, expected one of {}", key, j.dump(), list));
   };
-  v.router_shared = opt_string("router", {"dynamic", "shared"}) == "shared";
-  v.fusion_dense = opt_string("fusion", {"dual_stream", "dense"}) == "dense";
-  const auto pool = opt_string("embed_pool", {"token", "mean"});
-  v.embed_pool = pool.empty() ? "token" : pool;
-  const auto cb = opt_string("vq_codebook", {"gradient", "ema"});
-  v.vq_codebook = cb.empty() ? "flavour" : cb;
+  opt_string("router", {"dynamic", "shared"}, v.router);
+  opt_string("fusion", {"dual_stream", "dense"}, v.fusion);
+  opt_string("embed_pool", {"token", "mean"}, v.embed_pool);
+  opt_string("vq_codebook", {"gradient", "ema"}, v.vq_codebook);
   if (spec.contains("vq_downsample")) {
     if (!spec.at("vq_downsample").is_number_integer()) throw InputError("model.json: 'vq_downsample' must be an integer");
     v.vq_downsample = spec.at("vq_downsample").get<int64_t>();
