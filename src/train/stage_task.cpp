@@ -329,16 +329,19 @@ StepOutput StageTask::stage1(const Batch& batch, const StepContext& ctx) {
   }
   if (has("vq")) {
     auto r = model_->tokenizer(images);
-    out.parts["rec"] = r.rec_loss;
+    const auto& kind = cfg_.train.vq_rec_loss;
+    const at::Tensor rec = kind == "l1" ? r.rec_loss : kind == "l2" ? r.mse_loss : r.rec_loss + r.mse_loss;
+    out.parts["rec"] = rec;
+    if (kind != "l1") out.parts["rec_l1"] = r.rec_loss.detach();
     out.parts["vq"] = r.quant_loss;
     out.parts["perplexity"] = r.perplexity.detach();
-    at::Tensor vq_total = r.rec_loss + r.quant_loss;
+    at::Tensor vq_total = rec + r.quant_loss;
     if (impl_->disc) {
       if (impl_->fake_cache.size() <= static_cast<size_t>(ctx.micro)) impl_->fake_cache.resize(ctx.micro + 1);
       impl_->fake_cache[static_cast<size_t>(ctx.micro)] = r.reconstruction.detach();
       if (adv_on && ctx.training) {
         const auto g_loss = -impl_->disc->forward(r.reconstruction).mean();
-        const auto d_weight = QualityControllerImpl::adaptive_weight(r.rec_loss, g_loss, model_->vq->decoder->last_layer(),
+        const auto d_weight = QualityControllerImpl::adaptive_weight(rec, g_loss, model_->vq->decoder->last_layer(),
                                                                      cfg_.train.disc_weight);
         out.parts["g_adv"] = g_loss;
         out.parts["d_weight"] = d_weight.detach();

@@ -172,6 +172,30 @@ TEST(StageTask, Stage1SimmimMlmVqWithDiscriminator) {
   EXPECT_TRUE(has_disc) << "the discriminator is part of the checkpointed model";
 }
 
+// train.vq_rec_loss picks the tokenizer's reconstruction loss. Same seed and batch, so the first step's L1 and L2 are
+// the same numbers in all three runs: l1's `rec` is l2's `rec_l1`, and l1+l2's `rec` is their sum.
+TEST(StageTask, Stage1ReconstructionLossFollowsVqRecLoss) {
+  const auto root = janus::test::temp_dir("stage_rec_loss");
+  auto first = [&](const std::string& kind) {
+    const auto dir = root + "/" + kind;
+    train(stage_config(1, dir, {"train.tasks=[vq]", "train.disc_start=-1", "eval.every_steps=0",
+                                "train.vq_rec_loss=" + kind}));
+    for (const auto& r : read_metrics(dir)) {
+      if (!r.contains("kind") && r.contains("rec")) return r;
+    }
+    ADD_FAILURE() << kind << ": no training record with `rec`";
+    return nlohmann::json::object();
+  };
+  const auto l1 = first("l1"), l2 = first("l2"), both = first("l1+l2");
+  ASSERT_TRUE(l2.contains("rec_l1") && both.contains("rec_l1"));
+  EXPECT_FALSE(l1.contains("rec_l1"));
+  const double a = l1["rec"].get<double>(), b = l2["rec"].get<double>();
+  EXPECT_NEAR(l2["rec_l1"].get<double>(), a, 1e-6);
+  EXPECT_NEAR(both["rec"].get<double>(), a + b, 1e-5);
+  EXPECT_GT(std::abs(a - b), 1e-4) << "L1 and L2 of an untrained tokenizer should differ";
+  EXPECT_THROW(stage_config(1, root + "/bad", {"train.vq_rec_loss=l3"}), janus::InputError);
+}
+
 TEST(StageTask, Stage2ContrastiveItmCaptionNlvr2FromStage1) {
   const auto& c = chain();
   const auto recs = read_metrics(c.s2);

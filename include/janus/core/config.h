@@ -197,6 +197,7 @@ struct TrainConfig {
   std::string loss_balance = "gradnorm";
   double gradnorm_alpha = 1.5;
   double gradnorm_lr = 0.025;
+  std::string vq_rec_loss = "l2";
   int64_t disc_start = 5000;
   double disc_weight = 0.8;
   int64_t disc_layers = 3;
@@ -235,6 +236,10 @@ struct TrainConfig {
       Check::one_of({"gradnorm", "fixed"}));
     v("gradnorm_alpha", gradnorm_alpha, "stage 3: GradNorm asymmetry alpha", Check::range(0, 10));
     v("gradnorm_lr", gradnorm_lr, "stage 3: learning rate of the GradNorm loss weights", Check::range(0, 10));
+    v("vq_rec_loss", vq_rec_loss,
+      "stage 1: VQ tokenizer reconstruction loss: l2 (LlamaGen's default), l1, or l1+l2. With l1 the 32 px Shapes "
+      "tokenizer stalled at the background-only level (14.7 dB)",
+      Check::one_of({"l2", "l1", "l1+l2"}));
     v("disc_start", disc_start, "stage 1: step from which the adversarial VQ terms are on; -1 = no discriminator",
       Check::at_least(-1));
     v("disc_weight", disc_weight, "stage 1: scale of the adaptive adversarial weight (VQGAN)", Check::range(0, 100));

@@ -91,7 +91,7 @@ struct VQVAEOutput {
   at::Tensor reconstruction;   // [B, C, H, W]
   at::Tensor codes;            // [B, h, w]
   at::Tensor quant_loss;       // VQ codebook + commitment loss
-  at::Tensor rec_loss;         // mean |x - x_hat| (L1, as LlamaGen) ; mse in mse_loss
+  at::Tensor rec_loss;         // mean |x - x_hat| (L1); stage 1 picks L1/L2 by train.vq_rec_loss
   at::Tensor mse_loss;
   at::Tensor perplexity;
   at::Tensor usage;
