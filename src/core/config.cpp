@@ -182,6 +182,18 @@ void check_number(double v, const Check& c, const Origin& o, const YAML::Node& n
   if (low || high) fail(o, n, path, fmt::format("value {} is out of range: expected {}", v, c.describe()));
 }
 thread_local bool t_skip_path_checks = false;  // Config::load_resolved
+// A missing path in the YAML is only an error if no --set override replaces it (Config::from_yaml): configs name
+// default locations (runs/quickstart/shapes) that a run points elsewhere.
+struct DeferredPathChecks {
+  bool deferring = false;
+  std::vector<std::pair<std::string, std::string>> failures;  // in file order: key path, the error it raises
+  void overridden(const std::string& path) {
+    failures.erase(std::remove_if(failures.begin(), failures.end(),
+                                  [&](const auto& f) { return f.first == path || f.first.rfind(path + "[", 0) == 0; }),
+                   failures.end());
+  }
+};
+thread_local DeferredPathChecks* t_deferred_paths = nullptr;
 
 void check_string(const std::string& v, const Check& c, const Origin& o, const YAML::Node& n, const std::string& path) {
   if (!c.choices.empty() && std::find(c.choices.begin(), c.choices.end(), v) == c.choices.end()) {
@@ -189,7 +201,18 @@ void check_string(const std::string& v, const Check& c, const Origin& o, const Y
     const std::string hint = best.empty() ? "" : fmt::format(" (did you mean '{}'?)", best);
     fail(o, n, path, fmt::format("value '{}' is not allowed: expected {}{}", v, c.describe(), hint));
   }
-  if (c.existing_path && !t_skip_path_checks && !v.empty() && !std::filesystem::exists(v)) {
+  if (!c.existing_path || t_skip_path_checks) return;
+  auto* deferred = t_deferred_paths;
+  if (deferred && !deferred->deferring) deferred->overridden(path);
+  if (!v.empty() && !std::filesystem::exists(v)) {
+    if (deferred && deferred->deferring) {
+      try {
+        fail(o, n, path, fmt::format("path '{}' does not exist", v));
+      } catch (const ConfigError& e) {
+        deferred->failures.emplace_back(path, e.what());
+      }
+      return;
+    }
     fail(o, n, path, fmt::format("path '{}' does not exist", v));
   }
 }
@@ -427,8 +450,16 @@ Config Config::from_yaml(const std::string& yaml, const std::vector<std::string>
                          const std::string& source) {
   Config cfg;
   const Origin origin{source, true};
+  DeferredPathChecks paths;
+  struct Scope {
+    explicit Scope(DeferredPathChecks* p) { t_deferred_paths = p; }
+    ~Scope() { t_deferred_paths = nullptr; }
+  } scope(&paths);
+  paths.deferring = true;
   apply(cfg, load_yaml(yaml, source), origin);
+  paths.deferring = false;
   for (const auto& o : overrides) cfg.set(o);
+  if (!paths.failures.empty()) throw ConfigError(paths.failures.front().second);
   validate_relations(cfg);
   return cfg;
 }
@@ -502,7 +533,8 @@ std::string Config::docs_markdown() {
          "file matches it.\n\nA config is YAML with these sections; every key is optional (defaults below). "
          "Unknown keys, wrong types and out-of-range values are errors naming the key. Override any key from the "
          "command line with `--set section.key=value` (repeatable). Relative paths are relative to the working "
-         "directory. The resolved config is written to `<train.run_dir>/config.yaml`.\n" +
+         "directory; a path the YAML names must exist unless a `--set` replaces it. The resolved config is written to "
+         "`<train.run_dir>/config.yaml`.\n" +
          d.text_;
 }
 

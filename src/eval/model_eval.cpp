@@ -279,6 +279,18 @@ std::string out_path(const EvalOptions& o, const std::string& name) {
   return (fs::path(o.out_dir) / name).string();
 }
 
+// With --out-dir: writes one result row per sample as `name` (the official results-file layout) and records its
+// path in out["outputs"]["results"].
+template <class Row>
+void write_results(const EvalOptions& o, json& out, const std::string& name, size_t n, Row row) {
+  if (o.out_dir.empty()) return;
+  json res = json::array();
+  for (size_t i = 0; i < n; ++i) res.push_back(row(i));
+  const auto p = out_path(o, name);
+  write_file_atomic(p, res.dump(1) + "\n");
+  out["outputs"]["results"] = p;
+}
+
 // Unique images of a COCO captions file (first-seen order) and their captions.
 struct CaptionSet {
   std::vector<int64_t> image_ids;
@@ -500,15 +512,9 @@ json run_caption(const Ctx& c, const json& in) {
   }
   out["examples"] = ex;
   out["options"] = {{"beam", c.o.beam}, {"length_penalty", c.o.length_penalty}, {"max_len", c.o.max_caption_len}};
-  if (!c.o.out_dir.empty()) {
-    json res = json::array();
-    for (int64_t i = 0; i < N; ++i) {
-      res.push_back({{"image_id", s.image_ids[static_cast<size_t>(i)]}, {"caption", preds[static_cast<size_t>(i)]}});
-    }
-    const auto p = out_path(c.o, "caption_results.json");
-    write_file_atomic(p, res.dump(1) + "\n");
-    out["outputs"]["results"] = p;
-  }
+  write_results(c.o, out, "caption_results.json", static_cast<size_t>(N), [&](size_t i) {
+    return json{{"image_id", s.image_ids[i]}, {"caption", preds[i]}};
+  });
   return out;
 }
 
@@ -592,15 +598,9 @@ json run_vqa(const Ctx& c, const json& in) {
               {"options", {{"mode", mode}}},
               {"examples", examples},
               {"inputs", in}};
-  if (!c.o.out_dir.empty()) {
-    json res = json::array();
-    for (size_t k = 0; k < items.size(); ++k) {
-      res.push_back({{"question_id", std::stoll(qids[k])}, {"answer", items[k].prediction}});
-    }
-    const auto path = out_path(c.o, "vqa_results.json");
-    write_file_atomic(path, res.dump(1) + "\n");
-    out["outputs"]["results"] = path;
-  }
+  write_results(c.o, out, "vqa_results.json", items.size(), [&](size_t k) {
+    return json{{"question_id", std::stoll(qids[k])}, {"answer", items[k].prediction}};
+  });
   return out;
 }
 

@@ -111,8 +111,9 @@ StageDataFiles resolve_stage_data(const Config& cfg) {
 }
 
 std::vector<std::string> stage_tasks(const Config& cfg, const StageDataFiles& files) {
-  static const std::vector<std::vector<std::string>> allowed = {
-      {"simmim", "mlm", "vq"}, {"contrastive", "itm", "caption", "nlvr2"}, {"t2i", "caption", "vqa", "nlvr2"}};
+  static const std::vector<std::vector<std::string>> allowed = {{"simmim", "mlm", "vq"},
+                                                                {"contrastive", "itm", "caption", "nlvr2"},
+                                                                {"t2i", "caption", "vqa", "nlvr2", "contrastive"}};
   const int64_t stage = cfg.train.stage;
   const auto& ok = allowed.at(static_cast<size_t>(stage - 1));
   std::vector<std::string> tasks = cfg.train.tasks;

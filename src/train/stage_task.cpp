@@ -49,15 +49,19 @@ at::Tensor same_pair_penalty(const at::Tensor& image_ids, const at::Tensor& text
   return same.to(at::kFloat) * -1e4;
 }
 
-// In-batch retrieval R@1 where any row with the same text (or image) as the positive counts as a hit.
+// In-batch retrieval R@1: the retrieved row is a hit when it shows the same image or has the same text as the
+// query's row (an image's other captions in the batch are as right as the one it was paired with).
 std::pair<double, double> in_batch_r1(const at::Tensor& sim, const at::Tensor& image_ids, const at::Tensor& text_hash) {
   const auto i2t = sim.argmax(1).cpu(), t2i = sim.argmax(0).cpu();
   const auto th = text_hash.cpu(), ii = image_ids.cpu();
+  const auto hit = [&](int64_t q, int64_t r) {
+    return ii[r].item<int64_t>() == ii[q].item<int64_t>() || th[r].item<int64_t>() == th[q].item<int64_t>();
+  };
   const int64_t B = sim.size(0);
   double a = 0, b = 0;
   for (int64_t i = 0; i < B; ++i) {
-    a += th[i2t[i].item<int64_t>()].item<int64_t>() == th[i].item<int64_t>() ? 1 : 0;
-    b += ii[t2i[i].item<int64_t>()].item<int64_t>() == ii[i].item<int64_t>() ? 1 : 0;
+    a += hit(i, i2t[i].item<int64_t>()) ? 1 : 0;
+    b += hit(i, t2i[i].item<int64_t>()) ? 1 : 0;
   }
   return {a / static_cast<double>(B), b / static_cast<double>(B)};
 }
@@ -159,7 +163,7 @@ StageTask::StageTask(const Config& config, StageTaskOptions options)
     const auto& nlvr = train ? files_.nlvr2_train : files_.nlvr2_val;
     const int64_t stage = cfg_.train.stage;
     const bool t2i_prompts = has("t2i") && !prompts.empty();
-    const bool need_cap = stage != 3 || has("caption") || (has("t2i") && !t2i_prompts);
+    const bool need_cap = stage != 3 || has("caption") || has("contrastive") || (has("t2i") && !t2i_prompts);
     if (need_cap && !cap.empty()) {
       EntryReport rep;
       auto recs = load_coco_captions(cap, &rep);
@@ -425,6 +429,14 @@ StepOutput StageTask::stage3(const Batch& batch, const StepContext& ctx) {
       loss = model_->image_code_logits(batch.at(s + ".ids"), codes).loss;
     } else if (t == "caption") {
       loss = model_->caption(batch.at("cap.images"), text_of(batch, "cap")).loss;
+    } else if (t == "contrastive") {
+      // Keeps stage 2's alignment while the understanding losses move the shared encoders.
+      const auto co = model_->contrastive(batch.at("cap.images"), text_of(batch, "cap"));
+      loss = co.loss;
+      if (opt_.pg && opt_.world_size > 1 && ctx.training) {
+        loss = dist::gathered_clip_loss(co.image_embeds, co.text_embeds, co.logit_scale, opt_.pg);
+      }
+      out.parts["logit_scale"] = co.logit_scale.detach();
     } else if (t == "vqa") {
       auto r = model_->vqa(batch.at("vqa.images"), text_of(batch, "vqa"), batch.at("vqa.targets"));
       loss = r.loss;
@@ -449,6 +461,10 @@ StepOutput StageTask::stage3(const Batch& batch, const StepContext& ctx) {
           np.key().find("blocks") == std::string::npos) {
         shared.push_back(np.value());
       }
+    }
+    if (has("contrastive")) {  // the contrastive loss reaches neither stack: its last layers are the projections
+      shared.push_back(model_->vision_proj->weight);
+      shared.push_back(model_->text_proj->weight);
     }
     std::vector<at::Tensor> req;
     for (const auto& p : shared) {
@@ -539,6 +555,15 @@ nlohmann::json StageTask::validate(const StepContext& ctx) {
     sums[k].first += v;
     sums[k].second += 1;
   };
+  // Contrastive forward on the batch's captions, logging the in-batch R@1 both ways.
+  auto acc_contrastive = [&](const Batch& b) {
+    auto co = model_->contrastive(b.at("cap.images"), text_of(b, "cap"));
+    const auto [i2t, t2i] =
+        in_batch_r1(at::matmul(co.image_embeds, co.text_embeds.t()), b.at("cap.image_ids"), b.at("cap.text_hash"));
+    acc("i2t_r1_in_batch", i2t);
+    acc("t2i_r1_in_batch", t2i);
+    return co;
+  };
   // Fresh loaders (no shuffling, from the start): every validation sees the same samples; the training cursor and
   // RNG are untouched.
   std::vector<std::unique_ptr<DataLoader>> loaders;
@@ -587,11 +612,7 @@ nlohmann::json StageTask::validate(const StepContext& ctx) {
       if (has("nlvr2") && !nl) continue;
       const auto out = stage2(bb, vc);
       for (const auto& [k, v] : out.parts) acc(k, v.to(at::kFloat).item<double>());
-      const auto co = model_->contrastive(b.at("cap.images"), text_of(b, "cap"));
-      const auto [i2t, t2i] = in_batch_r1(at::matmul(co.image_embeds, co.text_embeds.t()), b.at("cap.image_ids"),
-                                          b.at("cap.text_hash"));
-      acc("i2t_r1_in_batch", i2t);
-      acc("t2i_r1_in_batch", t2i);
+      acc_contrastive(b);
     } else if (stage == 3) {
       if (has("t2i") && (has_stream("gen") || (!b.tensors.count("gen.ids") && has_stream("cap")))) {
         const std::string s = has_stream("gen") ? "gen" : "cap";
@@ -600,6 +621,9 @@ nlohmann::json StageTask::validate(const StepContext& ctx) {
       }
       if (has("caption") && has_stream("cap")) {
         acc("caption", model_->caption(b.at("cap.images"), text_of(b, "cap")).loss.item<double>());
+      }
+      if (has("contrastive") && has_stream("cap")) {
+        acc("contrastive", acc_contrastive(b).loss.item<double>());
       }
       if (has("vqa") && has_stream("vqa")) {
         const auto r = model_->vqa(b.at("vqa.images"), text_of(b, "vqa"), b.at("vqa.targets"));

@@ -84,6 +84,19 @@ TEST(Config, SetOverridesAreValidatedTheSameWay) {
   EXPECT_THAT(error_of("", {"optim..lr=1"}), HasSubstr("empty component"));
 }
 
+TEST(Config, MissingYamlPathCanBeOverriddenBySet) {
+  // A config naming a default location that does not exist here loads when --set points the key elsewhere...
+  const auto dir = std::filesystem::temp_directory_path().string();
+  const auto c = Config::from_yaml("data:\n  train: /no/such/dir\n", {"data.train=" + dir});
+  EXPECT_EQ(c.data.train, dir);
+  // ...is still an error naming the file and line without that override (or with an unrelated one)...
+  EXPECT_THAT(error_of("optim:\n  lr: 0.1\ndata:\n  train: /no/such/dir\n", {"optim.lr=0.2"}),
+              HasSubstr("test.yaml:4: data.train: path '/no/such/dir' does not exist"));
+  // ...and an override that names a missing path fails on the override itself.
+  EXPECT_THAT(error_of("data:\n  train: " + dir + "\n", {"data.train=/no/such/other"}),
+              HasSubstr("--set data.train=/no/such/other: data.train: path '/no/such/other' does not exist"));
+}
+
 TEST(Config, ResolvedYamlRoundTrips) {
   const auto c = Config::from_yaml("", {"optim.lr=1.25e-5", "train.freeze=[x.*]", "data.mean=[0.1, 0.2, 0.3]",
                                         "train.run_dir=some dir/with: colon"});

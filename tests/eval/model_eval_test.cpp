@@ -295,8 +295,16 @@ TEST(ModelEvalTasks, CaptionGreedyAndBeamAreInRangeAndDeterministic) {
 TEST(ModelEvalTasks, VqaHeadAndGenerative) {
   const auto m = janus::eval::eval_model(loaded());
   auto o = small_opts(6);
+  o.out_dir = world().root + "/vqa_out";
   const auto r = janus::eval::evaluate(m, "vqa", world().shapes, o);
   expect_common(r, "vqa", 6);
+  // The results file is in the VQA results layout: one {question_id, answer} per scored question.
+  const auto res = json::parse(janus::read_file(r["outputs"]["results"].get<std::string>()));
+  ASSERT_EQ(res.size(), 6u);
+  for (const auto& row : res) {
+    EXPECT_TRUE(row["question_id"].is_number_integer()) << row.dump();
+    EXPECT_NE(std::find(kAnswers.begin(), kAnswers.end(), row["answer"].get<std::string>()), kAnswers.end());
+  }
   EXPECT_EQ(r["options"]["mode"], "head");
   expect_in(r["metrics"]["overall"], 0, 100, "overall");
   int64_t n = 0;

@@ -260,6 +260,30 @@ TEST(StageTask, Stage3GenerationVqaNlvr2WithGradNormFromStage2) {
   expect_same_weights(c.s2 + "/final/model.safetensors", c.s3 + "/final/model.safetensors", "vq.");
 }
 
+// Stage 3 can keep stage 2's contrastive loss: it is logged and balanced with the others, and it is what moves the
+// projections (text_proj gets no gradient from any other stage-3 loss, so the plain chain leaves it unchanged).
+TEST(StageTask, Stage3KeepsTheContrastiveLossWhenListed) {
+  const auto& c = chain();
+  const auto dir = c.root + "/s3c";
+  train(stage_config(3, dir,
+                     {"train.init_from=" + c.s2, "train.freeze=[vq.*]", "train.steps=2",
+                      "train.tasks=[t2i, caption, vqa, nlvr2, contrastive]"}));
+  const auto recs = read_metrics(dir);
+  expect_parts(recs, {"contrastive", "logit_scale", "w_contrastive", "t2i", "vqa"});
+  EXPECT_TRUE(has_val_record(recs, "val/contrastive"));
+  EXPECT_TRUE(has_val_record(recs, "val/i2t_r1_in_batch"));
+  for (const auto& r : recs) {
+    if (!r.contains("w_contrastive")) continue;
+    double s = 0;
+    for (const auto* k : {"w_t2i", "w_caption", "w_vqa", "w_nlvr2", "w_contrastive"}) s += r[k].get<double>();
+    EXPECT_NEAR(s, 5.0, 1e-3);
+  }
+  const auto key = "text_proj.weight";
+  const auto s2 = janus::load_safetensors(c.s2 + "/final/model.safetensors").at(key);
+  EXPECT_TRUE(at::equal(s2, janus::load_safetensors(c.s3 + "/final/model.safetensors").at(key)));
+  EXPECT_FALSE(at::equal(s2, janus::load_safetensors(dir + "/final/model.safetensors").at(key)));
+}
+
 // An eval.tasks entry the validation data cannot serve stops the run when the task is built, not at step N.
 TEST(StageTask, EvalTaskWithoutValidationDataIsRejectedAtStart) {
   const auto root = janus::test::temp_dir("stage_evalbad");

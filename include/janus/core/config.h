@@ -226,7 +226,7 @@ struct TrainConfig {
       Check::range(0, 1));
     v("tasks", tasks,
       "losses the stage trains; empty = the stage's default (1: simmim mlm vq; 2: contrastive itm caption; 3: t2i "
-      "caption + vqa/nlvr2 when their data exists); stage 2 also takes nlvr2",
+      "caption + vqa/nlvr2 when their data exists); stage 2 also takes nlvr2, stage 3 contrastive",
       Check::one_of({"simmim", "mlm", "vq", "contrastive", "itm", "caption", "t2i", "vqa", "nlvr2"}));
     v("loss_weights", loss_weights,
       "fixed weights of the stage's losses in train.tasks order (stage 1/3; empty = all 1); stage 3 with "
