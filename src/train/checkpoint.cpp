@@ -129,7 +129,15 @@ std::string CheckpointStore::validate(const std::string& dir, const std::vector<
 
 int64_t CheckpointStore::step_of(const std::string& dir) {
   try {
-    return nlohmann::json::parse(read_file((fs::path(dir) / kManifest).string())).at("step").get<int64_t>();
+    const auto j = nlohmann::json::parse(read_file((fs::path(dir) / kManifest).string()));
+    const auto& step = j.at("step");
+    // An integer too large for int64 parses as unsigned or as a double, whose conversion would be undefined.
+    const bool ok = step.is_number_integer() &&
+                    (step.is_number_unsigned() ? step.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX)
+                                               : step.get<int64_t>() >= 0);
+    if (!ok)
+      throw_input_error("checkpoint '{}': bad manifest: step {} is not a non-negative integer", dir, step.dump());
+    return step.get<int64_t>();
   } catch (const nlohmann::json::exception& e) {
     throw_input_error("checkpoint '{}': bad manifest: {}", dir, e.what());
   }

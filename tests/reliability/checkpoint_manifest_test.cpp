@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "janus/core/error.h"
 #include "janus/core/fs.h"
 #include "janus/train/checkpoint.h"
 #include "test_util.h"
@@ -50,6 +51,17 @@ TEST(CheckpointManifest, MalformedEntriesAreReasonsNotExceptions) {
     EXPECT_NO_THROW(why = CheckpointStore::validate(dir)) << m;
     EXPECT_NE(why, "") << m;
   }
+}
+
+// Found by the checkpoint fuzz target: a step beyond int64 reached an undefined double -> int64 conversion.
+TEST(CheckpointManifest, StepOutOfRangeIsAnInputError) {
+  const auto dir = good_checkpoint();
+  for (const std::string step : {"6666666666666666666666666666666620", "18446744073709551615", "-3", "1.5", "\"7\""}) {
+    put(dir + "/manifest.json", R"({"format":"janus-checkpoint-1","step":)" + step + R"(,"files":{}})");
+    EXPECT_THROW(CheckpointStore::step_of(dir), janus::InputError) << step;
+  }
+  put(dir + "/manifest.json", R"({"format":"janus-checkpoint-1","step":9223372036854775807,"files":{}})");
+  EXPECT_EQ(CheckpointStore::step_of(dir), INT64_MAX);
 }
 
 TEST(CheckpointManifest, FileNamesCannotLeaveTheCheckpoint) {
