@@ -83,8 +83,11 @@ struct Origin {
   }
 };
 
+std::string failure(const Origin& o, const YAML::Node& n, const std::string& path, const std::string& what) {
+  return fmt::format("config {}: {}: {}", o.at(n), path, what);
+}
 [[noreturn]] void fail(const Origin& o, const YAML::Node& n, const std::string& path, const std::string& what) {
-  throw ConfigError(fmt::format("config {}: {}: {}", o.at(n), path, what));
+  throw ConfigError(failure(o, n, path, what));
 }
 
 template <class T>
@@ -204,17 +207,10 @@ void check_string(const std::string& v, const Check& c, const Origin& o, const Y
   if (!c.existing_path || t_skip_path_checks) return;
   auto* deferred = t_deferred_paths;
   if (deferred && !deferred->deferring) deferred->overridden(path);
-  if (!v.empty() && !std::filesystem::exists(v)) {
-    if (deferred && deferred->deferring) {
-      try {
-        fail(o, n, path, fmt::format("path '{}' does not exist", v));
-      } catch (const ConfigError& e) {
-        deferred->failures.emplace_back(path, e.what());
-      }
-      return;
-    }
-    fail(o, n, path, fmt::format("path '{}' does not exist", v));
-  }
+  if (v.empty() || std::filesystem::exists(v)) return;
+  auto msg = failure(o, n, path, fmt::format("path '{}' does not exist", v));
+  if (!deferred || !deferred->deferring) throw ConfigError(msg);
+  deferred->failures.emplace_back(path, std::move(msg));
 }
 void validate(bool, const Check&, const Origin&, const YAML::Node&, const std::string&) {}
 void validate(int64_t v, const Check& c, const Origin& o, const YAML::Node& n, const std::string& p) {

@@ -358,6 +358,14 @@ StepOutput StageTask::stage1(const Batch& batch, const StepContext& ctx) {
   return out;
 }
 
+// InfoNCE of the batch; under data parallelism over every rank's features (open_clip's gathered loss).
+at::Tensor StageTask::clip_loss(const ContrastiveOutput& co, const StepContext& ctx) const {
+  if (opt_.pg && opt_.world_size > 1 && ctx.training) {
+    return dist::gathered_clip_loss(co.image_embeds, co.text_embeds, co.logit_scale, opt_.pg);
+  }
+  return co.loss;
+}
+
 StepOutput StageTask::stage2(const Batch& batch, const StepContext& ctx) {
   StepOutput out;
   const auto& images = batch.at("cap.images");
@@ -369,10 +377,7 @@ StepOutput StageTask::stage2(const Batch& batch, const StepContext& ctx) {
   ContrastiveOutput co;
   if (has("contrastive") || has("itm")) co = model_->contrastive(images, text);
   if (has("contrastive")) {
-    at::Tensor loss = co.loss;
-    if (opt_.pg && opt_.world_size > 1 && ctx.training) {
-      loss = dist::gathered_clip_loss(co.image_embeds, co.text_embeds, co.logit_scale, opt_.pg);
-    }
+    const auto loss = clip_loss(co, ctx);
     out.parts["contrastive"] = loss;
     out.parts["logit_scale"] = co.logit_scale.detach();
     total = lambda * loss;
@@ -432,10 +437,7 @@ StepOutput StageTask::stage3(const Batch& batch, const StepContext& ctx) {
     } else if (t == "contrastive") {
       // Keeps stage 2's alignment while the understanding losses move the shared encoders.
       const auto co = model_->contrastive(batch.at("cap.images"), text_of(batch, "cap"));
-      loss = co.loss;
-      if (opt_.pg && opt_.world_size > 1 && ctx.training) {
-        loss = dist::gathered_clip_loss(co.image_embeds, co.text_embeds, co.logit_scale, opt_.pg);
-      }
+      loss = clip_loss(co, ctx);
       out.parts["logit_scale"] = co.logit_scale.detach();
     } else if (t == "vqa") {
       auto r = model_->vqa(batch.at("vqa.images"), text_of(batch, "vqa"), batch.at("vqa.targets"));

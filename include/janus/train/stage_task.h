@@ -111,6 +111,7 @@ class StageTask : public TrainTask {
   StepOutput stage1(const Batch& batch, const StepContext& ctx);
   StepOutput stage2(const Batch& batch, const StepContext& ctx);
   StepOutput stage3(const Batch& batch, const StepContext& ctx);
+  at::Tensor clip_loss(const ContrastiveOutput& co, const StepContext& ctx) const;
   at::Generator step_generator(const StepContext& ctx, uint64_t salt) const;
   bool has(const std::string& task) const;
 
