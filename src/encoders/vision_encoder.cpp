@@ -1,8 +1,12 @@
 #include "janus/encoders/vision_encoder.h"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 #include <torch/nn/init.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/batchnorm.h>
 #include <nlohmann/json.hpp>
 
 #include "janus/core/checkpoint_fn.h"
@@ -62,14 +66,34 @@ void BlockImpl::zero_init_residual() {
 }
 
 // ---- PatchEmbed --------------------------------------------------------------------------------------------
-PatchEmbedImpl::PatchEmbedImpl(int64_t in_chans_, int64_t dim_, int64_t patch_size_)
-    : in_chans(in_chans_), dim(dim_), patch_size(patch_size_) {
+PatchEmbedImpl::PatchEmbedImpl(int64_t in_chans_, int64_t dim_, int64_t patch_size_, std::string stem_)
+    : in_chans(in_chans_), dim(dim_), patch_size(patch_size_), stem_kind(std::move(stem_)) {
   reset();
 }
 
 void PatchEmbedImpl::reset() {
-  proj = register_module("proj",
-                         torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, dim, patch_size).stride(patch_size)));
+  if (stem_kind == "patch") {
+    proj = register_module("proj",
+                           torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, dim, patch_size).stride(patch_size)));
+    return;
+  }
+  if (stem_kind != "conv") throw InputError("vision_encoder: stem '" + stem_kind + "' is not one of patch, conv");
+  int64_t levels = 0;
+  while ((int64_t{1} << levels) < patch_size) ++levels;
+  if ((int64_t{1} << levels) != patch_size) {
+    throw InputError(fmt::format("vision_encoder: stem 'conv' needs a power-of-two patch_size, got {}", patch_size));
+  }
+  stem = register_module("stem", torch::nn::Sequential());
+  int64_t in = in_chans;
+  for (int64_t i = 0; i <= levels; ++i) {
+    const int64_t out = std::min<int64_t>(dim, int64_t{32} << i);
+    stem->push_back(
+        torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(i == 0 ? 1 : 2).padding(1).bias(false)));
+    stem->push_back(torch::nn::BatchNorm2d(out));
+    stem->push_back(torch::nn::ReLU());
+    in = out;
+  }
+  proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, dim, 1)));
 }
 
 at::Tensor PatchEmbedImpl::forward(const at::Tensor& images) {
@@ -77,7 +101,7 @@ at::Tensor PatchEmbedImpl::forward(const at::Tensor& images) {
               ", H, W], got ", images.sizes());
   TORCH_CHECK(images.size(2) % patch_size == 0 && images.size(3) % patch_size == 0, "patch_embed: image size ",
               images.size(2), "x", images.size(3), " is not a multiple of patch_size ", patch_size);
-  return proj->forward(images);
+  return proj->forward(stem ? stem->forward(images) : images);
 }
 
 // ---- VisionEncoder -----------------------------------------------------------------------------------------
@@ -113,7 +137,7 @@ void VisionEncoderImpl::reset() {
         fmt::format("vision_encoder: dim {} must be a positive multiple of heads {} (depth {}, in_chans {})", o.dim(),
                     o.heads(), o.depth(), o.in_chans()));
   }
-  patch_embed = register_module("patch_embed", PatchEmbed(o.in_chans(), o.dim(), o.patch_size()));
+  patch_embed = register_module("patch_embed", PatchEmbed(o.in_chans(), o.dim(), o.patch_size(), o.stem()));
   if (o.class_token()) cls_token = register_parameter("cls_token", at::zeros({1, 1, o.dim()}));
   const int64_t g = grid_size();
   pos_embed = register_parameter("pos_embed", at::zeros({1, num_prefix_tokens() + g * g, o.dim()}));
@@ -271,6 +295,8 @@ VisionEncoderOptions vision_encoder_options_from_json(const nlohmann::json& j) {
       o.dynamic_image_size(v.get<bool>());
     else if (k == "adapter_dim")
       o.adapter_dim(v.get<int64_t>());
+    else if (k == "stem")
+      o.stem(v.get<std::string>());
     else
       throw InputError("vision_encoder: unknown option '" + k + "'");
   }

@@ -10,12 +10,16 @@
 namespace janus {
 
 namespace {
-// The architecture overrides on top of a flavour (ModelConfig's router, fusion, embed_pool and vq_* fields), from
+// The architecture overrides on top of a flavour (ModelConfig's router, fusion, embed_pool, vision_stem and vq_*
+// fields), from
 // the config or from model.json.
 void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where) {
   o.router_shared = v.router == "shared";
   o.fusion_dense = v.fusion == "dense";
   o.embed_pool = v.embed_pool;
+  if (v.vision_stem != "patch" && v.vision_stem != "conv")
+    throw InputError(fmt::format("{}vision_stem must be patch or conv, got '{}'", where, v.vision_stem));
+  o.vision.stem(v.vision_stem);
   if (v.vq_downsample != 0) {
     const int64_t f = v.vq_downsample;
     int64_t levels = 0;
@@ -69,6 +73,7 @@ nlohmann::json model_spec(const JanusModelOptions& o) {
           {"router", o.router_shared ? "shared" : "dynamic"},
           {"fusion", o.fusion_dense ? "dense" : "dual_stream"},
           {"embed_pool", o.embed_pool},
+          {"vision_stem", o.vision.stem()},
           {"vq_downsample", f},
           {"vq_codebook", o.vq.ema() ? "ema" : "gradient"},
           {"vq_dead_code_threshold", o.vq.dead_code_threshold()}};
@@ -110,6 +115,7 @@ JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
   opt_string("router", {"dynamic", "shared"}, v.router);
   opt_string("fusion", {"dual_stream", "dense"}, v.fusion);
   opt_string("embed_pool", {"token", "mean"}, v.embed_pool);
+  opt_string("vision_stem", {"patch", "conv"}, v.vision_stem);
   opt_string("vq_codebook", {"gradient", "ema"}, v.vq_codebook);
   if (spec.contains("vq_downsample")) {
     if (!spec.at("vq_downsample").is_number_integer()) throw InputError("model.json: 'vq_downsample' must be an integer");

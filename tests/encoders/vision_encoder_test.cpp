@@ -1,4 +1,5 @@
 #include <fstream>
+#include <map>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -104,4 +105,52 @@ TEST(VisionEncoder, SaveLoadRoundTripAndAdaptersStartAsIdentity) {
   janus::load_timm_vision(*c, dir + "/v.safetensors");
   c->eval();
   EXPECT_TRUE(torch::equal(a->forward(x).pooled, c->forward(x).pooled));
+}
+
+// The convolutional stem (stem: conv): token shapes as the patch stem, the registered names and widths, BatchNorm
+// running statistics saved and loaded with the weights, and clear errors for patch sizes it cannot build.
+TEST(VisionEncoder, ConvStemNamesStatisticsAndRoundTrip) {
+  const auto dir = jt::temp_dir();
+  auto o = janus::VisionEncoderOptions().image_size(32).patch_size(8).dim(64).depth(1).heads(2).stem("conv");
+  torch::manual_seed(1);
+  janus::VisionEncoder a(o);
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& p : a->named_parameters()) shapes[p.key()] = p.value().sizes().vec();
+  // 3x3 stride-1 conv, then log2(8) = 3 stride-2 convs; widths 32, 64, then capped at dim 64; 1x1 projection.
+  EXPECT_EQ(shapes.at("patch_embed.stem.0.weight"), (std::vector<int64_t>{32, 3, 3, 3}));
+  EXPECT_EQ(shapes.at("patch_embed.stem.3.weight"), (std::vector<int64_t>{64, 32, 3, 3}));
+  EXPECT_EQ(shapes.at("patch_embed.stem.9.weight"), (std::vector<int64_t>{64, 64, 3, 3}));
+  EXPECT_EQ(shapes.count("patch_embed.stem.12.weight"), 0u);
+  EXPECT_EQ(shapes.at("patch_embed.proj.weight"), (std::vector<int64_t>{64, 64, 1, 1}));
+  EXPECT_EQ(shapes.count("patch_embed.stem.0.bias"), 0u);  // conv -> BatchNorm: no conv bias
+  const auto x = torch::randn({3, 3, 32, 32});
+  const auto out = a->forward(x);  // training mode: batch statistics, running statistics move
+  EXPECT_EQ(out.tokens.sizes(), (std::vector<int64_t>{3, 17, 64}));
+  EXPECT_TRUE(a->patch_embed->mixes_patches());
+  bool moved = false;
+  for (const auto& b : a->named_buffers()) {
+    if (b.key() == "patch_embed.stem.1.running_mean") moved = b.value().abs().sum().item<double>() > 0;
+  }
+  EXPECT_TRUE(moved) << "BatchNorm running_mean did not move in a training forward";
+  a->eval();
+  const auto ya = a->forward(x).tokens;
+  EXPECT_FALSE(torch::allclose(ya, out.tokens, 1e-4, 1e-4)) << "eval used batch statistics";
+  janus::save_module(*a, dir + "/v.safetensors");
+  torch::manual_seed(2);
+  janus::VisionEncoder b(o);
+  b->eval();
+  ASSERT_FALSE(torch::allclose(ya, b->forward(x).tokens));
+  EXPECT_TRUE(janus::load_module(*b, dir + "/v.safetensors").ok());
+  EXPECT_TRUE(torch::equal(ya, b->forward(x).tokens)) << "running statistics were not saved or not loaded";
+  // A patch-stem file does not load into a conv-stem encoder (and the reverse): names differ, not silently ignored.
+  janus::VisionEncoder patch(janus::VisionEncoderOptions(o).stem("patch"));
+  EXPECT_THAT([&] { janus::load_module(*patch, dir + "/v.safetensors"); },
+              ::testing::ThrowsMessage<janus::InputError>(::testing::HasSubstr("patch_embed.proj.weight")));
+  EXPECT_FALSE(patch->patch_embed->mixes_patches());
+  // JSON options and errors.
+  EXPECT_EQ(janus::vision_encoder_options_from_json({{"stem", "conv"}, {"patch_size", 4}}).stem(), "conv");
+  EXPECT_THAT([&] { janus::VisionEncoder(janus::VisionEncoderOptions(o).image_size(36).patch_size(6)); },
+              ::testing::ThrowsMessage<janus::InputError>(::testing::HasSubstr("power-of-two patch_size, got 6")));
+  EXPECT_THAT([&] { janus::VisionEncoder(janus::VisionEncoderOptions(o).stem("resnet")); },
+              ::testing::ThrowsMessage<janus::InputError>(::testing::HasSubstr("stem 'resnet'")));
 }

@@ -180,6 +180,7 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   mc.router = "shared";
   mc.fusion = "dense";
   mc.embed_pool = "mean";
+  mc.vision_stem = "conv";
   mc.vq_downsample = 4;
   mc.vq_codebook = "ema";
   mc.vq_dead_code_threshold = 0.5;
@@ -196,15 +197,19 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   EXPECT_EQ(back.router_shared, true);
   EXPECT_EQ(back.fusion_dense, true);
   EXPECT_EQ(back.embed_pool, "mean");
+  EXPECT_EQ(from_cfg.vision.stem(), "conv");
+  EXPECT_EQ(back.vision.stem(), "conv");
   EXPECT_TRUE(back.vq.ema());
   EXPECT_DOUBLE_EQ(back.vq.dead_code_threshold(), 0.5);
   // A spec without the keys (written before they existed) gives the flavour's defaults.
   auto old_spec = janus::model_spec(tiny_options());
-  for (const char* k : {"router", "fusion", "embed_pool", "vq_downsample", "vq_codebook", "vq_dead_code_threshold"})
+  for (const char* k :
+       {"router", "fusion", "embed_pool", "vision_stem", "vq_downsample", "vq_codebook", "vq_dead_code_threshold"})
     old_spec.erase(k);
   const auto old = janus::model_options_from_spec(old_spec);
   EXPECT_FALSE(old.router_shared || old.fusion_dense || old.vq.ema());
   EXPECT_EQ(old.vq.ch_mult(), tiny_options().vq.ch_mult());
+  EXPECT_EQ(old.vision.stem(), "patch");
   // Bad overrides name the key.
   mc.vq_codebook = "gradient";
   try {
@@ -219,6 +224,10 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   auto bad_spec = janus::model_spec(from_cfg);
   bad_spec["fusion"] = "sparse";
   EXPECT_THROW(janus::model_options_from_spec(bad_spec), janus::InputError);
+  bad_spec = janus::model_spec(from_cfg);
+  bad_spec["vision_stem"] = "resnet";
+  EXPECT_THAT([&] { janus::model_options_from_spec(bad_spec); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("'vision_stem' is \"resnet\"")));
 
   torch::manual_seed(0);
   janus::JanusModel m(o);
@@ -241,4 +250,30 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
     auto logits = m->caption(b.images, t).logits.argmax(-1);
     EXPECT_TRUE(torch::equal(logits.slice(1, 0, ids.size(1) - 1), ids.slice(1, 1))) << logits << ids;
   }
+}
+
+// SimMIM with the conv stem: the stem's 3x3 receptive fields overlap neighbouring patches, so the masked pixels are
+// blanked before the stem. Changing only masked pixels must not change the reconstruction (it would leak the
+// answer otherwise); changing a visible pixel must.
+TEST(JanusModel, SimmimWithConvStemDoesNotSeeMaskedPixels) {
+  auto o = tiny_options();
+  o.vision.stem("conv");
+  torch::manual_seed(0);
+  janus::JanusModel m(o);
+  m->eval();  // BatchNorm running statistics: the forward of one image does not depend on the others
+  torch::NoGradGuard ng;
+  const auto images = torch::randn({2, 3, 32, 32});
+  at::Generator g1 = at::detail::createCPUGenerator(7);
+  const auto a = m->simmim(images, g1);
+  const auto mask = a.extras.at("mask").expand_as(images);
+  ASSERT_GT(mask.sum().item<double>(), 0.0);
+  ASSERT_LT(mask.mean().item<double>(), 1.0);
+  const auto changed_masked = images + 3.0 * mask * torch::randn_like(images);
+  at::Generator g2 = at::detail::createCPUGenerator(7);
+  const auto b = m->simmim(changed_masked, g2);
+  EXPECT_TRUE(torch::equal(b.extras.at("reconstruction"), a.extras.at("reconstruction")));
+  const auto changed_visible = images + 3.0 * (1 - mask) * torch::randn_like(images);
+  at::Generator g3 = at::detail::createCPUGenerator(7);
+  const auto c = m->simmim(changed_visible, g3);
+  EXPECT_FALSE(torch::allclose(c.extras.at("reconstruction"), a.extras.at("reconstruction")));
 }

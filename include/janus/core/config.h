@@ -62,6 +62,7 @@ struct ModelConfig {
   std::string router = "dynamic";
   std::string fusion = "dual_stream";
   std::string embed_pool = "token";
+  std::string vision_stem = "patch";
   int64_t vq_downsample = 0;
   std::string vq_codebook = "flavour";
   double vq_dead_code_threshold = 0.0;
@@ -86,6 +87,10 @@ struct ModelConfig {
     v("embed_pool", embed_pool,
       "contrastive embeddings from the encoders' class/first token (token) or the mean of the unpadded tokens (mean)",
       Check::one_of({"token", "mean"}));
+    v("vision_stem", vision_stem,
+      "ViT patch embedding: patch (one stride-p conv, as timm) or conv (3x3 conv stem with BatchNorm, Xiao et al. "
+      "2021; needs a power-of-two patch size)",
+      Check::one_of({"patch", "conv"}));
     v("vq_downsample", vq_downsample, "VQ-VAE downsampling factor (4, 8, 16, 32); 0 = the flavour's",
       Check::range(0, 64));
     v("vq_codebook", vq_codebook,

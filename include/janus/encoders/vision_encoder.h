@@ -13,6 +13,7 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
@@ -73,15 +74,26 @@ class BlockImpl : public torch::nn::Cloneable<BlockImpl> {
 };
 TORCH_MODULE(Block);
 
-// ---- conv patch embedding (timm PatchEmbed names: proj) -----------------------------------------------------
+// ---- patch embedding ---------------------------------------------------------------------------------------
+// stem "patch": timm's PatchEmbed, one p x p stride-p conv (names: proj).
+// stem "conv": the convolutional stem of Xiao et al. 2021 ("Early convolutions help transformers see better"):
+//   a 3x3 stride-1 conv, then log2(p) 3x3 stride-2 convs, each conv -> BatchNorm -> ReLU, widths 32, 64, 128, ...
+//   capped at dim; then a 1x1 conv to dim (names: stem.N.{weight | running_mean ...}, proj). p must be a power of
+//   two. It costs a few 3x3 convs but gives the ViT a locality bias: on 32 px Shapes it is what lets the tiny model
+//   tell a small triangle from a small star (docs/encoders.md).
 class PatchEmbedImpl : public torch::nn::Cloneable<PatchEmbedImpl> {
  public:
-  PatchEmbedImpl(int64_t in_chans, int64_t dim, int64_t patch_size);
+  PatchEmbedImpl(int64_t in_chans, int64_t dim, int64_t patch_size, std::string stem = "patch");
   void reset() override;
   // [B, C, H, W] -> [B, dim, H/p, W/p]
   at::Tensor forward(const at::Tensor& images);
+  // Input pixels that reach more than their own patch's token (the conv stem's receptive field overlaps its
+  // neighbours' patches); false for the plain patch stem.
+  bool mixes_patches() const { return stem_kind == "conv"; }
 
   int64_t in_chans, dim, patch_size;
+  std::string stem_kind;
+  torch::nn::Sequential stem{nullptr};  // only with stem "conv"
   torch::nn::Conv2d proj{nullptr};
 };
 TORCH_MODULE(PatchEmbed);
@@ -104,6 +116,8 @@ struct VisionEncoderOptions {
   // Other input sizes: pos_embed is resampled (bicubic, antialias, as timm resample_abs_pos_embed).
   TORCH_ARG(bool, dynamic_image_size) = true;
   TORCH_ARG(int64_t, adapter_dim) = 0;  // > 0: a residual bottleneck Adapter after every block
+  // "patch" (timm's single-conv patch embedding, loads timm weights) or "conv" (convolutional stem, see PatchEmbed)
+  TORCH_ARG(std::string, stem) = "patch";
 
  public:
   // ViT-Ti/S/B/L shapes at patch 16: "tiny" (192, 12, 3), "small" (384, 12, 6), "base" (768, 12, 12),
