@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -358,6 +359,31 @@ TEST(StageTask, ShapesTokenizerIsDeterministicAndCoversTheCorpus) {
                              janus::test::quote(other + "/shapes/tokenizer.vocab"))
                 .exit_code,
             0);
+}
+
+// The default Shapes vocabulary (256 pieces, BPE) keeps every word whole, so no sentence comes near the quickstart's
+// 24-token limit (the unigram tokenizer it replaced spelled words letter by letter: 21 % of the captions were cut).
+TEST(StageTask, ShapesTokenizerKeepsWordsWhole) {
+  const auto whole = janus::test::temp_dir("stage_tok_whole");
+  fs::copy(shapes_dir(), whole + "/shapes", fs::copy_options::recursive);
+  fs::remove(whole + "/shapes/tokenizer.model");
+  jt::build_shapes_tokenizer(whole + "/shapes", 256, 0);
+  const auto tok = janus::Tokenizer::load(whole + "/shapes/tokenizer.model");
+  std::ifstream f(whole + "/shapes/corpus.txt");
+  std::string line;
+  size_t longest = 0, lines = 0;
+  while (std::getline(f, line)) {
+    size_t words = 0, punct = 0;
+    std::istringstream ws(line);
+    for (std::string w; ws >> w;) ++words;
+    for (char c : line) punct += (c == ',' || c == ':' || c == '?' || c == '.') ? 1 : 0;
+    const auto n = tok.encode(line, false, false).size();
+    EXPECT_LE(n, words + punct) << "a word was split: " << line;
+    longest = std::max(longest, n + 2);
+    ++lines;
+  }
+  EXPECT_GT(lines, 100u);
+  EXPECT_LE(longest, 22u);
 }
 
 TEST(StageTask, BadDataConfigsNameTheProblem) {
