@@ -416,25 +416,17 @@ TaskOutput JanusModelImpl::simmim(const at::Tensor& images, at::Generator& gen) 
   auto m = at::zeros({B, n}, at::kFloat).scatter_(1, order.slice(1, 0, masked), 1.0).to(images.device());
   const int64_t s = mp / p;  // model patches per mask patch
   auto patch_mask = m.view({B, mh, 1, mw, 1}).expand({B, mh, s, mw, s}).reshape({B, mh * s * mw * s, 1});
-  const auto pixel_mask_of = [&](int64_t gh, int64_t gw) {
-    return patch_mask.view({B, 1, gh, 1, gw, 1}).expand({B, 1, gh, p, gw, p}).reshape({B, 1, H, W});
-  };
+  const int64_t gh = H / p, gw = W / p;  // H, W are multiples of mp, itself a multiple of p
+  auto pixel_mask = patch_mask.view({B, 1, gh, 1, gw, 1}).expand({B, 1, gh, p, gw, p}).reshape({B, 1, H, W});
   std::pair<int64_t, int64_t> grid;
-  at::Tensor tokens;
-  if (vision->patch_embed->mixes_patches()) {
-    // A conv stem's 3x3 receptive fields reach into neighbouring patches: blank the masked pixels themselves (to
-    // the normalised mean, 0), or the visible tokens would carry the answer.
-    const auto pm = pixel_mask_of(H / p, W / p).to(images.dtype());
-    tokens = vision->patchify(images * (1 - pm), &grid);
-  } else {
-    tokens = vision->patchify(images, &grid);
-  }
+  // A conv stem's 3x3 receptive fields reach into neighbouring patches: blank the masked pixels themselves (to the
+  // normalised mean, 0), or the visible tokens would carry the answer.
+  auto tokens = vision->patchify(
+      vision->patch_embed->mixes_patches() ? images * (1 - pixel_mask.to(images.dtype())) : images, &grid);
   tokens = tokens * (1 - patch_mask) + mask_token.to(tokens.dtype()) * patch_mask;
   auto enc = vision->encode(vision->add_positions(tokens, grid)).tokens.slice(1, vision->num_prefix_tokens());
   auto pix = simmim_head->forward(enc);  // [B, gh*gw, p*p*C]
-  const int64_t gh = grid.first, gw = grid.second;
   auto rec = pix.view({B, gh, gw, p, p, C}).permute({0, 5, 1, 3, 2, 4}).reshape({B, C, gh * p, gw * p});
-  auto pixel_mask = pixel_mask_of(gh, gw);
   TaskOutput out;
   out.loss = ((images - rec).abs() * pixel_mask).sum() / (pixel_mask.sum() + 1e-5) / static_cast<double>(C);
   out.logits = rec;

@@ -11,8 +11,7 @@ namespace janus {
 
 namespace {
 // The architecture overrides on top of a flavour (ModelConfig's router, fusion, embed_pool, vision_stem and vq_*
-// fields), from
-// the config or from model.json.
+// fields), from the config or from model.json.
 void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where) {
   o.router_shared = v.router == "shared";
   o.fusion_dense = v.fusion == "dense";
