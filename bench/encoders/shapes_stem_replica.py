@@ -31,6 +31,10 @@ p.add_argument("--norm", default="pre")
 p.add_argument("--stem", default="patch")
 p.add_argument("--snorm", default="bn")
 p.add_argument("--threads", type=int, default=2)
+p.add_argument("--init", default="torch", help="torch: PyTorch defaults; normal02: N(0, 0.02) Linear/Embedding weights "
+               "(the C++ encoders' timm-like init); emb02: only the text token embedding N(0, 0.02)")
+p.add_argument("--clip", type=float, default=0.0, help="global gradient-norm clip (0: none; the C++ default is 1)")
+p.add_argument("--min-lr", type=float, default=0.0, help="cosine floor as a fraction of lr (the C++ default is 0.1)")
 a = p.parse_args()
 torch.manual_seed(0)
 torch.set_num_threads(a.threads)
@@ -151,11 +155,19 @@ vis = ViT(d, a.vdepth, a.patch) if a.vision == "vit" else CNN(d)
 txt = Text(len(vocab), d, a.tdepth)
 vp, tp = nn.Linear(d, d, bias=False), nn.Linear(d, d, bias=False)
 ls = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+if a.init in ("normal02", "emb02"):
+    with torch.no_grad():
+        for m in list(vis.modules()) + list(txt.modules()) + [vp, tp]:
+            if isinstance(m, nn.Embedding) or (a.init == "normal02" and isinstance(m, nn.Linear)):
+                m.weight.normal_(0, 0.02)
+                if getattr(m, "bias", None) is not None: m.bias.zero_()
+            if a.init == "normal02" and isinstance(m, nn.MultiheadAttention):
+                m.in_proj_weight.normal_(0, 0.02); m.in_proj_bias.zero_()
 params = list(vis.parameters()) + list(txt.parameters()) + list(vp.parameters()) + list(tp.parameters()) + [ls]
 print("params", sum(p.numel() for p in params))
 opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.05)
 sched = torch.optim.lr_scheduler.LambdaLR(
-    opt, lambda s: min(1, (s + 1) / 30) * 0.5 * (1 + math.cos(math.pi * min(1, s / a.steps))))
+    opt, lambda s: min(1, (s + 1) / 30) * (a.min_lr + (1 - a.min_lr) * 0.5 * (1 + math.cos(math.pi * min(1, s / a.steps)))))
 
 
 def embed_i(x):
@@ -193,6 +205,7 @@ for step in range(a.steps):
     loss = 0.5 * (torch.sum(-tgt * logits.log_softmax(1), 1).mean() + torch.sum(-tgt * logits.t().log_softmax(1), 1).mean())
     opt.zero_grad()
     loss.backward()
+    if a.clip > 0: torch.nn.utils.clip_grad_norm_(params, a.clip)
     opt.step()
     sched.step()
     if (step + 1) % max(1, a.steps // 6) == 0 or step + 1 == a.steps:

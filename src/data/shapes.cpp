@@ -271,7 +271,13 @@ std::string PromptSpec::prompt() const {
     return o.count == 1 ? a(w) : kNumberWords[std::min<size_t>(o.count, 6)] + " " + w + "s";
   };
   std::string p = "a photo of ";
-  if (!relation.empty()) return p + obj(objects[0]) + " " + relation_phrase(relation) + " " + obj(objects[1]);
+  if (!relation.empty()) {
+    // The relation is between the first two objects; the rest are named after it, so the prompt names every object
+    // the check expects (a scene's third shape used to be left out of the prompt but counted by the check).
+    p += obj(objects[0]) + " " + relation_phrase(relation) + " " + obj(objects[1]);
+    for (size_t i = 2; i < objects.size(); ++i) p += " and " + obj(objects[i]);
+    return p;
+  }
   for (size_t i = 0; i < objects.size(); ++i) {
     p += (i == 0 ? "" : (i + 1 == objects.size() ? " and " : ", ")) + obj(objects[i]);
   }

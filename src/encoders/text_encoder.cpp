@@ -100,6 +100,9 @@ TextEncoderImpl::TextEncoderImpl(const TextEncoderOptions& options_) : options(o
 
 void TextEncoderImpl::reset() {
   const auto& o = options;
+  if (!(o.word_init_std() > 0.0)) {
+    throw InputError(fmt::format("text_encoder: word_init_std must be > 0, got {}", o.word_init_std()));
+  }
   if (o.dim() <= 0 || o.heads() <= 0 || o.dim() % o.heads() != 0 || o.vocab_size() <= 0 || o.max_positions() <= 0 ||
       o.mlp_dim() <= 0 || o.depth() < 0 || o.type_vocab_size() < 0) {
     throw InputError(
@@ -125,6 +128,7 @@ void TextEncoderImpl::reset_parameters() {
       emb->weight.normal_(0.0, 0.02);
     }
   }
+  embeddings->word->weight.normal_(0.0, options.word_init_std());
 }
 
 TextOutput TextEncoderImpl::forward(const at::Tensor& input_ids, const std::optional<at::Tensor>& attention_mask,

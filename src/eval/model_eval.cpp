@@ -773,11 +773,14 @@ json run_generate(const Ctx& c, const json& in) {
     if (e.contains("spec")) specs[static_cast<size_t>(i)] = PromptSpec::from_json(e["spec"]);
     if (e.contains("reference") && e["reference"].is_string()) refs[static_cast<size_t>(i)] = e["reference"];
   }
-  // Prompts of equal token length share a generate_images call (the generator takes no padding mask).
+  // Prompts of equal token length share a generate_images call (the generator takes no padding mask; the model pads
+  // each to its gen_prompt_len, the length it was trained with).
+  const int64_t gpl = c.model.options.gen_prompt_len;
+  const int64_t prompt_len = gpl > 0 ? std::min(c.o.max_text_len, gpl) : c.o.max_text_len;
   std::map<size_t, std::vector<int64_t>> by_len;
   std::vector<std::vector<int64_t>> enc(static_cast<size_t>(N));
   for (int64_t i = 0; i < N; ++i) {
-    enc[static_cast<size_t>(i)] = c.tok.encode(prompts[static_cast<size_t>(i)], true, true, c.o.max_text_len);
+    enc[static_cast<size_t>(i)] = c.tok.encode(prompts[static_cast<size_t>(i)], true, true, prompt_len);
     by_len[enc[static_cast<size_t>(i)].size()].push_back(i);
   }
   std::vector<at::Tensor> images(static_cast<size_t>(N));  // uint8 [H, W, 3]
@@ -827,6 +830,27 @@ json run_generate(const Ctx& c, const json& in) {
   for (int64_t i = 0; i < N; ++i) {
     if (!refs[static_cast<size_t>(i)].empty()) {
       ref_u8[static_cast<size_t>(i)] = decode_image_file(resolve_under(root, refs[static_cast<size_t>(i)]));
+    }
+  }
+  // The same check on the tokenizer's reconstructions of the references: what a generator that produced the
+  // references' own codes would score, i.e. the ceiling the VQ tokenizer puts on this benchmark.
+  {
+    int64_t n_ref = 0, ok_ref = 0;
+    double overall_ref = 0;
+    torch::NoGradGuard ng;
+    for (int64_t i = 0; i < N; ++i) {
+      const auto k = static_cast<size_t>(i);
+      if (!specs[k] || refs[k].empty()) continue;
+      c.reseed();
+      const auto x = load_image(c, root, refs[k]).unsqueeze(0).to(c.device);
+      const auto g = shapes_geneval_check(to_u8(c.model.tokenizer(x).reconstruction, c.o)[0], *specs[k]);
+      ++n_ref;
+      ok_ref += g.correct ? 1 : 0;
+      overall_ref += g.overall;
+    }
+    if (n_ref > 0) {
+      m["geneval_tokenizer_ceiling"] = {{"correct", static_cast<double>(ok_ref) / static_cast<double>(n_ref)},
+                                        {"overall", overall_ref / static_cast<double>(n_ref)}};
     }
   }
   if (!c.o.inception.empty()) {

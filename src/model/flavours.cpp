@@ -35,6 +35,9 @@ void JanusModelOptions::validate() const {
     bad(fmt::format("max_positions {} < image tokens {} + text positions {}", max_positions, image_tokens(),
                     text.max_positions()));
   }
+  if (gen_prompt_len < 0 || gen_prompt_len > text.max_positions()) {
+    bad(fmt::format("gen_prompt_len {} is outside [0, text positions {}]", gen_prompt_len, text.max_positions()));
+  }
   if (text.max_positions() + 1 + code_tokens() > max_positions) {
     bad(fmt::format("max_positions {} < text positions {} + 1 + image codes {}", max_positions, text.max_positions(),
                     code_tokens()));

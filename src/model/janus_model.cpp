@@ -387,9 +387,19 @@ TaskOutput JanusModelImpl::classify(const at::Tensor& images, const at::Tensor& 
   return out;
 }
 
+at::Tensor JanusModelImpl::gen_prompt(const at::Tensor& ids) const {
+  const int64_t P = options.gen_prompt_len;
+  if (P <= 0 || !ids.defined()) return ids;
+  TORCH_CHECK(ids.dim() == 2, "janus_model: prompt ids must be [B, L], got ", ids.sizes());
+  TORCH_CHECK(ids.size(1) <= P, "janus_model: prompt of ", ids.size(1), " tokens exceeds gen_prompt_len ", P);
+  if (ids.size(1) == P) return ids;
+  return at::cat({ids, at::full({ids.size(0), P - ids.size(1)}, int64_t{0} /* SpecialTokens::pad */, ids.options())},
+                 1);
+}
+
 TaskOutput JanusModelImpl::image_code_logits(const at::Tensor& text_ids, const at::Tensor& codes) {
   TaskOutput out;
-  out.logits = image_gen->forward(text_ids, codes);
+  out.logits = image_gen->forward(gen_prompt(text_ids), codes);
   out.loss = at::cross_entropy_loss(out.logits.reshape({-1, out.logits.size(-1)}), codes.reshape({-1}));
   return out;
 }
@@ -466,7 +476,7 @@ at::Tensor JanusModelImpl::generate_images(const at::Tensor& prompt_ids, const S
   torch::NoGradGuard no_grad;
   SamplingOptions s = sampling;
   s.num_tokens(options.code_tokens());
-  auto codes = image_gen->generate(prompt_ids, s);
+  auto codes = image_gen->generate(gen_prompt(prompt_ids), s);
   const int64_t g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(options.code_tokens()))));
   return vq->decode(codes.view({codes.size(0), g, g}));
 }

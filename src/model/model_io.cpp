@@ -57,6 +57,8 @@ JanusModelOptions model_options(const ModelConfig& cfg, int64_t tokenizer_vocab)
   o.num_answers = cfg.num_answers;
   o.num_classes = cfg.num_classes;
   apply(o, cfg, "model.");
+  o.text.word_init_std(cfg.text_word_init_std);  // init only: not part of model.json
+  o.gen_prompt_len = std::min(cfg.max_text_len, o.text.max_positions());
   o.validate();
   return o;
 }
@@ -72,6 +74,7 @@ nlohmann::json model_spec(const JanusModelOptions& o) {
           {"router", o.router_shared ? "shared" : "dynamic"},
           {"fusion", o.fusion_dense ? "dense" : "dual_stream"},
           {"embed_pool", o.embed_pool},
+          {"gen_prompt_len", o.gen_prompt_len},
           {"vision_stem", o.vision.stem()},
           {"vq_downsample", f},
           {"vq_codebook", o.vq.ema() ? "ema" : "gradient"},
@@ -126,6 +129,11 @@ JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
     v.vq_dead_code_threshold = spec.at("vq_dead_code_threshold").get<double>();
   }
   apply(o, v, "model.json: ");
+  if (spec.contains("gen_prompt_len")) {  // absent before 2026-12-06: prompts as given
+    if (!spec.at("gen_prompt_len").is_number_integer())
+      throw InputError("model.json: 'gen_prompt_len' must be an integer");
+    o.gen_prompt_len = spec.at("gen_prompt_len").get<int64_t>();
+  }
   o.validate();
   return o;
 }

@@ -431,7 +431,16 @@ StepOutput StageTask::stage3(const Batch& batch, const StepContext& ctx) {
         torch::NoGradGuard ng;  // the tokenizer is fixed in stage 3: codes are targets
         codes = model_->vq->encode(batch.at(s + ".images")).flatten(1);
       }
-      loss = model_->image_code_logits(batch.at(s + ".ids"), codes).loss;
+      at::Tensor ids = batch.at(s + ".ids");
+      const double p_uncond = cfg_.train.t2i_uncond_prob;
+      if (ctx.training && p_uncond > 0.0) {
+        // Classifier-free guidance: some prompts become the unconditional prompt that sampling guides against
+        // (every position the generator's uncond_token, as ImageTokenGenerator::run builds it).
+        auto gen = step_generator(ctx, 4);
+        const auto drop = at::rand({ids.size(0), 1}, gen, at::TensorOptions().dtype(at::kFloat)).lt(p_uncond);
+        ids = at::where(drop.to(ids.device()), at::full_like(ids, model_->image_gen->options.uncond_token()), ids);
+      }
+      loss = model_->image_code_logits(ids, codes).loss;
     } else if (t == "caption") {
       loss = model_->caption(batch.at("cap.images"), text_of(batch, "cap")).loss;
     } else if (t == "contrastive") {

@@ -79,6 +79,9 @@ TEST(DataShapes, GenevalCheckerScoresOwnImagesHighAndMismatchesLow) {
   good.relation = "right_of";
   EXPECT_DOUBLE_EQ(janus::shapes_geneval_check(img, good).position, 0.0);
   EXPECT_EQ(good.prompt(), "a photo of a red circle to the right of a blue square");
+  // Every object of the spec is in the prompt, also beyond the two the relation is about.
+  good.objects.push_back({"green", "star", 2});
+  EXPECT_EQ(good.prompt(), "a photo of a red circle to the right of a blue square and two green stars");
   EXPECT_THROW(
       janus::PromptSpec::from_json(nlohmann::json::parse(R"({"objects":[{"colour":"pink","shape":"circle"}]})")),
       janus::InputError);
@@ -135,6 +138,12 @@ TEST(DataShapes, GeneratedFilesLoadThroughRealFormatReaders) {
     const auto g = janus::shapes_geneval_check(janus::decode_image_file(a + "/" + p["reference"].get<std::string>()),
                                                janus::PromptSpec::from_json(p["spec"]));
     EXPECT_TRUE(g.correct) << p.dump();
+    // ... and name every object the check counts (a prompt that leaves one out cannot be generated correctly).
+    const auto spec = janus::PromptSpec::from_json(p["spec"]);
+    EXPECT_EQ(p["prompt"].get<std::string>(), spec.prompt());
+    for (const auto& o : spec.objects) {
+      EXPECT_NE(p["prompt"].get<std::string>().find(o.colour + " " + o.shape), std::string::npos) << p.dump();
+    }
   }
   // Videos and point clouds
   const auto vids = nlohmann::json::parse(janus::read_file(a + "/videos/captions_train.json"))["videos"];

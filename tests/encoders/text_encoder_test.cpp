@@ -66,6 +66,20 @@ TEST(TextEncoder, DecoderIsTiedToWordEmbeddings) {
   EXPECT_TRUE(enc->embeddings->word->weight.grad().defined());
 }
 
+// word_init_std sets the word-embedding init alone (BERT's 0.02 everywhere else); it must be positive.
+TEST(TextEncoder, WordInitStd) {
+  auto o = janus::TextEncoderOptions().vocab_size(400).dim(64).depth(1).heads(2).mlp_dim(64).max_positions(8);
+  torch::manual_seed(0);
+  janus::TextEncoder bert(o);
+  EXPECT_NEAR(bert->embeddings->word->weight.std().item<double>(), 0.02, 0.002);
+  torch::manual_seed(0);
+  janus::TextEncoder wide(o.word_init_std(1.0));
+  EXPECT_NEAR(wide->embeddings->word->weight.std().item<double>(), 1.0, 0.05);
+  EXPECT_NEAR(wide->embeddings->position->weight.std().item<double>(), 0.02, 0.004);
+  EXPECT_NEAR(wide->layers[0]->as<janus::TextLayerImpl>()->attn->query->weight.std().item<double>(), 0.02, 0.004);
+  EXPECT_THROW(janus::TextEncoder(o.word_init_std(0.0)), janus::InputError);
+}
+
 TEST(TextEncoder, KeyMap) {
   EXPECT_EQ(janus::bert_key_to_janus("bert.encoder.layer.11.attention.self.query.weight"),
             "layers.11.attn.query.weight");

@@ -353,6 +353,12 @@ TEST(ModelEvalTasks, GenerateScoresGenevalAndWritesSheet) {
   for (const auto* k : {"overall", "correct", "colour", "shape", "count", "position"}) {
     expect_in(r["metrics"]["geneval"][k], 0, 1, k);
   }
+  // The tokenizer's ceiling: the check on reconstructions of the references, whatever the generator does.
+  for (const auto* k : {"overall", "correct"}) expect_in(r["metrics"]["geneval_tokenizer_ceiling"][k], 0, 1, k);
+  auto other = o;
+  other.temperature = 0.0;
+  EXPECT_EQ(janus::eval::evaluate(m, "generate", world().shapes, other)["metrics"]["geneval_tokenizer_ceiling"],
+            r["metrics"]["geneval_tokenizer_ceiling"]);
   EXPECT_TRUE(fs::exists(r["outputs"]["sheet"].get<std::string>()));
   EXPECT_EQ(std::distance(fs::directory_iterator(r["outputs"]["images"].get<std::string>()), fs::directory_iterator{}),
             3);

@@ -157,6 +157,43 @@ TEST(JanusModel, CaptionAndImageGenerationShapes) {
   EXPECT_EQ(imgs.sizes(), (std::vector<int64_t>{4, 3, 32, 32}));
 }
 
+// gen_prompt_len: text->image prompts are right-padded to a fixed length in training and sampling alike, so a short
+// prompt puts its codes at the positions training used; model.json carries it, and an older spec means "as given".
+TEST(JanusModel, TextToImagePromptsArePaddedToGenPromptLen) {
+  auto o = tiny_options();
+  o.gen_prompt_len = 10;
+  torch::manual_seed(0);
+  janus::JanusModel m(o);
+  m->eval();
+  torch::NoGradGuard ng;
+  const auto ids = torch::randint(7, 50, {2, 6});
+  const auto padded = torch::cat({ids, torch::zeros({2, 4}, torch::kLong)}, 1);
+  const auto codes = torch::randint(0, 512, {2, o.code_tokens()});
+  EXPECT_TRUE(torch::equal(m->gen_prompt(ids), padded));
+  EXPECT_TRUE(torch::allclose(m->image_code_logits(ids, codes).logits, m->image_code_logits(padded, codes).logits));
+  janus::SamplingOptions s;
+  s.temperature(1.0).seed(5);
+  EXPECT_TRUE(torch::equal(m->generate_images(ids, s), m->generate_images(padded, s)));
+  EXPECT_THROW(m->image_code_logits(torch::randint(7, 50, {2, 11}), codes), c10::Error);
+  // Without padding the short prompt is a different input (the codes move), which is what the option prevents.
+  auto plain = o;
+  plain.gen_prompt_len = 0;
+  janus::JanusModel u(plain);
+  u->eval();
+  EXPECT_EQ(u->gen_prompt(ids).size(1), 6);
+  EXPECT_EQ(janus::model_options_from_spec(janus::model_spec(o)).gen_prompt_len, 10);
+  auto old_spec = janus::model_spec(o);
+  old_spec.erase("gen_prompt_len");
+  EXPECT_EQ(janus::model_options_from_spec(old_spec).gen_prompt_len, 0);
+  o.gen_prompt_len = o.text.max_positions() + 1;
+  EXPECT_THROW(o.validate(), janus::InputError);
+  janus::ModelConfig mc;
+  mc.flavour = "tiny";
+  mc.image_size = 32;
+  mc.max_text_len = 24;
+  EXPECT_EQ(janus::model_options(mc, 50).gen_prompt_len, 24);
+}
+
 TEST(JanusModel, BadOptionsAndSpecsAreInputErrors) {
   EXPECT_THROW(janus::model_flavour("tinyy", 50), janus::InputError);
   EXPECT_THROW(janus::model_flavour("tiny", 50, 36), janus::InputError);  // not a multiple of patch/VQ factor
@@ -184,6 +221,7 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   mc.vq_downsample = 4;
   mc.vq_codebook = "ema";
   mc.vq_dead_code_threshold = 0.5;
+  mc.text_word_init_std = 1.0;
   mc.num_answers = 7;
   mc.num_classes = 5;
   auto from_cfg = janus::model_options(mc, 50);
@@ -191,6 +229,7 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   EXPECT_TRUE(from_cfg.vq.ema());
   EXPECT_DOUBLE_EQ(from_cfg.vq.dead_code_threshold(), 0.5);
   EXPECT_TRUE(from_cfg.router_shared && from_cfg.fusion_dense);
+  EXPECT_DOUBLE_EQ(from_cfg.text.word_init_std(), 1.0);  // init only: model.json does not carry it
   // model.json keeps every override.
   const auto back = janus::model_options_from_spec(janus::model_spec(from_cfg));
   EXPECT_EQ(back.vq.ch_mult(), from_cfg.vq.ch_mult());

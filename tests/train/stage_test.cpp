@@ -285,6 +285,38 @@ TEST(StageTask, Stage3KeepsTheContrastiveLossWhenListed) {
   EXPECT_FALSE(at::equal(s2, janus::load_safetensors(dir + "/final/model.safetensors").at(key)));
 }
 
+// train.t2i_uncond_prob: at 1 every text->image prompt is the unconditional prompt that classifier-free guidance
+// samples against (all uncond_token), at 0 none is; evaluation never drops prompts.
+TEST(StageTask, Stage3TextToImagePromptDropoutForGuidance) {
+  const auto root = janus::test::temp_dir("stage_uncond");
+  for (const double p : {0.0, 1.0}) {
+    const auto cfg =
+        stage_config(3, root + "/p" + std::to_string(static_cast<int>(p)),
+                     {"train.tasks=[t2i]", "train.loss_balance=fixed", "train.t2i_uncond_prob=" + std::to_string(p)});
+    jt::StageTask task(cfg);
+    auto model = task.janus_model();
+    const auto batch = task.data().next();
+    const std::string s = batch.tensors.count("gen.images") ? "gen" : "cap";
+    const auto ids = batch.at(s + ".ids");
+    at::Tensor codes;
+    {
+      torch::NoGradGuard ng;
+      codes = model->vq->encode(batch.at(s + ".images")).flatten(1);
+    }
+    const auto uncond = at::full_like(ids, model->image_gen->options.uncond_token());
+    ASSERT_FALSE(at::equal(ids, uncond));
+    jt::StepContext ctx;
+    const auto out = task.compute_loss(batch, ctx);
+    const double got = out.parts.at("t2i").item<double>();
+    const double cond = model->image_code_logits(ids, codes).loss.item<double>();
+    const double unc = model->image_code_logits(uncond, codes).loss.item<double>();
+    ASSERT_GT(std::abs(cond - unc), 1e-6) << "the prompt does not change the loss";
+    EXPECT_NEAR(got, p == 0.0 ? cond : unc, 1e-6) << "t2i_uncond_prob " << p;
+    ctx.training = false;  // validation: always conditional
+    EXPECT_NEAR(task.compute_loss(batch, ctx).parts.at("t2i").item<double>(), cond, 1e-6);
+  }
+}
+
 // An eval.tasks entry the validation data cannot serve stops the run when the task is built, not at step N.
 TEST(StageTask, EvalTaskWithoutValidationDataIsRejectedAtStart) {
   const auto root = janus::test::temp_dir("stage_evalbad");

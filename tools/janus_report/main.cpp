@@ -113,7 +113,9 @@ int main(int argc, char** argv) {
                {"Shapes-GenEval colour", "generate.geneval.colour"},
                {"Shapes-GenEval shape", "generate.geneval.shape"},
                {"Shapes-GenEval count", "generate.geneval.count"},
-               {"Shapes-GenEval position", "generate.geneval.position"}}) {
+               {"Shapes-GenEval position", "generate.geneval.position"},
+               {"Shapes-GenEval of the tokenizer's reconstructions of the references (ceiling, binary)",
+                "generate.geneval_tokenizer_ceiling.correct"}}) {
         const double v = num(path);
         md += fmt::format("| {} | {} |\n", name, je::format_metric(v));
       }

@@ -63,6 +63,7 @@ struct ModelConfig {
   std::string fusion = "dual_stream";
   std::string embed_pool = "token";
   std::string vision_stem = "patch";
+  double text_word_init_std = 0.02;
   int64_t vq_downsample = 0;
   std::string vq_codebook = "flavour";
   double vq_dead_code_threshold = 0.0;
@@ -91,6 +92,10 @@ struct ModelConfig {
       "ViT patch embedding: patch (one stride-p conv, as timm) or conv (3x3 conv stem with BatchNorm, Xiao et al. "
       "2021; needs a power-of-two patch size)",
       Check::one_of({"patch", "conv"}));
+    v("text_word_init_std", text_word_init_std,
+      "std of the text encoder's word-embedding init (BERT: 0.02); 1.0 (nn.Embedding's default) trains a tiny "
+      "model's retrieval faster from scratch. Init only: no effect on loaded weights",
+      Check::range(1e-6, 100.0));
     v("vq_downsample", vq_downsample, "VQ-VAE downsampling factor (4, 8, 16, 32); 0 = the flavour's",
       Check::range(0, 64));
     v("vq_codebook", vq_codebook,
@@ -207,6 +212,7 @@ struct TrainConfig {
   double disc_weight = 0.8;
   int64_t disc_layers = 3;
   int64_t disc_ndf = 64;
+  double t2i_uncond_prob = 0.1;
   bool activation_checkpointing = false;
   double ema_decay = 0.0;
   int64_t max_nonfinite_steps = 5;
@@ -250,6 +256,10 @@ struct TrainConfig {
     v("disc_weight", disc_weight, "stage 1: scale of the adaptive adversarial weight (VQGAN)", Check::range(0, 100));
     v("disc_layers", disc_layers, "stage 1: PatchGAN discriminator stride-2 layers", Check::range(1, 6));
     v("disc_ndf", disc_ndf, "stage 1: PatchGAN discriminator base channels", Check::range(1, 4096));
+    v("t2i_uncond_prob", t2i_uncond_prob,
+      "stage 3: probability that a text->image training prompt is replaced by the unconditional prompt (what "
+      "classifier-free guidance samples against; LlamaGen / Janus: 0.1); 0 = always conditional",
+      Check::range(0, 1));
     v("activation_checkpointing", activation_checkpointing, "recompute transformer blocks in backward");
     v("ema_decay", ema_decay, "EMA of weights; 0 disables", Check::range(0, 1));
     v("max_nonfinite_steps", max_nonfinite_steps, "consecutive non-finite steps before the run stops",

@@ -47,6 +47,9 @@ struct TextEncoderOptions {
   TORCH_ARG(std::string, act) = "gelu";
   TORCH_ARG(bool, pooler) = true;    // BertPooler: tanh(Linear(first token))
   TORCH_ARG(bool, mlm_head) = true;  // transform + tied decoder
+  // Std of the word-embedding init (BERT: 0.02, like every other weight). A tiny model trained from scratch learns
+  // contrastive alignment faster from N(0, 1) word vectors (nn.Embedding's default); see docs/encoders.md.
+  TORCH_ARG(double, word_init_std) = 0.02;
 
  public:
   // BERT shapes: "tiny" (128, 2, 2), "small" (512, 4, 8), "base" (768, 12, 12), "large" (1024, 24, 16).

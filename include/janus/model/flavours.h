@@ -33,6 +33,9 @@ struct JanusModelOptions {
   VQVAEOptions vq;
   int64_t causal_depth = 2;     // causal fusion stack shared by text generation and image-token generation
   int64_t max_positions = 256;  // of the causal stack: image tokens + text, or text + <boi> + codes
+  // Text->image prompts are right-padded (pad id 0) to this many tokens before <boi>, in training and in sampling,
+  // so the codes always sit at the same positions (the generator takes no padding mask). 0 = prompts as given.
+  int64_t gen_prompt_len = 0;
   // heads
   int64_t num_answers = 0;         // VQA answer vocabulary (classification head); 0: no head
   int64_t num_classes = 0;         // image classification head; 0: none

@@ -108,8 +108,11 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
                    const at::Tensor& labels = {});
   // labels [B] -> logits [B, num_classes]
   TaskOutput classify(const at::Tensor& images, const at::Tensor& labels = {});
-  // Text -> image codes: text ids [B, Lt], codes [B, N] -> logits [B, N, K], next-code loss.
+  // Text -> image codes: text ids [B, Lt], codes [B, N] -> logits [B, N, K], next-code loss. The prompt is padded
+  // to options.gen_prompt_len first (as in generate_images).
   TaskOutput image_code_logits(const at::Tensor& text_ids, const at::Tensor& codes);
+  // Prompt ids [B, L] right-padded with pad (0) to options.gen_prompt_len (unchanged when it is 0); longer is an error.
+  at::Tensor gen_prompt(const at::Tensor& ids) const;
   // Video prediction: codes of frame t+1 from frame t (+ text): logits [B, N, K].
   TaskOutput video_next_codes(const at::Tensor& text_ids, const at::Tensor& codes_t, const at::Tensor& codes_next);
   // SimMIM on the understanding ViT: masks patches (ratio 0.6, mask patch simmim_mask_patch scaled), L1 on masked
