@@ -237,9 +237,14 @@ struct Ctx {
 
 int64_t limited(int64_t n, int64_t limit) { return limit > 0 ? std::min(n, limit) : n; }
 
-at::Tensor load_image(const Ctx& c, const std::string& root, const std::string& rel) {
+// A decoded image (uint8 [H, W, 3]) -> the model's normalised input [3, H, W] (the eval transform is deterministic).
+at::Tensor model_image(const Ctx& c, const at::Tensor& u8) {
   std::mt19937_64 rng(0);
-  return transform_image(decode_image_file(resolve_under(root, rel)), c.transform, rng);
+  return transform_image(u8, c.transform, rng);
+}
+
+at::Tensor load_image(const Ctx& c, const std::string& root, const std::string& rel) {
+  return model_image(c, decode_image_file(resolve_under(root, rel)));
 }
 
 // Normalised model images [B, 3, H, W] -> uint8 [B, H, W, 3] RGB.
@@ -840,9 +845,9 @@ json run_generate(const Ctx& c, const json& in) {
     torch::NoGradGuard ng;
     for (int64_t i = 0; i < N; ++i) {
       const auto k = static_cast<size_t>(i);
-      if (!specs[k] || refs[k].empty()) continue;
+      if (!specs[k] || !ref_u8[k].defined()) continue;
       c.reseed();
-      const auto x = load_image(c, root, refs[k]).unsqueeze(0).to(c.device);
+      const auto x = model_image(c, ref_u8[k]).unsqueeze(0).to(c.device);  // the references decoded above
       const auto g = shapes_geneval_check(to_u8(c.model.tokenizer(x).reconstruction, c.o)[0], *specs[k]);
       ++n_ref;
       ok_ref += g.correct ? 1 : 0;
