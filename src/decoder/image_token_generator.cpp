@@ -215,7 +215,7 @@ at::Tensor ImageTokenGeneratorImpl::run(const at::Tensor& text, const at::Tensor
   if (s.cfg()) {
     TORCH_CHECK(t.defined(), "image_token_generator: classifier-free guidance needs a text prompt");
     // rows: cond0, uncond0, cond1, uncond1, ...; unconditional rows keep the frame and drop the text
-    t = at::stack({t, at::full_like(t, options.uncond_token())}, 1).reshape({-1, t.size(1)});
+    t = at::stack({t, uncond_prompt(t)}, 1).reshape({-1, t.size(1)});
     if (f.defined()) f = f.repeat_interleave(2, 0);
   }
   const int64_t N = s.num_tokens();
@@ -244,6 +244,10 @@ at::Tensor ImageTokenGeneratorImpl::run(const at::Tensor& text, const at::Tensor
     }
   }
   return out.to(x.device());
+}
+
+at::Tensor ImageTokenGeneratorImpl::uncond_prompt(const at::Tensor& text) const {
+  return at::full_like(text, options.uncond_token());
 }
 
 at::Tensor ImageTokenGeneratorImpl::generate(const at::Tensor& text, const SamplingOptions& sampling) {

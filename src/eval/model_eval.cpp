@@ -780,8 +780,7 @@ json run_generate(const Ctx& c, const json& in) {
   }
   // Prompts of equal token length share a generate_images call (the generator takes no padding mask; the model pads
   // each to its gen_prompt_len, the length it was trained with).
-  const int64_t gpl = c.model.options.gen_prompt_len;
-  const int64_t prompt_len = gpl > 0 ? std::min(c.o.max_text_len, gpl) : c.o.max_text_len;
+  const int64_t prompt_len = c.model.gen_prompt_limit(c.o.max_text_len);
   std::map<size_t, std::vector<int64_t>> by_len;
   std::vector<std::vector<int64_t>> enc(static_cast<size_t>(N));
   for (int64_t i = 0; i < N; ++i) {

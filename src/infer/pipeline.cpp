@@ -355,8 +355,7 @@ std::vector<std::vector<at::Tensor>> Pipeline::generate(const std::vector<std::s
   auto& m = *impl_->model;
   // text + <boi> + codes must fit the causal stack's positions
   const int64_t room = m.image_gen->options.max_positions() - m.options.code_tokens() - 1;
-  int64_t max_len = std::min(impl_->options.max_text_len, room);
-  if (m.options.gen_prompt_len > 0) max_len = std::min(max_len, m.options.gen_prompt_len);  // the trained prompt length
+  const int64_t max_len = std::min(m.gen_prompt_limit(impl_->options.max_text_len), room);
   if (max_len < 2) throw_error("generate: the model has no room for a prompt (max_positions too small)");
   std::vector<std::vector<at::Tensor>> out;
   for (std::size_t i = 0; i < prompts.size(); ++i) {

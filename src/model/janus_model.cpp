@@ -387,6 +387,10 @@ TaskOutput JanusModelImpl::classify(const at::Tensor& images, const at::Tensor& 
   return out;
 }
 
+int64_t JanusModelImpl::gen_prompt_limit(int64_t max_text_len) const {
+  return options.gen_prompt_len > 0 ? std::min(max_text_len, options.gen_prompt_len) : max_text_len;
+}
+
 at::Tensor JanusModelImpl::gen_prompt(const at::Tensor& ids) const {
   const int64_t P = options.gen_prompt_len;
   if (P <= 0 || !ids.defined()) return ids;

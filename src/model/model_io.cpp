@@ -33,6 +33,13 @@ void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where)
     out.push_back(cm.back());
     o.vq.ch_mult(out);
   }
+  if (v.vq_ch != 0) {
+    if (v.vq_ch % o.vq.num_groups() != 0) {
+      throw InputError(fmt::format("{}vq_ch {} is not a multiple of the VQ-VAE's GroupNorm groups {}", where, v.vq_ch,
+                                   o.vq.num_groups()));
+    }
+    o.vq.ch(v.vq_ch);
+  }
   if (v.vq_codebook == "ema")
     o.vq.ema(true);
   else if (v.vq_codebook == "gradient")
@@ -77,6 +84,7 @@ nlohmann::json model_spec(const JanusModelOptions& o) {
           {"gen_prompt_len", o.gen_prompt_len},
           {"vision_stem", o.vision.stem()},
           {"vq_downsample", f},
+          {"vq_ch", o.vq.ch()},
           {"vq_codebook", o.vq.ema() ? "ema" : "gradient"},
           {"vq_dead_code_threshold", o.vq.dead_code_threshold()}};
 }
@@ -122,6 +130,11 @@ JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
   if (spec.contains("vq_downsample")) {
     if (!spec.at("vq_downsample").is_number_integer()) throw InputError("model.json: 'vq_downsample' must be an integer");
     v.vq_downsample = spec.at("vq_downsample").get<int64_t>();
+  }
+  if (spec.contains("vq_ch")) {
+    if (!spec.at("vq_ch").is_number_integer() || spec.at("vq_ch").get<int64_t>() < 1)
+      throw InputError("model.json: 'vq_ch' must be an integer >= 1");
+    v.vq_ch = spec.at("vq_ch").get<int64_t>();
   }
   if (spec.contains("vq_dead_code_threshold")) {
     if (!spec.at("vq_dead_code_threshold").is_number() || spec.at("vq_dead_code_threshold").get<double>() < 0)

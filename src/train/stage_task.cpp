@@ -438,7 +438,7 @@ StepOutput StageTask::stage3(const Batch& batch, const StepContext& ctx) {
         // (every position the generator's uncond_token, as ImageTokenGenerator::run builds it).
         auto gen = step_generator(ctx, 4);
         const auto drop = at::rand({ids.size(0), 1}, gen, at::TensorOptions().dtype(at::kFloat)).lt(p_uncond);
-        ids = at::where(drop.to(ids.device()), at::full_like(ids, model_->image_gen->options.uncond_token()), ids);
+        ids = at::where(drop.to(ids.device()), model_->image_gen->uncond_prompt(ids), ids);
       }
       loss = model_->image_code_logits(ids, codes).loss;
     } else if (t == "caption") {

@@ -62,6 +62,10 @@ TEST(ImageTokenGenerator, CfgScaleOneEqualsPlainConditionalSampling) {
   // a strong guidance scale does change the samples (the unconditional rows are really used)
   auto cfg5 = g->generate(text, SamplingOptions(s).cfg(true).cfg_scale(5.0));
   EXPECT_FALSE(at::equal(plain, cfg5));
+  // The unconditional prompt (stage 3 trains on it too) is every position uncond_token, same shape.
+  const auto u = g->uncond_prompt(text);
+  EXPECT_EQ(u.sizes(), text.sizes());
+  EXPECT_TRUE(u.eq(g->options.uncond_token()).all().item<bool>());
 }
 
 TEST(ImageTokenGenerator, SeededDeterministicAndSamplesDiffer) {

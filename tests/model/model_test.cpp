@@ -192,6 +192,10 @@ TEST(JanusModel, TextToImagePromptsArePaddedToGenPromptLen) {
   mc.image_size = 32;
   mc.max_text_len = 24;
   EXPECT_EQ(janus::model_options(mc, 50).gen_prompt_len, 24);
+  // The prompt-length cap eval and the pipeline encode with.
+  EXPECT_EQ(m->gen_prompt_limit(32), 10);
+  EXPECT_EQ(m->gen_prompt_limit(8), 8);
+  EXPECT_EQ(u->gen_prompt_limit(32), 32);
 }
 
 TEST(JanusModel, BadOptionsAndSpecsAreInputErrors) {
@@ -219,6 +223,7 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   mc.embed_pool = "mean";
   mc.vision_stem = "conv";
   mc.vq_downsample = 4;
+  mc.vq_ch = 16;
   mc.vq_codebook = "ema";
   mc.vq_dead_code_threshold = 0.5;
   mc.text_word_init_std = 1.0;
@@ -233,6 +238,8 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   // model.json keeps every override.
   const auto back = janus::model_options_from_spec(janus::model_spec(from_cfg));
   EXPECT_EQ(back.vq.ch_mult(), from_cfg.vq.ch_mult());
+  EXPECT_EQ(from_cfg.vq.ch(), 16);
+  EXPECT_EQ(back.vq.ch(), 16);
   EXPECT_EQ(back.router_shared, true);
   EXPECT_EQ(back.fusion_dense, true);
   EXPECT_EQ(back.embed_pool, "mean");
@@ -242,12 +249,13 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   EXPECT_DOUBLE_EQ(back.vq.dead_code_threshold(), 0.5);
   // A spec without the keys (written before they existed) gives the flavour's defaults.
   auto old_spec = janus::model_spec(tiny_options());
-  for (const char* k :
-       {"router", "fusion", "embed_pool", "vision_stem", "vq_downsample", "vq_codebook", "vq_dead_code_threshold"})
+  for (const char* k : {"router", "fusion", "embed_pool", "vision_stem", "vq_downsample", "vq_ch", "vq_codebook",
+                        "vq_dead_code_threshold"})
     old_spec.erase(k);
   const auto old = janus::model_options_from_spec(old_spec);
   EXPECT_FALSE(old.router_shared || old.fusion_dense || old.vq.ema());
   EXPECT_EQ(old.vq.ch_mult(), tiny_options().vq.ch_mult());
+  EXPECT_EQ(old.vq.ch(), tiny_options().vq.ch());
   EXPECT_EQ(old.vision.stem(), "patch");
   // Bad overrides name the key.
   mc.vq_codebook = "gradient";
@@ -258,9 +266,16 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
     EXPECT_THAT(e.what(), testing::HasSubstr("vq_dead_code_threshold"));
   }
   mc.vq_dead_code_threshold = 0;
+  mc.vq_ch = 20;  // not a multiple of the tiny VQ-VAE's 8 GroupNorm groups
+  EXPECT_THAT([&] { janus::model_options(mc, 50); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("vq_ch 20")));
+  mc.vq_ch = 0;
   mc.vq_downsample = 6;
   EXPECT_THROW(janus::model_options(mc, 50), janus::InputError);
   auto bad_spec = janus::model_spec(from_cfg);
+  bad_spec["vq_ch"] = 0;
+  EXPECT_THROW(janus::model_options_from_spec(bad_spec), janus::InputError);
+  bad_spec = janus::model_spec(from_cfg);
   bad_spec["fusion"] = "sparse";
   EXPECT_THROW(janus::model_options_from_spec(bad_spec), janus::InputError);
   bad_spec = janus::model_spec(from_cfg);

@@ -65,6 +65,7 @@ struct ModelConfig {
   std::string vision_stem = "patch";
   double text_word_init_std = 0.02;
   int64_t vq_downsample = 0;
+  int64_t vq_ch = 0;
   std::string vq_codebook = "flavour";
   double vq_dead_code_threshold = 0.0;
 
@@ -98,6 +99,9 @@ struct ModelConfig {
       Check::range(1e-6, 100.0));
     v("vq_downsample", vq_downsample, "VQ-VAE downsampling factor (4, 8, 16, 32); 0 = the flavour's",
       Check::range(0, 64));
+    v("vq_ch", vq_ch,
+      "VQ-VAE base width (channels at full resolution; deeper levels multiply it); 0 = the flavour's (tiny: 32)",
+      Check::range(0, 4096));
     v("vq_codebook", vq_codebook,
       "VQ codebook updates: gradient (codebook loss), ema (moving averages, no codebook loss), flavour = the "
       "flavour's",

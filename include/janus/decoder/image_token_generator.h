@@ -125,6 +125,9 @@ class ImageTokenGeneratorImpl : public torch::nn::Module {
   at::Tensor loss(const at::Tensor& text, const at::Tensor& codes, const at::Tensor& prev_frame = {});
   // text [P, Lt] -> codes [P * samples_per_prompt, num_tokens]; rows p*S .. p*S+S-1 belong to prompt p.
   at::Tensor generate(const at::Tensor& text, const SamplingOptions& sampling);
+  // The unconditional prompt classifier-free guidance samples against (and training drops prompts to): every
+  // position of text [B, Lt] replaced by options.uncond_token.
+  at::Tensor uncond_prompt(const at::Tensor& text) const;
   // Video prediction: codes of frame t+1 from frame t [B, N] (+ text [B, Lt], may be undefined or [B, 0]).
   // Returns [B * samples_per_prompt, N] (num_tokens is taken from the frame).
   at::Tensor predict_next_frame(const at::Tensor& frame_codes, const at::Tensor& text, SamplingOptions sampling);

@@ -113,6 +113,8 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   TaskOutput image_code_logits(const at::Tensor& text_ids, const at::Tensor& codes);
   // Prompt ids [B, L] right-padded with pad (0) to options.gen_prompt_len (unchanged when it is 0); longer is an error.
   at::Tensor gen_prompt(const at::Tensor& ids) const;
+  // Longest text->image prompt (tokens, bos/eos included) to encode: max_text_len capped at gen_prompt_len when set.
+  int64_t gen_prompt_limit(int64_t max_text_len) const;
   // Video prediction: codes of frame t+1 from frame t (+ text): logits [B, N, K].
   TaskOutput video_next_codes(const at::Tensor& text_ids, const at::Tensor& codes_t, const at::Tensor& codes_next);
   // SimMIM on the understanding ViT: masks patches (ratio 0.6, mask patch simmim_mask_patch scaled), L1 on masked
