@@ -8,9 +8,11 @@
 # checkpoint (--resume auto), and the evaluation is redone. `--fresh` deletes runs/quickstart first.
 #
 # Environment: JANUS_BUILD_DIR (default build/), QUICKSTART_OUT (default runs/quickstart), QUICKSTART_SKIP_SETUP=1
-# to skip tools/setup.sh (e.g. when the dependencies are known to be installed), QUICKSTART_STEPS=N to cap every
+# to skip tools/setup.sh (e.g. when the dependencies are known to be installed), QUICKSTART_SKIP_BUILD=1 to use
+# the tools already in $JANUS_BUILD_DIR/bin without running tools/build.sh (the ctest smoke run), QUICKSTART_STEPS=N to cap every
 # stage at N steps and QUICKSTART_TRAIN=N / QUICKSTART_VAL=M for the Shapes split sizes (a smoke run of the whole
-# chain; the report then says so in its title).
+# chain; the report then says so in its title), QUICKSTART_SEED=N for every stage's train.seed (default: the configs'
+# seed 0; the Shapes data keeps seed 0, so runs with different seeds share the held-out split).
 #
 # Ablations (issue 12, docs/claims.md): QUICKSTART_ABLATION=router_shared | fusion_dense | stage3_only runs the same
 # chain with one piece of the design taken out, into runs/quickstart-<ablation> unless QUICKSTART_OUT is set:
@@ -22,6 +24,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 ablation="${QUICKSTART_ABLATION:-}"
 model_set=()
+seed_set=()
+if [ -n "${QUICKSTART_SEED:-}" ]; then
+  case "$QUICKSTART_SEED" in
+    ''|*[!0-9]*) echo "[quickstart] QUICKSTART_SEED must be a non-negative integer, got '$QUICKSTART_SEED'" >&2; exit 2 ;;
+  esac
+  seed_set=(--set "train.seed=$QUICKSTART_SEED")
+fi
 case "$ablation" in
   "") ;;
   router_shared) model_set=(--set model.router=shared) ;;
@@ -44,7 +53,9 @@ stamp() { date +%s; }
 if [ "${QUICKSTART_SKIP_SETUP:-0}" != "1" ]; then
   t=$(stamp); "$root/tools/setup.sh"; took[setup]=$(($(stamp) - t))
 fi
-t=$(stamp); "$root/tools/build.sh"; took[build]=$(($(stamp) - t))
+if [ "${QUICKSTART_SKIP_BUILD:-0}" != "1" ]; then
+  t=$(stamp); "$root/tools/build.sh"; took[build]=$(($(stamp) - t))
+fi
 bin="${JANUS_BUILD_DIR:-$root/build}/bin"
 
 shapes="$out/shapes"
@@ -91,7 +102,7 @@ for s in "${stages[@]}"; do
   echo "[quickstart] stage $s/3: janus_train --config configs/quickstart/stage$s.yaml ${resume[*]}"
   t=$(stamp)
   "$bin/janus_train" --config "configs/quickstart/stage$s.yaml" --set "train.run_dir=$run" \
-    --set "data.train=$shapes" "${init[@]}" "${steps[@]}" "${model_set[@]}" "${resume[@]}"
+    --set "data.train=$shapes" "${init[@]}" "${steps[@]}" "${model_set[@]}" "${seed_set[@]}" "${resume[@]}"
   took[stage$s]=$(($(stamp) - t))
 done
 
@@ -118,6 +129,7 @@ took[eval]=$(($(stamp) - t))
 
 title="libjanus quickstart: three stages on Shapes (tiny flavour)"
 [ -n "$ablation" ] && title="$title -- ABLATION $ablation"
+[ -n "${QUICKSTART_SEED:-}" ] && title="$title -- seed $QUICKSTART_SEED"
 [ -n "${QUICKSTART_STEPS:-}" ] && title="$title -- SMOKE RUN capped at $QUICKSTART_STEPS steps per stage"
 stage_args=()
 [ -d "$out/stage1" ] && stage_args+=(--stage "stage 1 (intra-modal)=$out/stage1")
