@@ -61,6 +61,7 @@ class VqaDataset final : public Dataset {
     s.answers = r.answers;
     s.answer = r.multiple_choice_answer;
     s.answer_type = r.answer_type;
+    s.question_type = r.question_type;
     s.answer_id = vocab_.id(normalize_answer(r.multiple_choice_answer));
     return s;
   }

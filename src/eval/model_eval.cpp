@@ -587,7 +587,8 @@ json run_vqa(const Ctx& c, const json& in) {
       }
     }
     for (size_t k = 0; k < ss.size(); ++k) {
-      items.push_back({preds[k], ss[k].answers, ss[k].answer_type.empty() ? "unknown" : ss[k].answer_type, ""});
+      items.push_back({preds[k], ss[k].answers, ss[k].answer_type.empty() ? "unknown" : ss[k].answer_type,
+                       ss[k].question_type.empty() ? "unknown" : ss[k].question_type});
       qids.push_back(ss[k].id);
       if (examples.size() < 8) {
         examples.push_back(
@@ -597,12 +598,14 @@ json run_vqa(const Ctx& c, const json& in) {
     p.advance(j - i);
   }
   const VqaResult r = vqa_accuracy(items);
-  json out = {{"task", "vqa"},
-              {"metrics", {{"overall", r.overall}, {"perAnswerType", r.per_answer_type}}},
-              {"counts", {{"samples", N}, {"annotated", ds->size()}, {"perAnswerType", r.answer_type_counts}}},
-              {"options", {{"mode", mode}}},
-              {"examples", examples},
-              {"inputs", in}};
+  json out = {
+      {"task", "vqa"},
+      {"metrics",
+       {{"overall", r.overall}, {"perAnswerType", r.per_answer_type}, {"perQuestionType", r.per_question_type}}},
+      {"counts", {{"samples", N}, {"annotated", ds->size()}, {"perAnswerType", r.answer_type_counts}}},
+      {"options", {{"mode", mode}}},
+      {"examples", examples},
+      {"inputs", in}};
   write_results(c.o, out, "vqa_results.json", items.size(), [&](size_t k) {
     return json{{"question_id", std::stoll(qids[k])}, {"answer", items[k].prediction}};
   });

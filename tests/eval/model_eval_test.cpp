@@ -311,6 +311,12 @@ TEST(ModelEvalTasks, VqaHeadAndGenerative) {
   for (const auto& [k, v] : r["counts"]["perAnswerType"].items()) n += v.get<int64_t>();
   EXPECT_EQ(n, 6);
   for (const auto& [k, v] : r["metrics"]["perAnswerType"].items()) expect_in(v, 0, 100, k);
+  // Per question type as the VQA evaluation API reports it, from the annotations' question_type (Shapes writes one).
+  ASSERT_TRUE(r["metrics"]["perQuestionType"].is_object() && !r["metrics"]["perQuestionType"].empty()) << r.dump();
+  for (const auto& [k, v] : r["metrics"]["perQuestionType"].items()) {
+    EXPECT_THAT(k, testing::AnyOf("how many", "what shape is the", "what color is the", "is there a", "is the"));
+    expect_in(v, 0, 100, k);
+  }
   for (const auto& e : r["examples"]) {
     EXPECT_NE(std::find(kAnswers.begin(), kAnswers.end(), e["prediction"].get<std::string>()), kAnswers.end());
   }

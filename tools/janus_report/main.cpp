@@ -119,6 +119,15 @@ int main(int argc, char** argv) {
         const double v = num(path);
         md += fmt::format("| {} | {} |\n", name, je::format_metric(v));
       }
+      // VQA by question type (the VQA evaluation API's perQuestionType; Shapes: "how many", "what shape is the",
+      // "what color is the", "is there a", "is the" = relative position).
+      if (m.contains("vqa") && m["vqa"].is_object() && m["vqa"].contains("perQuestionType") &&
+          m["vqa"]["perQuestionType"].is_object()) {
+        for (const auto& [k, v] : m["vqa"]["perQuestionType"].items()) {
+          if (v.is_number())
+            md += fmt::format("| VQA \"{}\" questions (%) | {} |\n", k, je::format_metric(v.get<double>()));
+        }
+      }
       md += "\n";
     }
 

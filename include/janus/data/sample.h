@@ -24,6 +24,7 @@ struct Sample {
   std::vector<std::string> answers;      // VQA: the 10 human answers
   std::string answer;                    // VQA: multiple_choice_answer
   std::string answer_type;               // VQA: yes/no, number, other
+  std::string question_type;             // VQA: the annotation's question_type (e.g. "what color is the"), may be ""
   int64_t answer_id = -1;                // VQA: index in the answer vocabulary (-1: not in it)
   int64_t label = -1;                    // class (image folder), NLVR2 truth (0/1), shape class (points)
   at::Tensor points;                     // float [N, 3]
