@@ -9,10 +9,11 @@
 #
 # Environment: JANUS_BUILD_DIR (default build/), QUICKSTART_OUT (default runs/quickstart), QUICKSTART_SKIP_SETUP=1
 # to skip tools/setup.sh (e.g. when the dependencies are known to be installed), QUICKSTART_SKIP_BUILD=1 to use
-# the tools already in $JANUS_BUILD_DIR/bin without running tools/build.sh (the ctest smoke run), QUICKSTART_STEPS=N to cap every
-# stage at N steps and QUICKSTART_TRAIN=N / QUICKSTART_VAL=M for the Shapes split sizes (a smoke run of the whole
-# chain; the report then says so in its title), QUICKSTART_SEED=N for every stage's train.seed (default: the configs'
-# seed 0; the Shapes data keeps seed 0, so runs with different seeds share the held-out split).
+# the tools already in $JANUS_BUILD_DIR/bin without running tools/build.sh (the ctest smoke run),
+# QUICKSTART_STEPS=N to cap every stage at N steps and QUICKSTART_TRAIN=N / QUICKSTART_VAL=M for the Shapes split
+# sizes (a smoke run of the whole chain; the report then says so in its title), QUICKSTART_SEED=N for every stage's
+# train.seed (default: the configs' seed 0; the Shapes data keeps seed 0, so runs with different seeds share the
+# held-out split).
 #
 # Ablations (issue 12, docs/claims.md): QUICKSTART_ABLATION=router_shared | fusion_dense | stage3_only runs the same
 # chain with one piece of the design taken out, into runs/quickstart-<ablation> unless QUICKSTART_OUT is set:

@@ -435,7 +435,7 @@ StepOutput StageTask::stage3(const Batch& batch, const StepContext& ctx) {
       const double p_uncond = cfg_.train.t2i_uncond_prob;
       if (ctx.training && p_uncond > 0.0) {
         // Classifier-free guidance: some prompts become the unconditional prompt that sampling guides against
-        // (every position the generator's uncond_token, as ImageTokenGenerator::run builds it).
+        // (ImageTokenGenerator::uncond_prompt, the rows guided sampling runs against).
         auto gen = step_generator(ctx, 4);
         const auto drop = at::rand({ids.size(0), 1}, gen, at::TensorOptions().dtype(at::kFloat)).lt(p_uncond);
         ids = at::where(drop.to(ids.device()), model_->image_gen->uncond_prompt(ids), ids);
