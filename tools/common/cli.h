@@ -1,6 +1,7 @@
 #pragma once
-// Shared helpers for the tools' main(): CLI11 parsing with exit code 2 on bad flags, logging set-up, and one
-// place that turns exceptions into one clear log line and an exit code (2 bad input, 1 runtime failure).
+// Shared helpers for the tools' main(): CLI11 parsing with exit code 2 on bad flags, logging set-up, malloc tuned
+// for tensor buffers (janus/core/allocator.h), and one place that turns exceptions into one clear log line and an
+// exit code (2 bad input, 1 runtime failure).
 #include <functional>
 #include <string>
 
@@ -8,6 +9,7 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include "janus/core/allocator.h"
 #include "janus/core/error.h"
 #include "janus/core/logging.h"
 
@@ -24,6 +26,7 @@ inline void add_common(CLI::App& app, Common& c) {
 // Runs body() with exceptions mapped to exit codes. Use as: return janus::cli::run(app, argc, argv, common, body);
 inline int run(CLI::App& app, int argc, char** argv, const Common& common, const std::function<int()>& body) {
   init_logging("info");
+  const MallocTuning malloc_tuning = tune_malloc_for_tensors();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -32,6 +35,7 @@ inline int run(CLI::App& app, int argc, char** argv, const Common& common, const
   }
   try {
     set_log_level(common.log_level);
+    spdlog::debug("{}", malloc_tuning.reason);
     return body();
   } catch (const InputError& e) {
     spdlog::error("{}", e.what());
