@@ -452,6 +452,30 @@ json run_retrieval(const Ctx& c, const json& in) {
   for (const auto& key : {"img_r1", "img_r5", "img_r10", "img_r_mean"}) ident[key] = b[key];
   ident["r_mean"] = (ident["txt_r_mean"].get<double>() + ident["img_r_mean"].get<double>()) / 2.0;
   out["metrics"]["identical_text_counts"] = ident;
+  // Error analysis: the first misses at rank 1 (identical-text counting) in each direction, with what was retrieved.
+  {
+    constexpr size_t kMaxMisses = 8;
+    const auto top_txt = sim_i2t.argmax(1).to(at::kCPU), top_img = sim_t2i.argmax(0).to(at::kCPU);
+    json i2t = json::array(), t2i = json::array();
+    for (int64_t i = 0; i < Ni && i2t.size() < kMaxMisses; ++i) {
+      const int64_t t = top_txt[i].item<int64_t>();
+      const auto& rel = rel_txt[static_cast<size_t>(i)];
+      if (std::find(rel.begin(), rel.end(), t) != rel.end()) continue;
+      i2t.push_back({{"image_id", s.image_ids[static_cast<size_t>(i)]},
+                     {"retrieved", texts[static_cast<size_t>(t)]},
+                     {"references", s.captions[static_cast<size_t>(i)]}});
+    }
+    for (int64_t t = 0; t < Nt && t2i.size() < kMaxMisses; ++t) {
+      const int64_t i = top_img[t].item<int64_t>();
+      const auto& rel = rel_img[static_cast<size_t>(t)];
+      if (std::find(rel.begin(), rel.end(), i) != rel.end()) continue;
+      t2i.push_back({{"query", texts[static_cast<size_t>(t)]},
+                     {"image_id", s.image_ids[static_cast<size_t>(txt2img[static_cast<size_t>(t)])]},
+                     {"retrieved_image_id", s.image_ids[static_cast<size_t>(i)]},
+                     {"retrieved_image_captions", s.captions[static_cast<size_t>(i)]}});
+    }
+    out["misses"] = {{"image_to_text", i2t}, {"text_to_image", t2i}};
+  }
   out["counts"]["distinct_texts"] = by_text.size();
   int64_t shared = 0;
   for (const auto& [t, imgs] : by_text) shared += imgs.size() > 1 ? 1 : 0;

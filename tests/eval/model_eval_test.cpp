@@ -1,6 +1,8 @@
 // Model-driven evaluation (include/janus/eval/model_eval.h, `janus_eval --task ...`) on a tiny random-weight model
 // written as a run directory and a small generated Shapes set: every task runs and returns well-formed results in
 // valid ranges; hand-checkable retrieval cases; beam 1 == greedy; --limit; determinism; exit codes for bad input.
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include <gmock/gmock.h>
@@ -257,6 +259,19 @@ TEST(ModelEvalTasks, RetrievalWithAndWithoutRerank) {
   // Counting identical texts can only add hits.
   EXPECT_GE(r["metrics"]["identical_text_counts"]["txt_r1"].get<double>(), r["metrics"]["txt_r1"].get<double>());
   EXPECT_GE(r["metrics"]["identical_text_counts"]["img_r1"].get<double>(), r["metrics"]["img_r1"].get<double>());
+  // The listed misses are the queries that R@1 (identical-text counting) does not count, up to 8 per direction.
+  const auto& ident = r["metrics"]["identical_text_counts"];
+  const auto n_texts = r["counts"]["texts"].get<int64_t>();
+  const auto misses = [](double r1, int64_t n) {
+    return std::min<size_t>(8, static_cast<size_t>(std::llround(static_cast<double>(n) * (1.0 - r1 / 100.0))));
+  };
+  EXPECT_EQ(r["misses"]["image_to_text"].size(), misses(ident["txt_r1"].get<double>(), 6));
+  EXPECT_EQ(r["misses"]["text_to_image"].size(), misses(ident["img_r1"].get<double>(), n_texts));
+  for (const auto& m1 : r["misses"]["image_to_text"]) {
+    const auto refs = m1.at("references").get<std::vector<std::string>>();
+    EXPECT_EQ(std::count(refs.begin(), refs.end(), m1.at("retrieved").get<std::string>()), 0) << m1.dump();
+  }
+  for (const auto& m1 : r["misses"]["text_to_image"]) EXPECT_NE(m1.at("image_id"), m1.at("retrieved_image_id"));
   auto o = small_opts(6);
   o.rerank = 2;
   const auto rr = janus::eval::evaluate(m, "retrieval", world().shapes, o);
