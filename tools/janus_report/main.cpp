@@ -129,6 +129,43 @@ int main(int argc, char** argv) {
         }
       }
       md += "\n";
+      // Retrieval misses at rank 1 (janus_eval --task retrieval lists the first 8 per direction).
+      const nlohmann::json* misses = nullptr;
+      if (ev.contains("results") && ev["results"].is_object() && ev["results"].contains("retrieval") &&
+          ev["results"]["retrieval"].is_object() && ev["results"]["retrieval"].contains("misses")) {
+        misses = &ev["results"]["retrieval"]["misses"];
+      } else if (ev.contains("misses")) {
+        misses = &ev["misses"];
+      }
+      const auto str = [](const nlohmann::json& j, const char* k) {
+        if (!j.is_object() || !j.contains(k)) return std::string("?");
+        const auto& v = j[k];
+        if (v.is_string()) return v.get<std::string>();
+        if (v.is_array()) {
+          std::string r;
+          for (const auto& x : v) r += (r.empty() ? "" : "; ") + (x.is_string() ? x.get<std::string>() : x.dump());
+          return r;
+        }
+        return v.dump();
+      };
+      if (misses != nullptr && misses->is_object()) {
+        const auto& i2t = misses->value("image_to_text", nlohmann::json::array());
+        const auto& t2i = misses->value("text_to_image", nlohmann::json::array());
+        if (!i2t.empty() || !t2i.empty()) md += "### Retrieval misses at rank 1 (first 8 per direction)\n\n";
+        if (!i2t.empty()) {
+          md += "| image | retrieved caption | the image's captions |\n|---|---|---|\n";
+          for (const auto& x : i2t)
+            md += fmt::format("| {} | {} | {} |\n", str(x, "image_id"), str(x, "retrieved"), str(x, "references"));
+          md += "\n";
+        }
+        if (!t2i.empty()) {
+          md += "| caption | its image | retrieved image | the retrieved image's captions |\n|---|---|---|---|\n";
+          for (const auto& x : t2i)
+            md += fmt::format("| {} | {} | {} | {} |\n", str(x, "query"), str(x, "image_id"),
+                              str(x, "retrieved_image_id"), str(x, "retrieved_image_captions"));
+          md += "\n";
+        }
+      }
     }
 
     // ---- wall times ----
