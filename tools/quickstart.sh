@@ -15,11 +15,12 @@
 # train.seed (default: the configs' seed 0; the Shapes data keeps seed 0, so runs with different seeds share the
 # held-out split).
 #
-# Ablations (issue 12, docs/claims.md): QUICKSTART_ABLATION=router_shared | fusion_dense | stage3_only runs the same
-# chain with one piece of the design taken out, into runs/quickstart-<ablation> unless QUICKSTART_OUT is set:
-#   router_shared  model.router=shared: one plain Linear for both modalities instead of the gated router
-#   fusion_dense   model.fusion=dense: plain transformer blocks instead of dual-stream (block-sparse + LSH) fusion
-#   stage3_only    no stages 1-2: stage 3 from scratch with the three stages' steps added up
+# Ablations (issue 12, docs/claims.md): QUICKSTART_ABLATION=router_shared | fusion_dual_stream | stage3_only runs
+# the same chain with one piece changed, into runs/quickstart-<ablation> unless QUICKSTART_OUT is set:
+#   router_shared       model.router=shared: one plain Linear for both modalities instead of the gated router
+#   fusion_dual_stream  model.fusion=dual_stream: the design's block-sparse + LSH fusion instead of the plain
+#                       attention the quickstart configs use (dense since session 8: faster and better here)
+#   stage3_only         no stages 1-2: stage 3 from scratch with the three stages' steps added up
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -35,9 +36,13 @@ fi
 case "$ablation" in
   "") ;;
   router_shared) model_set=(--set model.router=shared) ;;
-  fusion_dense) model_set=(--set model.fusion=dense) ;;
+  fusion_dual_stream) model_set=(--set model.fusion=dual_stream) ;;
   stage3_only) ;;
-  *) echo "[quickstart] QUICKSTART_ABLATION must be router_shared, fusion_dense or stage3_only, got '$ablation'" >&2
+  fusion_dense)
+    echo "[quickstart] QUICKSTART_ABLATION=fusion_dense: the quickstart configs use model.fusion: dense already;" \
+      "QUICKSTART_ABLATION=fusion_dual_stream runs the dual-stream fusion" >&2
+    exit 2 ;;
+  *) echo "[quickstart] QUICKSTART_ABLATION must be router_shared, fusion_dual_stream or stage3_only, got '$ablation'" >&2
      exit 2 ;;
 esac
 out="${QUICKSTART_OUT:-$root/runs/quickstart${ablation:+-$ablation}}"
