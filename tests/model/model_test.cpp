@@ -144,12 +144,22 @@ TEST(JanusModel, CaptionAndImageGenerationShapes) {
   EXPECT_EQ(ids.size(0), 2);
   EXPECT_LE(ids.size(1), 8);
   EXPECT_TRUE((ids.select(1, 0) == 1).all().item<bool>());
-  // Greedy cached decoding equals teacher-forced argmax on its own output.
+  // Greedy cached decoding picks the teacher-forced arg-max on its own output, at every step up to and including
+  // its eos (what follows eos is filler, not a choice). "Arg-max" within 1e-4 of the largest logit: the model is
+  // random, so near-ties may be ordered differently by the cached and the full computation.
   janus::TextInput t{ids, torch::ones_like(ids, torch::kBool)};
   if (ids.size(1) >= 2) {
     torch::NoGradGuard ng;
-    auto logits = m->caption(b.images, t).logits.argmax(-1);
-    EXPECT_TRUE(torch::equal(logits.slice(1, 0, ids.size(1) - 1), ids.slice(1, 1))) << logits << ids;
+    const auto logits = m->caption(b.images, t).logits;  // [B, L-1, V]: position p predicts ids[:, p + 1]
+    for (int64_t r = 0; r < ids.size(0); ++r) {
+      for (int64_t p = 0; p + 1 < ids.size(1); ++p) {
+        const int64_t chosen = ids[r][p + 1].item<int64_t>();
+        const float best = logits[r][p].max().item<float>(), got = logits[r][p][chosen].item<float>();
+        EXPECT_GE(got, best - 1e-4f) << "row " << r << " step " << p << " chose " << chosen << " but arg-max is "
+                                     << logits[r][p].argmax().item<int64_t>();
+        if (chosen == 2) break;  // eos
+      }
+    }
   }
   janus::SamplingOptions s;
   s.samples_per_prompt(2).temperature(1.0).top_k(10).seed(3);
