@@ -1,6 +1,7 @@
 // janus_bench_alloc: training steps/s and minor page faults per step with glibc's default malloc against
 // janus::tune_malloc_for_tensors() (what every janus_* tool applies), on the quickstart's stage-1 workload: the
-// tiny VQ-VAE at width 16 (32 px, downsample 4, EMA codebook), batch 32, AdamW, forward + backward. Baseline: the
+// VQ-VAE of configs/quickstart/stage1.yaml (width 16, 32 px, downsample 4, EMA codebook), batch 32, AdamW,
+// forward + backward. Baseline: the
 // glibc defaults, measured first in the same process (the tuning cannot be undone).
 // Usage: janus_bench_alloc [steps=40] [threads=2]
 #include <chrono>
@@ -14,7 +15,9 @@
 #include <torch/optim/adamw.h>
 
 #include "janus/core/allocator.h"
+#include "janus/core/config.h"
 #include "janus/decoder/vqvae.h"
+#include "janus/model/model_io.h"
 
 namespace {
 long minor_faults() {
@@ -53,16 +56,9 @@ int main(int argc, char** argv) {
   }
   at::set_num_threads(threads);
   torch::manual_seed(0);
-  janus::VQVAE vq(janus::VQVAEOptions()
-                      .ch(16)
-                      .ch_mult({1, 2, 4})
-                      .num_res_blocks(1)
-                      .num_groups(8)
-                      .mid_attention(false)
-                      .z_channels(64)
-                      .codebook_size(512)
-                      .codebook_dim(8)
-                      .ema(true));
+  // The tokenizer exactly as the shipped quickstart config builds it (the text vocabulary does not matter here).
+  const auto cfg = janus::Config::load_resolved(std::string(JANUS_SOURCE_DIR) + "/configs/quickstart/stage1.yaml");
+  janus::VQVAE vq(janus::model_options(cfg.model, 1000).vq);
   torch::optim::AdamW opt(vq->parameters(), torch::optim::AdamWOptions(1e-3));
   const auto x = at::rand({32, 3, 32, 32});
   fmt::print("VQ-VAE width 16, 32 px, batch 32, fwd+bwd+AdamW, {} thread(s), {} timed steps per row\n", threads, steps);

@@ -173,18 +173,22 @@ std::string targets_table(const std::vector<Target>& targets) {
   return s;
 }
 
-double json_number(const nlohmann::json& j, const std::string& dotted_path) {
+const nlohmann::json* json_find(const nlohmann::json& j, const std::string& dotted_path) {
   const nlohmann::json* cur = &j;
   size_t start = 0;
   while (true) {
     const auto dot = dotted_path.find('.', start);
     const auto key = dotted_path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (!cur->is_object() || !cur->contains(key)) return std::numeric_limits<double>::quiet_NaN();
+    if (!cur->is_object() || !cur->contains(key)) return nullptr;
     cur = &(*cur)[key];
-    if (dot == std::string::npos) break;
+    if (dot == std::string::npos) return cur;
     start = dot + 1;
   }
-  return cur->is_number() ? cur->get<double>() : std::numeric_limits<double>::quiet_NaN();
+}
+
+double json_number(const nlohmann::json& j, const std::string& dotted_path) {
+  const auto* v = json_find(j, dotted_path);
+  return v != nullptr && v->is_number() ? v->get<double>() : std::numeric_limits<double>::quiet_NaN();
 }
 
 }  // namespace janus::eval

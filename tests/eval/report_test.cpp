@@ -63,6 +63,10 @@ TEST(Report, TargetsAndJsonLookup) {
   EXPECT_TRUE(std::isnan(janus::eval::json_number(j, "retrieval.name")));
   EXPECT_TRUE(std::isnan(janus::eval::json_number(j, "retrieval.t2i_r1")));
   EXPECT_TRUE(std::isnan(janus::eval::json_number(j, "nope.x")));
+  ASSERT_NE(janus::eval::json_find(j, "retrieval"), nullptr);
+  EXPECT_EQ(*janus::eval::json_find(j, "retrieval.name"), "x");
+  EXPECT_EQ(janus::eval::json_find(j, "retrieval.name.deeper"), nullptr);  // a string has no keys
+  EXPECT_EQ(janus::eval::json_find(j, "vqa.perQuestionType"), nullptr);
   const std::vector<janus::eval::Target> t = {{"R@1", 0.97, 0.95}, {"VQA", 80, 85}, {"missing", NAN, 1}};
   EXPECT_TRUE(t[0].met());
   EXPECT_FALSE(t[1].met());

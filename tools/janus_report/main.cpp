@@ -121,22 +121,17 @@ int main(int argc, char** argv) {
       }
       // VQA by question type (the VQA evaluation API's perQuestionType; Shapes: "how many", "what shape is the",
       // "what color is the", "is there a", "is the" = relative position).
-      if (m.contains("vqa") && m["vqa"].is_object() && m["vqa"].contains("perQuestionType") &&
-          m["vqa"]["perQuestionType"].is_object()) {
-        for (const auto& [k, v] : m["vqa"]["perQuestionType"].items()) {
+      if (const auto* per_type = je::json_find(m, "vqa.perQuestionType"); per_type && per_type->is_object()) {
+        for (const auto& [k, v] : per_type->items()) {
           if (v.is_number())
             md += fmt::format("| VQA \"{}\" questions (%) | {} |\n", k, je::format_metric(v.get<double>()));
         }
       }
       md += "\n";
       // Retrieval misses at rank 1 (janus_eval --task retrieval lists the first 8 per direction).
-      const nlohmann::json* misses = nullptr;
-      if (ev.contains("results") && ev["results"].is_object() && ev["results"].contains("retrieval") &&
-          ev["results"]["retrieval"].is_object() && ev["results"]["retrieval"].contains("misses")) {
-        misses = &ev["results"]["retrieval"]["misses"];
-      } else if (ev.contains("misses")) {
-        misses = &ev["misses"];
-      }
+      // --task all nests each task's result under results.<task>; a --task retrieval file has them at the top.
+      const nlohmann::json* misses = je::json_find(ev, "results.retrieval.misses");
+      if (misses == nullptr) misses = je::json_find(ev, "misses");
       const auto str = [](const nlohmann::json& j, const char* k) {
         if (!j.is_object() || !j.contains(k)) return std::string("?");
         const auto& v = j[k];

@@ -49,6 +49,9 @@ struct Target {
 // Markdown table "| metric | value | target | met |" for the targets.
 std::string targets_table(const std::vector<Target>& targets);
 
+// The value at a dotted path ("retrieval.i2t_r1") in a JSON object; nullptr when a step is absent or not an object.
+const nlohmann::json* json_find(const nlohmann::json& j, const std::string& dotted_path);
+
 // Looks up a dotted path ("retrieval.i2t_r1") in a JSON object; NaN when absent or not a number.
 double json_number(const nlohmann::json& j, const std::string& dotted_path);
 
