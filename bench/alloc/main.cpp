@@ -1,8 +1,8 @@
 // janus_bench_alloc: training steps/s and minor page faults per step with glibc's default malloc against
 // janus::tune_malloc_for_tensors() (what every janus_* tool applies), on the quickstart's stage-1 workload: the
 // VQ-VAE of configs/quickstart/stage1.yaml (width 16, 32 px, downsample 4, EMA codebook), batch 32, AdamW,
-// forward + backward. Baseline: the
-// glibc defaults, measured first in the same process (the tuning cannot be undone).
+// forward + backward. Baseline: the glibc defaults, measured first in the same process (the tuning cannot be
+// undone).
 // Usage: janus_bench_alloc [steps=40] [threads=2]
 #include <chrono>
 #include <cstdlib>
