@@ -235,7 +235,8 @@ at::Tensor all_gather_with_grad(const at::Tensor& x, const std::shared_ptr<Proce
 }
 
 at::Tensor gathered_clip_loss(const at::Tensor& image_features, const at::Tensor& text_features,
-                              const at::Tensor& logit_scale, const std::shared_ptr<ProcessGroup>& pg) {
+                              const at::Tensor& logit_scale, const std::shared_ptr<ProcessGroup>& pg,
+                              const at::Tensor& negative_text_features) {
   TORCH_CHECK(image_features.dim() == 2 && text_features.sizes() == image_features.sizes(),
               "gathered_clip_loss: expects image and text features of equal shape [n, D], got ", image_features.sizes(),
               " and ", text_features.sizes());
@@ -245,6 +246,13 @@ at::Tensor gathered_clip_loss(const at::Tensor& image_features, const at::Tensor
   auto all_image = distributed ? all_gather_with_grad(image_features, pg) : image_features;
   auto all_text = distributed ? all_gather_with_grad(text_features, pg) : text_features;
   auto logits_per_image = logit_scale * at::matmul(image_features, all_text.t());  // [n, world*n]
+  if (negative_text_features.defined() && negative_text_features.size(0) > 0) {
+    TORCH_CHECK(negative_text_features.dim() == 2 && negative_text_features.size(1) == text_features.size(1),
+                "gathered_clip_loss: negative text features must be [m, ", text_features.size(1), "], got ",
+                negative_text_features.sizes());
+    logits_per_image =
+        at::cat({logits_per_image, logit_scale * at::matmul(image_features, negative_text_features.t())}, 1);
+  }
   auto logits_per_text = logit_scale * at::matmul(text_features, all_image.t());
   auto labels = at::arange(n, image_features.options().dtype(at::kLong)) + rank * n;
   namespace F = torch::nn::functional;

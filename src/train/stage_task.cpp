@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <mutex>
 #include <numeric>
+#include <optional>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -14,6 +16,7 @@
 #include "janus/core/fs.h"
 #include "janus/core/json_file.h"
 #include "janus/data/factory.h"
+#include "janus/data/text_negatives.h"
 #include "janus/decoder/image_output.h"
 #include "janus/decoder/quality_controller.h"
 #include "janus/eval/model_eval.h"
@@ -104,6 +107,7 @@ struct StageTask::Impl {
   std::vector<StageDataSource::Stream> val_streams;
   std::vector<std::string> val_prompts;  // sample-sheet prompts (stage 3)
   std::vector<std::pair<std::string, std::string>> eval_tasks;  // eval.tasks: (task, validation data)
+  std::optional<TextNegatives> text_negatives;                  // train.text_negatives
 };
 
 StageTask::StageTask(const Config& config, StageTaskOptions options)
@@ -115,6 +119,23 @@ StageTask::StageTask(const Config& config, StageTaskOptions options)
   if (cfg_.model.vocab_size != 0 && cfg_.model.vocab_size != vocab) {
     throw_input_error("model.vocab_size {} differs from the tokenizer's {} pieces ({}); leave it 0", cfg_.model.vocab_size,
                       vocab, files_.tokenizer);
+  }
+
+  if (cfg_.train.text_negatives) {
+    if (!has("contrastive")) {
+      throw_input_error("train.text_negatives: needs the contrastive task in train.tasks (this stage trains {})",
+                        fmt::join(tasks_, ", "));
+    }
+    if (!cfg_.train.text_negative_groups.empty()) {
+      impl_->text_negatives = TextNegatives::from_strings(cfg_.train.text_negative_groups);
+    } else if (files_.shapes) {
+      impl_->text_negatives = TextNegatives::shapes();
+    } else {
+      throw_input_error(
+          "train.text_negatives: set train.text_negative_groups (the built-in groups are the Shapes "
+          "vocabulary, and data.format is '{}')",
+          cfg_.data.format);
+    }
   }
 
   // Datasets.
@@ -359,11 +380,59 @@ StepOutput StageTask::stage1(const Batch& batch, const StepContext& ctx) {
 }
 
 // InfoNCE of the batch; under data parallelism over every rank's features (open_clip's gathered loss).
-at::Tensor StageTask::clip_loss(const ContrastiveOutput& co, const StepContext& ctx) const {
-  if (opt_.pg && opt_.world_size > 1 && ctx.training) {
-    return dist::gathered_clip_loss(co.image_embeds, co.text_embeds, co.logit_scale, opt_.pg);
+at::Tensor StageTask::clip_loss(const ContrastiveOutput& co, const StepContext& ctx,
+                                const at::Tensor& negatives) const {
+  const bool gathered = opt_.pg && opt_.world_size > 1 && ctx.training;
+  if (gathered || negatives.defined()) {
+    return dist::gathered_clip_loss(co.image_embeds, co.text_embeds, co.logit_scale, gathered ? opt_.pg : nullptr,
+                                    negatives);
   }
   return co.loss;
+}
+
+ContrastiveOutput StageTask::contrastive_step(const Batch& batch, const StepContext& ctx,
+                                              std::map<std::string, at::Tensor>& parts) {
+  const auto text = text_of(batch, "cap");
+  auto co = model_->contrastive(batch.at("cap.images"), text);
+  if (!impl_->text_negatives || !ctx.training) {
+    co.loss = clip_loss(co, ctx);
+    return co;
+  }
+  // Decode each caption, edit it, re-encode it as the loader does (bos/eos, model.max_text_len).
+  const auto ids = text.ids.cpu(), mask = text.mask.cpu().to(at::kBool);
+  auto gen = step_generator(ctx, 5);
+  uint64_t seed = 0;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    seed = at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
+  }
+  std::vector<std::vector<int64_t>> neg;
+  std::vector<int64_t> rows;
+  for (int64_t i = 0; i < ids.size(0); ++i) {
+    const auto row = ids[i].masked_select(mask[i]);
+    const std::vector<int64_t> v(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + row.numel());
+    const auto edited =
+        impl_->text_negatives->make(tokenizer_->decode(v), seed + static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ULL);
+    if (!edited) continue;
+    neg.push_back(tokenizer_->encode(*edited, true, true, cfg_.model.max_text_len));
+    rows.push_back(i);
+  }
+  if (neg.empty()) {
+    co.loss = clip_loss(co, ctx);
+    return co;
+  }
+  const auto tb = pad_tokens(neg);
+  const auto dev = text.ids.device();
+  const auto neg_embeds = model_->embed_texts({tb.ids.to(dev), tb.attention_mask.to(at::kBool).to(dev)});
+  co.loss = clip_loss(co, ctx, neg_embeds);
+  {
+    torch::NoGradGuard ng;
+    const auto r = at::tensor(rows, at::kLong).to(dev);
+    const auto img = co.image_embeds.index_select(0, r);
+    const auto pos = (img * co.text_embeds.index_select(0, r)).sum(1), negs = (img * neg_embeds).sum(1);
+    parts["text_neg_acc"] = (pos.gt(negs).to(at::kFloat).mean() * 100).detach();
+  }
+  return co;
 }
 
 StepOutput StageTask::stage2(const Batch& batch, const StepContext& ctx) {
@@ -375,9 +444,9 @@ StepOutput StageTask::stage2(const Batch& batch, const StepContext& ctx) {
   auto add_aux = [&](const at::Tensor& t) { aux = aux.defined() ? aux + t : t; };
   at::Tensor total;
   ContrastiveOutput co;
-  if (has("contrastive") || has("itm")) co = model_->contrastive(images, text);
+  if (has("contrastive") || has("itm")) co = contrastive_step(batch, ctx, out.parts);
   if (has("contrastive")) {
-    const auto loss = clip_loss(co, ctx);
+    const auto loss = co.loss;
     out.parts["contrastive"] = loss;
     out.parts["logit_scale"] = co.logit_scale.detach();
     total = lambda * loss;
@@ -445,8 +514,8 @@ StepOutput StageTask::stage3(const Batch& batch, const StepContext& ctx) {
       loss = model_->caption(batch.at("cap.images"), text_of(batch, "cap")).loss;
     } else if (t == "contrastive") {
       // Keeps stage 2's alignment while the understanding losses move the shared encoders.
-      const auto co = model_->contrastive(batch.at("cap.images"), text_of(batch, "cap"));
-      loss = clip_loss(co, ctx);
+      const auto co = contrastive_step(batch, ctx, out.parts);
+      loss = co.loss;
       out.parts["logit_scale"] = co.logit_scale.detach();
     } else if (t == "vqa") {
       auto r = model_->vqa(batch.at("vqa.images"), text_of(batch, "vqa"), batch.at("vqa.targets"));

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
@@ -512,3 +513,34 @@ TEST(ProcessGroup, SingleProcessNeedsNoNetworkAndRejectsNcclOnCpu) {
 }
 
 }  // namespace
+
+// Hard negative captions (train.text_negatives) join the image->text side's candidates only:
+// loss = (mean_i -log softmax([s_i. ; n_i.])_i + mean_j -log softmax(s_.j)_j) / 2, checked in double by hand.
+TEST(GatheredClip, HardNegativesJoinTheImageToTextSide) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  const auto unit = [&](int64_t n) {
+    auto x = at::randn({n, 4}, gen, at::kDouble);
+    return x / x.norm(2, {1}, true);
+  };
+  const auto fi = unit(3), ft = unit(3), fn = unit(2);
+  const auto scale = at::full({}, 4.0, at::kDouble);
+  const double got = janus::dist::gathered_clip_loss(fi, ft, scale, nullptr, fn).item<double>();
+  double i2t = 0, t2i = 0;
+  for (int64_t i = 0; i < 3; ++i) {
+    double zi = 0, zt = 0;
+    for (int64_t j = 0; j < 3; ++j) {
+      zi += std::exp(4 * fi[i].dot(ft[j]).item<double>());
+      zt += std::exp(4 * ft[i].dot(fi[j]).item<double>());
+    }
+    for (int64_t k = 0; k < 2; ++k) zi += std::exp(4 * fi[i].dot(fn[k]).item<double>());
+    i2t += -(4 * fi[i].dot(ft[i]).item<double>() - std::log(zi)) / 3;
+    t2i += -(4 * ft[i].dot(fi[i]).item<double>() - std::log(zt)) / 3;
+  }
+  EXPECT_NEAR(got, (i2t + t2i) / 2, 1e-12);
+  // Without negatives (or with none) it is the plain loss, which the negatives can only raise.
+  const double plain = janus::dist::gathered_clip_loss(fi, ft, scale, nullptr).item<double>();
+  EXPECT_DOUBLE_EQ(
+      janus::dist::gathered_clip_loss(fi, ft, scale, nullptr, at::empty({0, 4}, at::kDouble)).item<double>(), plain);
+  EXPECT_GT(got, plain);
+  EXPECT_THROW(janus::dist::gathered_clip_loss(fi, ft, scale, nullptr, unit(2).narrow(1, 0, 3)), c10::Error);
+}

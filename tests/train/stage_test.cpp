@@ -451,3 +451,45 @@ TEST(StageTask, BadDataConfigsNameTheProblem) {
   // A loss that does not belong to the stage.
   EXPECT_THROW(jt::StageTask(stage_config(1, root + "/r5", {"train.tasks=[vqa]"})), janus::InputError);
 }
+
+// train.text_negatives: stage 2 and stage 3 train the contrastive loss with one edited caption per row as an extra
+// image->text candidate and log how often the true caption wins; a run without the contrastive task, or on data
+// without the built-in groups, is refused at start.
+TEST(StageTask, TextNegativesInTheContrastiveLoss) {
+  const auto& c = chain();
+  const auto dir2 = c.root + "/s2neg", dir3 = c.root + "/s3neg";
+  train(stage_config(
+      2, dir2,
+      {"train.init_from=" + c.s1, "train.tasks=[contrastive, caption]", "train.steps=2", "train.text_negatives=true"}));
+  auto recs = read_metrics(dir2);
+  expect_parts(recs, {"contrastive", "text_neg_acc"});
+  train(stage_config(3, dir3,
+                     {"train.init_from=" + c.s2, "train.freeze=[vq.*]", "train.tasks=[t2i, contrastive]",
+                      "train.loss_balance=fixed", "train.text_negatives=true",
+                      "train.text_negative_groups=[\"red yellow green cyan blue magenta\", \"left right\"]"}));
+  expect_parts(read_metrics(dir3), {"contrastive", "text_neg_acc"});
+  // The same run without negatives has a different contrastive loss at its first step (same weights, same batch).
+  const auto dir2b = c.root + "/s2plain";
+  train(stage_config(2, dir2b, {"train.init_from=" + c.s1, "train.tasks=[contrastive, caption]", "train.steps=1"}));
+  const auto first = [](const std::vector<nlohmann::json>& r) {
+    for (const auto& x : r) {
+      if (x.contains("contrastive") && !x.contains("kind")) return x["contrastive"].get<double>();
+    }
+    return -1.0;
+  };
+  EXPECT_GT(first(recs), first(read_metrics(dir2b)));
+
+  const auto root = janus::test::temp_dir("stage_neg_bad");
+  try {
+    jt::StageTask t(stage_config(2, root + "/a", {"train.tasks=[caption]", "train.text_negatives=true"}));
+    FAIL() << "expected an InputError";
+  } catch (const janus::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("needs the contrastive task"), std::string::npos) << e.what();
+  }
+  try {
+    jt::StageTask t(stage_config(2, root + "/b", {"train.text_negatives=true", "train.text_negative_groups=[red]"}));
+    FAIL() << "expected an InputError";
+  } catch (const janus::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("group 1 needs at least two distinct words"), std::string::npos) << e.what();
+  }
+}

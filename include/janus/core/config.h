@@ -217,6 +217,8 @@ struct TrainConfig {
   int64_t disc_layers = 3;
   int64_t disc_ndf = 64;
   double t2i_uncond_prob = 0.1;
+  bool text_negatives = false;
+  std::vector<std::string> text_negative_groups;
   bool activation_checkpointing = false;
   double ema_decay = 0.0;
   int64_t max_nonfinite_steps = 5;
@@ -264,6 +266,13 @@ struct TrainConfig {
       "stage 3: probability that a text->image training prompt is replaced by the unconditional prompt (what "
       "classifier-free guidance samples against; LlamaGen / Janus: 0.1); 0 = always conditional",
       Check::range(0, 1));
+    v("text_negatives", text_negatives,
+      "stages 2/3: add one hard negative caption per batch caption to the contrastive loss's image->text side, made "
+      "by swapping two words of a group or replacing one (NegCLIP; docs/training.md)");
+    v("text_negative_groups", text_negative_groups,
+      "groups of interchangeable words for train.text_negatives, each a string of space-separated lower-case words "
+      "(\"red green blue\"); empty = the Shapes vocabulary (colours, shapes, sizes, left/right, above/below, "
+      "top/bottom), which needs data.format shapes");
     v("activation_checkpointing", activation_checkpointing, "recompute transformer blocks in backward");
     v("ema_decay", ema_decay, "EMA of weights; 0 disables", Check::range(0, 1));
     v("max_nonfinite_steps", max_nonfinite_steps, "consecutive non-finite steps before the run stops",

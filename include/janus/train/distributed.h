@@ -196,7 +196,10 @@ at::Tensor all_gather_with_grad(const at::Tensor& x, const std::shared_ptr<Proce
 // gather_with_grad=True, local_loss=True): this rank's [n, D] normalized features against all gathered ones,
 // labels arange(n) + rank*n, (CE(image->text) + CE(text->image)) / 2. Averaged over ranks (DDP does it for the
 // gradients) it equals the single-process loss on the global batch. pg may be null (single process).
+// negative_text_features [m, D] (optional, this rank's): extra captions that match no image, appended to the
+// image->text side's candidates (NegCLIP hard negatives, train.text_negatives); the text->image side is unchanged.
 at::Tensor gathered_clip_loss(const at::Tensor& image_features, const at::Tensor& text_features,
-                              const at::Tensor& logit_scale, const std::shared_ptr<ProcessGroup>& pg);
+                              const at::Tensor& logit_scale, const std::shared_ptr<ProcessGroup>& pg,
+                              const at::Tensor& negative_text_features = {});
 
 }  // namespace janus::dist

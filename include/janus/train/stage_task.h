@@ -111,7 +111,13 @@ class StageTask : public TrainTask {
   StepOutput stage1(const Batch& batch, const StepContext& ctx);
   StepOutput stage2(const Batch& batch, const StepContext& ctx);
   StepOutput stage3(const Batch& batch, const StepContext& ctx);
-  at::Tensor clip_loss(const ContrastiveOutput& co, const StepContext& ctx) const;
+  // negatives: embeddings of hard negative captions (train.text_negatives), or undefined.
+  at::Tensor clip_loss(const ContrastiveOutput& co, const StepContext& ctx, const at::Tensor& negatives = {}) const;
+  // The contrastive embeddings of the "cap" stream; `loss` is clip_loss with train.text_negatives' hard negatives
+  // when on (training only), and then "text_neg_acc" (how often an image scores its caption above that caption's
+  // negative, %) is added to `parts`.
+  ContrastiveOutput contrastive_step(const Batch& batch, const StepContext& ctx,
+                                     std::map<std::string, at::Tensor>& parts);
   at::Generator step_generator(const StepContext& ctx, uint64_t salt) const;
   bool has(const std::string& task) const;
 
