@@ -6,9 +6,12 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -193,30 +196,66 @@ at::Tensor render_shapes_scene(const ShapesScene& scene) {
   return t;
 }
 
-std::vector<std::string> shapes_captions(const ShapesScene& sc, uint64_t seed) {
-  auto r = rng_for(seed, "captions", sc.id, 2);
-  const auto& o = sc.objects;
+namespace {
+
+// The captions of `o` (the scene's objects in list order); `bit()` is each "mention the size?" choice.
+std::vector<std::string> captions_of(const std::vector<ShapeObject>& o, int64_t image_size,
+                                     const std::function<bool()>& bit) {
   std::vector<std::string> caps;
   if (o.empty()) return {"an empty grey image", "a plain grey background", "nothing but a grey background"};
   if (o.size() == 1) {
     caps.push_back(a(describe(o[0], true)));
     caps.push_back(a(describe(o[0], false)) + " on a plain grey background");
-    caps.push_back("there is one " + describe(o[0], uniform_int(r, 0, 1) == 1) + " in the image");
-    caps.push_back(a(describe(o[0], false)) + " in the " + region(o[0], sc.image_size) + " of the picture");
+    caps.push_back("there is one " + describe(o[0], bit()) + " in the image");
+    caps.push_back(a(describe(o[0], false)) + " in the " + region(o[0], image_size) + " of the picture");
   } else {
     const std::string rel = relation(o[0].cx, o[0].cy, o[1].cx, o[1].cy);
     const std::string n = kNumberWords[o.size()];
     caps.push_back(a(describe(o[0], true)) + " " + relation_phrase(rel) + " " + a(describe(o[1], false)));
-    caps.push_back(a(describe(o[1], uniform_int(r, 0, 1) == 1)) + " " + relation_phrase(inverse_relation(rel)) + " " +
+    caps.push_back(a(describe(o[1], bit())) + " " + relation_phrase(inverse_relation(rel)) + " " +
                    a(describe(o[0], false)));
     std::string list;
     for (size_t i = 0; i < o.size(); ++i) {
-      list += (i == 0 ? "" : (i + 1 == o.size() ? " and " : ", ")) + a(describe(o[i], uniform_int(r, 0, 1) == 1));
+      list += (i == 0 ? "" : (i + 1 == o.size() ? " and " : ", ")) + a(describe(o[i], bit()));
     }
     caps.push_back(n + " shapes: " + list);
     caps.push_back("an image with " + list);
   }
   return caps;
+}
+
+}  // namespace
+
+std::vector<std::string> shapes_captions(const ShapesScene& sc, uint64_t seed) {
+  auto r = rng_for(seed, "captions", sc.id, 2);
+  return captions_of(sc.objects, sc.image_size, [&] { return uniform_int(r, 0, 1) == 1; });
+}
+
+std::map<std::string, double> shapes_caption_probabilities(const ShapesScene& sc) {
+  std::vector<ShapeObject> objs = sc.objects;
+  // Every order of the objects (their list order is not visible in the image) ...
+  std::vector<size_t> order(objs.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::map<std::string, double> count;
+  int64_t outcomes = 0;
+  do {
+    std::vector<ShapeObject> o;
+    for (size_t i : order) o.push_back(objs[i]);
+    // ... times every value of the size-mention bits (how many there are: one run that counts them).
+    int bits = 0;
+    captions_of(o, sc.image_size, [&] {
+      ++bits;
+      return false;
+    });
+    for (uint32_t v = 0; v < (1u << bits); ++v) {
+      int k = 0;
+      const auto caps = captions_of(o, sc.image_size, [&] { return ((v >> k++) & 1u) != 0; });
+      for (const auto& c : std::set<std::string>(caps.begin(), caps.end())) count[c] += 1;
+      ++outcomes;
+    }
+  } while (std::next_permutation(order.begin(), order.end()));
+  for (auto& [t, c] : count) c /= static_cast<double>(outcomes);
+  return count;
 }
 
 // ---------------- GenEval prompt specs and checker ----------------

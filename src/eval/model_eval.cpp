@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <numeric>
 #include <optional>
@@ -334,6 +335,90 @@ double elapsed(std::chrono::steady_clock::time_point t0) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // retrieval
+}  // namespace
+
+at::Tensor caption_log_likelihood(JanusModelImpl& model, const at::Tensor& images, const TextInput& text) {
+  const auto logits = model.caption(images, text).logits.to(at::kFloat);
+  const auto target = text.ids.slice(1, 1);
+  const auto logp = at::log_softmax(logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1);
+  return (logp * text.mask.slice(1, 1).to(at::kFloat)).sum(1);
+}
+
+namespace {
+// The best R@1 (identical-text counting) any model can expect on Shapes data, from the scenes the captions file
+// records: each query's candidates scored by shapes_caption_probabilities (the chance that a text is among an
+// image's captions given what the image shows), ties counted as the expected hit rate of a random pick among them.
+json shapes_retrieval_ceiling(const std::string& captions_file, const CaptionSet& s,
+                              const std::vector<std::string>& norm, const std::vector<std::vector<int64_t>>& rel_txt,
+                              const std::vector<std::vector<int64_t>>& rel_img) {
+  const auto j = read_json_file(captions_file, "retrieval captions");
+  std::map<int64_t, const json*> by_id;
+  for (const auto& im : j.at("images")) by_id[im.at("id").get<int64_t>()] = &im;
+  const auto index_of = [&](const std::vector<std::string>& names, const json& v, const std::string& what) {
+    const auto it = std::find(names.begin(), names.end(), v.get<std::string>());
+    if (it == names.end()) throw_input_error("{}: unknown {} '{}' in a scene object", captions_file, what, v.dump());
+    return static_cast<int>(it - names.begin());
+  };
+  const int64_t Ni = static_cast<int64_t>(s.image_ids.size()), Nt = static_cast<int64_t>(norm.size());
+  std::vector<std::map<std::string, double>> prob(static_cast<size_t>(Ni));
+  for (int64_t i = 0; i < Ni; ++i) {
+    const auto it = by_id.find(s.image_ids[static_cast<size_t>(i)]);
+    if (it == by_id.end() || !it->second->contains("objects")) {
+      throw_input_error("{}: image {} has no scene objects (not written by janus_data shapes?)", captions_file,
+                        s.image_ids[static_cast<size_t>(i)]);
+    }
+    ShapesScene sc;
+    sc.image_size = it->second->value("width", int64_t{32});
+    for (const auto& o : it->second->at("objects")) {
+      ShapeObject x;
+      x.colour = index_of(shapes_colours(), o.at("colour"), "colour");
+      x.kind = index_of(shapes_kinds(), o.at("shape"), "shape");
+      x.size = index_of(shapes_sizes(), o.at("size"), "size");
+      x.cx = o.at("cx").get<double>();
+      x.cy = o.at("cy").get<double>();
+      sc.objects.push_back(x);
+    }
+    for (const auto& [t, p] : shapes_caption_probabilities(sc)) prob[static_cast<size_t>(i)][ptb_like_tokenize(t)] = p;
+  }
+  const auto p_of = [&](int64_t i, int64_t t) {
+    const auto& m = prob[static_cast<size_t>(i)];
+    const auto it = m.find(norm[static_cast<size_t>(t)]);
+    return it == m.end() ? 0.0 : it->second;
+  };
+  // Expected hit of a random pick among the best-scored candidates.
+  const auto best_pick = [](int64_t n, const std::function<double(int64_t)>& score,
+                            const std::function<bool(int64_t)>& relevant) {
+    double best = -1;
+    int64_t tied = 0, hits = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const double v = score(k);
+      if (v > best) {
+        best = v;
+        tied = hits = 0;
+      }
+      if (v == best) {
+        ++tied;
+        hits += relevant(k) ? 1 : 0;
+      }
+    }
+    return tied == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(tied);
+  };
+  double i2t = 0, t2i = 0;
+  for (int64_t i = 0; i < Ni; ++i) {
+    const auto& rel = rel_txt[static_cast<size_t>(i)];
+    i2t += best_pick(
+        Nt, [&](int64_t t) { return p_of(i, t); },
+        [&](int64_t t) { return std::find(rel.begin(), rel.end(), t) != rel.end(); });
+  }
+  for (int64_t t = 0; t < Nt; ++t) {
+    const auto& rel = rel_img[static_cast<size_t>(t)];
+    t2i += best_pick(
+        Ni, [&](int64_t i) { return p_of(i, t); },
+        [&](int64_t i) { return std::find(rel.begin(), rel.end(), i) != rel.end(); });
+  }
+  return {{"txt_r1", 100.0 * i2t / static_cast<double>(Ni)}, {"img_r1", 100.0 * t2i / static_cast<double>(Nt)}};
+}
+
 json run_retrieval(const Ctx& c, const json& in) {
   const auto root = c.o.image_root.empty() ? in["image_root"].get<std::string>() : c.o.image_root;
   const auto s = caption_set(in["captions"].get<std::string>(), c.o.limit);
@@ -372,11 +457,16 @@ json run_retrieval(const Ctx& c, const json& in) {
   json out = retrieval_from_embeddings(img, txt, txt2img);
   at::Tensor sim_i2t = at::matmul(img, txt.t()), sim_t2i = sim_i2t.clone();
 
+  const at::Tensor sim_contrastive = sim_i2t.clone();
   if (c.o.rerank > 0) {
-    // BLIP-style: each query's top-k candidates are re-scored by the ITM head's match probability (placed above
-    // every non-candidate); the rest keep their contrastive order below.
+    if (c.o.rerank_by != "itm" && c.o.rerank_by != "caption") {
+      throw_input_error("retrieval: rerank_by '{}' is not itm or caption", c.o.rerank_by);
+    }
+    // Each query's top-k candidates are re-scored (placed above every non-candidate); the rest keep their
+    // contrastive order below. itm: BLIP's match probability; caption: log p(text | image) under the caption decoder.
     const int64_t k_txt = std::min(c.o.rerank, Nt), k_img = std::min(c.o.rerank, Ni);
-    const auto itm_prob = [&](const std::vector<int64_t>& ii, const std::vector<int64_t>& tt) {
+    const bool by_caption = c.o.rerank_by == "caption";
+    const auto pair_score = [&](const std::vector<int64_t>& ii, const std::vector<int64_t>& tt) {
       std::vector<at::Tensor> imgs;
       std::vector<std::string> tx;
       std::map<int64_t, at::Tensor> cache;
@@ -389,20 +479,29 @@ json run_retrieval(const Ctx& c, const json& in) {
         tx.push_back(texts[static_cast<size_t>(tt[q])]);
       }
       c.reseed();
-      const auto logits = c.model.itm(at::stack(imgs).to(c.device), encode_texts(c, tx)).logits;
+      const auto text_in = encode_texts(c, tx);
+      const auto images = at::stack(imgs).to(c.device);
+      if (by_caption) {
+        return caption_log_likelihood(c.model, images, text_in).to(at::kCPU);
+      }
+      const auto logits = c.model.itm(images, text_in).logits;
       return at::softmax(logits.to(at::kFloat), -1).select(1, 1).to(at::kCPU);
     };
     const auto rescore = [&](at::Tensor& sim, bool rows_are_images, int64_t k, const std::string& phase) {
       const int64_t Q = sim.size(0);
       const auto top = std::get<1>(sim.topk(k, 1));
-      auto res = sim - (sim.max() - sim.min() + 10.0);  // every non-candidate below every candidate
+      auto cand = at::zeros_like(sim);
+      auto is_cand = at::zeros(sim.sizes(), at::kBool);
       Progress p(c.o, "retrieval", phase, Q * k);
       std::vector<int64_t> qi, ci;
       const auto flush = [&]() {
         if (qi.empty()) return;
         std::vector<int64_t> ii = rows_are_images ? qi : ci, tt = rows_are_images ? ci : qi;
-        const auto prob = itm_prob(ii, tt);
-        for (size_t n = 0; n < qi.size(); ++n) res[qi[n]][ci[n]] = prob[static_cast<int64_t>(n)].item<float>() + 1.0;
+        const auto score = pair_score(ii, tt);
+        for (size_t n = 0; n < qi.size(); ++n) {
+          cand[qi[n]][ci[n]] = score[static_cast<int64_t>(n)].item<float>();
+          is_cand[qi[n]][ci[n]] = true;
+        }
         p.advance(static_cast<int64_t>(qi.size()));
         qi.clear();
         ci.clear();
@@ -415,12 +514,14 @@ json run_retrieval(const Ctx& c, const json& in) {
         }
       }
       flush();
-      sim = res;
+      // Non-candidates: below the lowest candidate score, in their contrastive order.
+      const double floor = cand.masked_select(is_cand).min().item<double>() - 1.0;
+      sim = at::where(is_cand, cand, sim - sim.max() + floor);
     };
     torch::NoGradGuard ng;
-    rescore(sim_i2t, true, k_txt, "itm re-rank i2t");
+    rescore(sim_i2t, true, k_txt, c.o.rerank_by + " re-rank i2t");
     auto t2i = sim_t2i.t().contiguous();
-    rescore(t2i, false, k_img, "itm re-rank t2i");
+    rescore(t2i, false, k_img, c.o.rerank_by + " re-rank t2i");
     sim_t2i = t2i.t().contiguous();
     const auto a = score_retrieval(sim_i2t, {{"txt2img", txt2img}});
     const auto b = score_retrieval(sim_t2i, {{"txt2img", txt2img}});
@@ -446,12 +547,19 @@ json run_retrieval(const Ctx& c, const json& in) {
     rel_img[static_cast<size_t>(t)] = imgs;
     for (int64_t i : imgs) rel_txt[static_cast<size_t>(i)].push_back(t);
   }
-  const auto a = retrieval_recall_sets(sim_i2t, rel_txt, rel_img);
-  const auto b = retrieval_recall_sets(sim_t2i, rel_txt, rel_img);
-  json ident = a;
-  for (const auto& key : {"img_r1", "img_r5", "img_r10", "img_r_mean"}) ident[key] = b[key];
-  ident["r_mean"] = (ident["txt_r_mean"].get<double>() + ident["img_r_mean"].get<double>()) / 2.0;
-  out["metrics"]["identical_text_counts"] = ident;
+  const auto identical = [&](const at::Tensor& i2t, const at::Tensor& t2i) {
+    json ident = retrieval_recall_sets(i2t, rel_txt, rel_img);
+    const auto b = retrieval_recall_sets(t2i, rel_txt, rel_img);
+    for (const auto& key : {"img_r1", "img_r5", "img_r10", "img_r_mean"}) ident[key] = b[key];
+    ident["r_mean"] = (ident["txt_r_mean"].get<double>() + ident["img_r_mean"].get<double>()) / 2.0;
+    return ident;
+  };
+  out["metrics"]["identical_text_counts"] = identical(sim_i2t, sim_t2i);
+  if (in.value("layout", "") == "shapes") {
+    out["metrics"]["identical_text_counts"]["ceiling"] =
+        shapes_retrieval_ceiling(in["captions"].get<std::string>(), s, norm, rel_txt, rel_img);
+  }
+  if (c.o.rerank > 0) out["metrics_contrastive"]["identical_text_counts"] = identical(sim_contrastive, sim_contrastive);
   // Error analysis: the first misses at rank 1 (identical-text counting) in each direction, with what was retrieved.
   {
     constexpr size_t kMaxMisses = 8;
@@ -482,7 +590,10 @@ json run_retrieval(const Ctx& c, const json& in) {
   out["counts"]["texts_shared_by_images"] = shared;
   out["counts"]["samples"] = Ni;
   out["inputs"] = in;
-  if (c.o.rerank > 0) out["options"]["rerank"] = c.o.rerank;
+  if (c.o.rerank > 0) {
+    out["options"]["rerank"] = c.o.rerank;
+    out["options"]["rerank_by"] = c.o.rerank_by;
+  }
   return out;
 }
 

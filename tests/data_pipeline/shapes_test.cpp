@@ -1,6 +1,10 @@
 // The Shapes benchmark: determinism, the GenEval-style checker, and that every file it writes loads through the
 // real-format readers.
+#include <algorithm>
 #include <filesystem>
+#include <map>
+#include <random>
+#include <set>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -201,4 +205,49 @@ TEST(DataShapes, ConfigDrivenDatasets) {
   EXPECT_EQ(vqa->get(0, 0).answers.size(), 10u);
   EXPECT_EQ(janus::open_dataset("nlvr2", d + "/nlvr2/train.jsonl", "train", o)->get(0, 0).images.size(), 2u);
   EXPECT_THROW(janus::open_dataset("nope", d, "train", o), janus::InputError);
+}
+
+// shapes_caption_probabilities enumerates the generator's hidden choices (object order, size-mention bits); the
+// frequencies of shapes_captions over random object orders and seeds must match it.
+TEST(Shapes, CaptionProbabilitiesMatchTheGeneratorsFrequencies) {
+  std::mt19937_64 rng(7);
+  for (int64_t index : {0, 1, 2, 3, 5, 8}) {
+    auto scene = janus::make_shapes_scene(0, "val", index, 32);
+    const auto p = janus::shapes_caption_probabilities(scene);
+    std::map<std::string, double> freq;
+    const int n = 6000;
+    for (int k = 0; k < n; ++k) {
+      auto s = scene;
+      std::shuffle(s.objects.begin(), s.objects.end(), rng);
+      const auto caps = janus::shapes_captions(s, static_cast<uint64_t>(k) + 1000);
+      for (const auto& c : std::set<std::string>(caps.begin(), caps.end())) freq[c] += 1.0 / n;
+    }
+    for (const auto& [t, f] : freq) {
+      ASSERT_TRUE(p.count(t)) << "scene " << index << ": '" << t << "' has no probability";
+      EXPECT_NEAR(p.at(t), f, 0.03) << "scene " << index << ": " << t;
+    }
+    for (const auto& [t, q] : p) {
+      EXPECT_GT(q, 0.0);
+      EXPECT_LE(q, 1.0);
+      if (q > 0.05) EXPECT_TRUE(freq.count(t)) << "'" << t << "' never sampled";
+    }
+    // The scene's own captions are possible.
+    for (const auto& c : janus::shapes_captions(scene, 0)) EXPECT_TRUE(p.count(c)) << c;
+  }
+  // One object: its sized caption is certain, "there is one ..." mentions the size half of the time.
+  janus::ShapesScene one;
+  one.image_size = 32;
+  janus::ShapeObject o;
+  o.colour = 0;  // red
+  o.kind = 0;    // circle
+  o.size = 1;    // large
+  o.cx = 16;
+  o.cy = 16;
+  one.objects = {o};
+  const auto p = janus::shapes_caption_probabilities(one);
+  EXPECT_DOUBLE_EQ(p.at("a large red circle"), 1.0);
+  EXPECT_DOUBLE_EQ(p.at("there is one large red circle in the image"), 0.5);
+  EXPECT_DOUBLE_EQ(p.at("there is one red circle in the image"), 0.5);
+  EXPECT_DOUBLE_EQ(p.at("a red circle in the centre of the picture"), 1.0);
+  EXPECT_EQ(p.size(), 5u);
 }

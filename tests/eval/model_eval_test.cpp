@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/nn.h>
@@ -256,6 +257,9 @@ TEST(ModelEvalTasks, RetrievalWithAndWithoutRerank) {
   EXPECT_GE(r["counts"]["texts"].get<int64_t>(), 18);  // >= 3 captions per image
   expect_recall(r["metrics"]);
   expect_recall(r["metrics"]["identical_text_counts"]);
+  // Shapes data: the best R@1 any model can expect (the hidden caption choices make some texts ambiguous).
+  const auto& ceil = r["metrics"]["identical_text_counts"]["ceiling"];
+  for (const auto* k : {"txt_r1", "img_r1"}) expect_in(ceil[k], 50, 100, k);
   // Counting identical texts can only add hits.
   EXPECT_GE(r["metrics"]["identical_text_counts"]["txt_r1"].get<double>(), r["metrics"]["txt_r1"].get<double>());
   EXPECT_GE(r["metrics"]["identical_text_counts"]["img_r1"].get<double>(), r["metrics"]["img_r1"].get<double>());
@@ -277,12 +281,59 @@ TEST(ModelEvalTasks, RetrievalWithAndWithoutRerank) {
   const auto rr = janus::eval::evaluate(m, "retrieval", world().shapes, o);
   expect_recall(rr["metrics"]);
   EXPECT_EQ(rr["options"]["rerank"], 2);
-  json plain = r["metrics"];
-  plain.erase("identical_text_counts");
+  EXPECT_EQ(rr["options"]["rerank_by"], "itm");
+  json plain = r["metrics"];  // the ceiling does not depend on the model: the main metrics carry it once
+  plain["identical_text_counts"].erase("ceiling");
   EXPECT_EQ(rr["metrics_contrastive"], plain);
   // Re-ranking only reorders each query's top 2: R@5 and R@10 of the contrastive ranking are kept.
   EXPECT_DOUBLE_EQ(rr["metrics"]["txt_r10"].get<double>(), r["metrics"]["txt_r10"].get<double>());
   EXPECT_DOUBLE_EQ(rr["metrics"]["img_r5"].get<double>(), r["metrics"]["img_r5"].get<double>());
+  // The same with the caption decoder's log-likelihood as the score.
+  o.rerank_by = "caption";
+  const auto rc = janus::eval::evaluate(m, "retrieval", world().shapes, o);
+  expect_recall(rc["metrics"]);
+  EXPECT_EQ(rc["options"]["rerank_by"], "caption");
+  EXPECT_EQ(rc["metrics_contrastive"], plain);
+  EXPECT_EQ(rc["metrics"]["identical_text_counts"]["ceiling"], ceil);
+  EXPECT_DOUBLE_EQ(rc["metrics"]["txt_r10"].get<double>(), r["metrics"]["txt_r10"].get<double>());
+  EXPECT_DOUBLE_EQ(rc["metrics"]["img_r5"].get<double>(), r["metrics"]["img_r5"].get<double>());
+  o.rerank_by = "clip";
+  try {
+    janus::eval::evaluate(m, "retrieval", world().shapes, o);
+    FAIL() << "expected an InputError";
+  } catch (const janus::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("rerank_by 'clip'"), std::string::npos) << e.what();
+  }
+}
+
+// The re-ranking score log p(text | image) is the captioning loss undone: the teacher-forced loss is the mean
+// cross-entropy over every real token after bos, so -sum(log-likelihoods) / #tokens equals it.
+TEST(ModelEvalTasks, CaptionLogLikelihoodMatchesTheCaptionLoss) {
+  auto& model = *loaded().model;
+  const bool was_training = model.is_training();
+  model.eval();
+  torch::NoGradGuard ng;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  const int64_t S = model.options.image_size();
+  const auto images = at::randn({3, 3, S, S}, gen);
+  auto ids = at::randint(7, 40, {3, 6}, gen, at::kLong);
+  ids.select(1, 0).fill_(janus::SpecialTokens::bos);
+  auto mask = at::ones({3, 6}, at::kBool);
+  mask[1].slice(0, 4).fill_(false);  // a shorter row: padding must not count
+  ids[1].slice(0, 4).fill_(janus::SpecialTokens::pad);
+  const janus::TextInput text{ids, mask};
+  const auto ll = janus::eval::caption_log_likelihood(model, images, text);
+  ASSERT_EQ(ll.sizes(), (std::vector<int64_t>{3}));
+  EXPECT_TRUE((ll < 0).all().item<bool>());
+  const double tokens = 5 + 3 + 5;
+  EXPECT_NEAR(-ll.sum().item<double>() / tokens, model.caption(images, text).loss.item<double>(), 1e-5);
+  // Row-wise: each row alone gives its own value.
+  for (int64_t b = 0; b < 3; ++b) {
+    const auto one =
+        janus::eval::caption_log_likelihood(model, images.narrow(0, b, 1), {ids.narrow(0, b, 1), mask.narrow(0, b, 1)});
+    EXPECT_NEAR(one.item<double>(), ll[b].item<double>(), 1e-4);
+  }
+  model.train(was_training);
 }
 
 TEST(ModelEvalTasks, CaptionGreedyAndBeamAreInRangeAndDeterministic) {

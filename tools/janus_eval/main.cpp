@@ -206,7 +206,13 @@ void add_model_eval(CLI::App& app, EvalFlags& f) {
   app.add_option("--out-dir", o.out_dir, "write image sheets, generated images and prediction files here")->group(g);
   app.add_option("--device", f.device, "cpu, cuda, cuda:N")->capture_default_str()->group(g);
   app.add_option("--image-root", o.image_root, "root of the images (default: from the data layout)")->group(g);
-  app.add_option("--rerank", o.rerank, "retrieval: ITM re-ranking of each query's top K (0 = off)")->group(g);
+  app.add_option("--rerank", o.rerank, "retrieval: re-rank each query's top K (0 = off) by --rerank-by")->group(g);
+  app.add_option("--rerank-by", o.rerank_by,
+                 "retrieval: itm (the ITM head's match probability) or caption (log p(text | image) under the "
+                 "caption decoder)")
+      ->check(CLI::IsMember({"itm", "caption"}))
+      ->capture_default_str()
+      ->group(g);
   app.add_option("--beam", o.beam, "caption: beam size (1 = greedy)")->capture_default_str()->group(g);
   app.add_option("--length-penalty", o.length_penalty, "caption: beam score = sum log p / length^this")
       ->capture_default_str()

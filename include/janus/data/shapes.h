@@ -3,6 +3,7 @@
 // formats (COCO captions, VQA v2, NLVR2, GenEval-style prompts) plus moving-shape videos and primitive-solid
 // point clouds, and an analytic GenEval-style checker. Formats: docs/data.md.
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,13 @@ ShapesScene make_shapes_scene(uint64_t seed, const std::string& split, int64_t i
 at::Tensor render_shapes_scene(const ShapesScene& scene);
 // >= 3 captions from varied templates.
 std::vector<std::string> shapes_captions(const ShapesScene& scene, uint64_t seed);
+// What an image shows does not fix its captions: the generator also chooses the order of scene.objects (which pair
+// the relation captions name, the listing order) and, from the seed, whether some objects' sizes are mentioned.
+// For each caption text possible for the scene, the probability that it is among shapes_captions(scene, seed) when
+// those hidden choices are uniform (every object order, every size-mention bit). Scoring each text by it is the
+// best any model that sees the image can do at retrieval with identical-text counting (janus_eval's Shapes
+// retrieval ceiling, docs/eval.md).
+std::map<std::string, double> shapes_caption_probabilities(const ShapesScene& scene);
 
 // GenEval-style prompt: objects with colour/shape/count and an optional relation between object 0 and 1.
 struct PromptObject {

@@ -61,7 +61,10 @@ struct EvalOptions {
   std::vector<double> mean{0.5, 0.5, 0.5}, std{0.5, 0.5, 0.5};  // the config's data.mean / data.std
   std::string image_root;                                       // overrides the layout's image root
   // retrieval
-  int64_t rerank = 0;  // re-rank each query's top-k by the ITM head's match probability (BLIP style); 0 = off
+  int64_t rerank = 0;  // re-rank each query's top-k (0 = off) by rerank_by:
+  // "itm": the ITM head's match probability (BLIP style); "caption": the caption decoder's log-likelihood of the
+  // text given the image, sum over its tokens after bos (generative scoring, as in VisualGPTScore)
+  std::string rerank_by = "itm";
   // caption
   int64_t beam = 1;  // 1 = greedy (generate_caption); > 1 = beam search
   double length_penalty = 1.0;
@@ -118,6 +121,11 @@ nlohmann::json retrieval_from_embeddings(const at::Tensor& image_embeds, const a
 // "identical text counts" variant (a retrieved caption whose text equals one of the image's captions is a hit).
 nlohmann::json retrieval_recall_sets(const at::Tensor& sim, const std::vector<std::vector<int64_t>>& relevant_texts,
                                      const std::vector<std::vector<int64_t>>& relevant_images);
+
+// log p(text | image) under the caption decoder: images [B, 3, H, W], text with bos -> [B] float, the sum over each
+// row's tokens after bos (eos included) of log softmax of JanusModelImpl::caption's logits. What
+// `--rerank-by caption` scores candidates with (generative scoring: higher = better match).
+at::Tensor caption_log_likelihood(JanusModelImpl& model, const at::Tensor& images, const TextInput& text);
 
 // Tiles uint8 [H, W, 3] images into a grid with `cols` columns and optional captions drawn under each cell
 // (OpenCV's Hershey font), and writes a PNG.
