@@ -490,33 +490,46 @@ json run_retrieval(const Ctx& c, const json& in) {
     const auto rescore = [&](at::Tensor& sim, bool rows_are_images, int64_t k, const std::string& phase) {
       const int64_t Q = sim.size(0);
       const auto top = std::get<1>(sim.topk(k, 1));
-      auto cand = at::zeros_like(sim);
-      auto is_cand = at::zeros(sim.sizes(), at::kBool);
+      std::vector<std::vector<double>> score(static_cast<size_t>(Q), std::vector<double>(static_cast<size_t>(k)));
       Progress p(c.o, "retrieval", phase, Q * k);
-      std::vector<int64_t> qi, ci;
+      std::vector<int64_t> qi, ci, ri;
       const auto flush = [&]() {
         if (qi.empty()) return;
         std::vector<int64_t> ii = rows_are_images ? qi : ci, tt = rows_are_images ? ci : qi;
-        const auto score = pair_score(ii, tt);
+        const auto sc = pair_score(ii, tt).to(at::kDouble);
         for (size_t n = 0; n < qi.size(); ++n) {
-          cand[qi[n]][ci[n]] = score[static_cast<int64_t>(n)].item<float>();
-          is_cand[qi[n]][ci[n]] = true;
+          score[static_cast<size_t>(qi[n])][static_cast<size_t>(ri[n])] =
+              sc[static_cast<int64_t>(n)].item<double>() +
+              c.o.rerank_contrastive_weight * sim[qi[n]][ci[n]].item<double>();
         }
         p.advance(static_cast<int64_t>(qi.size()));
         qi.clear();
         ci.clear();
+        ri.clear();
       };
       for (int64_t q = 0; q < Q; ++q) {
         for (int64_t r = 0; r < k; ++r) {
           qi.push_back(q);
           ci.push_back(top[q][r].item<int64_t>());
+          ri.push_back(r);
           if (static_cast<int64_t>(qi.size()) >= B) flush();
         }
       }
       flush();
-      // Non-candidates: below the lowest candidate score, in their contrastive order.
-      const double floor = cand.masked_select(is_cand).min().item<double>() - 1.0;
-      sim = at::where(is_cand, cand, sim - sim.max() + floor);
+      // Only the order matters to the recalls: candidates get 2 + k - (their place by score; ties keep the
+      // contrastive order), above every non-candidate's cosine similarity (<= 1), which keeps its order.
+      auto res = sim.to(at::kDouble).clone();
+      for (int64_t q = 0; q < Q; ++q) {
+        std::vector<int64_t> order(static_cast<size_t>(k));
+        std::iota(order.begin(), order.end(), 0);
+        const auto& v = score[static_cast<size_t>(q)];
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int64_t a, int64_t b) { return v[static_cast<size_t>(a)] > v[static_cast<size_t>(b)]; });
+        for (int64_t place = 0; place < k; ++place) {
+          res[q][top[q][order[static_cast<size_t>(place)]].item<int64_t>()] = static_cast<double>(2 + k - place);
+        }
+      }
+      sim = res.to(sim.scalar_type());
     };
     torch::NoGradGuard ng;
     rescore(sim_i2t, true, k_txt, c.o.rerank_by + " re-rank i2t");
@@ -593,6 +606,7 @@ json run_retrieval(const Ctx& c, const json& in) {
   if (c.o.rerank > 0) {
     out["options"]["rerank"] = c.o.rerank;
     out["options"]["rerank_by"] = c.o.rerank_by;
+    out["options"]["rerank_contrastive_weight"] = c.o.rerank_contrastive_weight;
   }
   return out;
 }

@@ -297,6 +297,14 @@ TEST(ModelEvalTasks, RetrievalWithAndWithoutRerank) {
   EXPECT_EQ(rc["metrics"]["identical_text_counts"]["ceiling"], ceil);
   EXPECT_DOUBLE_EQ(rc["metrics"]["txt_r10"].get<double>(), r["metrics"]["txt_r10"].get<double>());
   EXPECT_DOUBLE_EQ(rc["metrics"]["img_r5"].get<double>(), r["metrics"]["img_r5"].get<double>());
+  // With a huge weight on the cosine similarity the re-rank keeps the contrastive order.
+  o.rerank_contrastive_weight = 1e9;
+  const auto rw = janus::eval::evaluate(m, "retrieval", world().shapes, o);
+  for (const auto* k : {"txt_r1", "img_r1", "txt_r5", "img_r5"}) {
+    EXPECT_DOUBLE_EQ(rw["metrics"][k].get<double>(), r["metrics"][k].get<double>()) << k;
+  }
+  EXPECT_EQ(rw["options"]["rerank_contrastive_weight"], 1e9);
+  o.rerank_contrastive_weight = 0;
   o.rerank_by = "clip";
   try {
     janus::eval::evaluate(m, "retrieval", world().shapes, o);

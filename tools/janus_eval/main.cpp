@@ -213,6 +213,10 @@ void add_model_eval(CLI::App& app, EvalFlags& f) {
       ->check(CLI::IsMember({"itm", "caption"}))
       ->capture_default_str()
       ->group(g);
+  app.add_option("--rerank-contrastive-weight", o.rerank_contrastive_weight,
+                 "retrieval: a candidate's score is the re-rank score + this x its cosine similarity")
+      ->capture_default_str()
+      ->group(g);
   app.add_option("--beam", o.beam, "caption: beam size (1 = greedy)")->capture_default_str()->group(g);
   app.add_option("--length-penalty", o.length_penalty, "caption: beam score = sum log p / length^this")
       ->capture_default_str()

@@ -65,6 +65,7 @@ struct EvalOptions {
   // "itm": the ITM head's match probability (BLIP style); "caption": the caption decoder's log-likelihood of the
   // text given the image, sum over its tokens after bos (generative scoring, as in VisualGPTScore)
   std::string rerank_by = "itm";
+  double rerank_contrastive_weight = 0.0;  // candidate score = rerank score + this x cosine similarity
   // caption
   int64_t beam = 1;  // 1 = greedy (generate_caption); > 1 = beam search
   double length_penalty = 1.0;
