@@ -137,12 +137,6 @@ void VisionEncoderImpl::reset() {
         fmt::format("vision_encoder: dim {} must be a positive multiple of heads {} (depth {}, in_chans {})", o.dim(),
                     o.heads(), o.depth(), o.in_chans()));
   }
-  if (o.pos_embed_init() != "normal" && o.pos_embed_init() != "sincos") {
-    throw InputError("vision_encoder: pos_embed_init '" + o.pos_embed_init() + "' is not one of normal, sincos");
-  }
-  if (o.pos_embed_init() == "sincos" && o.dim() % 4 != 0) {
-    throw InputError(fmt::format("vision_encoder: pos_embed_init sincos needs dim divisible by 4, got {}", o.dim()));
-  }
   patch_embed = register_module("patch_embed", PatchEmbed(o.in_chans(), o.dim(), o.patch_size(), o.stem()));
   if (o.class_token()) cls_token = register_parameter("cls_token", at::zeros({1, 1, o.dim()}));
   const int64_t g = grid_size();
@@ -168,12 +162,7 @@ void VisionEncoderImpl::reset() {
 void VisionEncoderImpl::reset_parameters() {
   torch::NoGradGuard g;
   // timm-like init: trunc-normal(0.02) ~ normal(0.02) for embeddings and Linear weights, zero biases.
-  if (options.pos_embed_init() == "sincos") {
-    pos_embed.zero_();
-    pos_embed.slice(1, num_prefix_tokens()).copy_(sincos_2d_position_table(grid_size(), options.dim()).unsqueeze(0));
-  } else {
-    pos_embed.normal_(0.0, 0.02);
-  }
+  pos_embed.normal_(0.0, 0.02);
   if (cls_token.defined()) cls_token.normal_(0.0, 1e-6);
   for (auto& b : blocks->children()) {
     for (auto& m : b->modules()) {
@@ -183,21 +172,6 @@ void VisionEncoderImpl::reset_parameters() {
       }
     }
   }
-}
-
-at::Tensor sincos_2d_position_table(int64_t grid, int64_t dim) {
-  TORCH_CHECK(grid > 0 && dim > 0 && dim % 4 == 0, "sincos_2d_position_table: grid ", grid, ", dim ", dim,
-              " (dim must be a positive multiple of 4)");
-  const int64_t q = dim / 4;
-  // omega_i = 1 / 10000^(i / q); one half of the channels for the column, the other for the row: [sin, cos] each.
-  const auto omega = 1.0 / at::pow(10000.0, at::arange(q, at::kDouble) / static_cast<double>(q));
-  const auto pos = at::arange(grid, at::kDouble);
-  const auto col = pos.repeat({grid}), row = pos.repeat_interleave(grid);  // token k = row * grid + col
-  const auto half = [&](const at::Tensor& p) {
-    const auto out = at::outer(p, omega);
-    return at::cat({at::sin(out), at::cos(out)}, 1);
-  };
-  return at::cat({half(col), half(row)}, 1).to(at::kFloat);
 }
 
 at::Tensor VisionEncoderImpl::position_embedding(int64_t gh, int64_t gw) const {
@@ -323,8 +297,6 @@ VisionEncoderOptions vision_encoder_options_from_json(const nlohmann::json& j) {
       o.adapter_dim(v.get<int64_t>());
     else if (k == "stem")
       o.stem(v.get<std::string>());
-    else if (k == "pos_embed_init")
-      o.pos_embed_init(v.get<std::string>());
     else
       throw InputError("vision_encoder: unknown option '" + k + "'");
   }

@@ -64,8 +64,7 @@ JanusModelOptions model_options(const ModelConfig& cfg, int64_t tokenizer_vocab)
   o.num_answers = cfg.num_answers;
   o.num_classes = cfg.num_classes;
   apply(o, cfg, "model.");
-  o.text.word_init_std(cfg.text_word_init_std);        // init only: not part of model.json
-  o.vision.pos_embed_init(cfg.vision_pos_embed_init);  // init only: not part of model.json
+  o.text.word_init_std(cfg.text_word_init_std);  // init only: not part of model.json
   o.gen_prompt_len = std::min(cfg.max_text_len, o.text.max_positions());
   o.validate();
   return o;

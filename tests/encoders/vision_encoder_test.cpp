@@ -1,4 +1,3 @@
-#include <cmath>
 #include <fstream>
 #include <map>
 
@@ -154,36 +153,4 @@ TEST(VisionEncoder, ConvStemNamesStatisticsAndRoundTrip) {
               ::testing::ThrowsMessage<janus::InputError>(::testing::HasSubstr("power-of-two patch_size, got 6")));
   EXPECT_THAT([&] { janus::VisionEncoder(janus::VisionEncoderOptions(o).stem("resnet")); },
               ::testing::ThrowsMessage<janus::InputError>(::testing::HasSubstr("stem 'resnet'")));
-}
-
-// pos_embed_init sincos: MAE's 2-D table (get_2d_sincos_pos_embed): token k = row * g + col; channels
-// [sin(col w), cos(col w), sin(row w), cos(row w)] with w_i = 10000^(-i / (dim / 4)); the class token starts at 0.
-TEST(VisionEncoder, SinCosPositionInit) {
-  const int64_t g = 4, D = 16, q = D / 4;
-  const auto t = janus::sincos_2d_position_table(g, D);
-  ASSERT_EQ(t.sizes(), (std::vector<int64_t>{g * g, D}));
-  for (int64_t row = 0; row < g; ++row) {
-    for (int64_t col = 0; col < g; ++col) {
-      const auto v = t[row * g + col];
-      for (int64_t i = 0; i < q; ++i) {
-        const double w = std::pow(10000.0, -static_cast<double>(i) / static_cast<double>(q));
-        EXPECT_NEAR(v[i].item<double>(), std::sin(static_cast<double>(col) * w), 1e-6);
-        EXPECT_NEAR(v[q + i].item<double>(), std::cos(static_cast<double>(col) * w), 1e-6);
-        EXPECT_NEAR(v[2 * q + i].item<double>(), std::sin(static_cast<double>(row) * w), 1e-6);
-        EXPECT_NEAR(v[3 * q + i].item<double>(), std::cos(static_cast<double>(row) * w), 1e-6);
-      }
-    }
-  }
-  // A mirrored position has a different code (what the normal init's near-zero table barely gives).
-  EXPECT_GT((t[0] - t[g - 1]).norm().item<double>(), 1.0);
-
-  auto o = janus::VisionEncoderOptions().image_size(32).patch_size(8).dim(D).depth(1).heads(2);
-  janus::VisionEncoder normal(o);
-  EXPECT_LT(normal->pos_embed.abs().max().item<double>(), 0.2);
-  janus::VisionEncoder sincos(o.pos_embed_init("sincos"));
-  EXPECT_TRUE(at::equal(sincos->pos_embed[0][0], at::zeros({D})));  // class token
-  EXPECT_TRUE(at::allclose(sincos->pos_embed[0].slice(0, 1), t));
-  EXPECT_TRUE(sincos->pos_embed.requires_grad());  // the table is trained from there
-  EXPECT_THROW(janus::VisionEncoder(janus::VisionEncoderOptions(o).pos_embed_init("rope")), janus::InputError);
-  EXPECT_THROW(janus::VisionEncoder(janus::VisionEncoderOptions(o).dim(18).heads(2)), janus::InputError);
 }

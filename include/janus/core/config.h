@@ -64,7 +64,6 @@ struct ModelConfig {
   std::string embed_pool = "token";
   std::string vision_stem = "patch";
   double text_word_init_std = 0.02;
-  std::string vision_pos_embed_init = "normal";
   int64_t vq_downsample = 0;
   int64_t vq_ch = 0;
   std::string vq_codebook = "flavour";
@@ -98,11 +97,6 @@ struct ModelConfig {
       "std of the text encoder's word-embedding init (BERT: 0.02); 1.0 (nn.Embedding's default) trains a tiny "
       "model's retrieval faster from scratch. Init only: no effect on loaded weights",
       Check::range(1e-6, 100.0));
-    v("vision_pos_embed_init", vision_pos_embed_init,
-      "ViT position table init: normal (timm, N(0, 0.02)) or sincos (MAE's 2-D sin-cos table; trained from there). "
-      "With normal the tiny Shapes model never learned left from right (its captions chose the direction at "
-      "chance). Init only: no effect on loaded weights",
-      Check::one_of({"normal", "sincos"}));
     v("vq_downsample", vq_downsample, "VQ-VAE downsampling factor (4, 8, 16, 32); 0 = the flavour's",
       Check::range(0, 64));
     v("vq_ch", vq_ch,

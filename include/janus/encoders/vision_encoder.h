@@ -118,20 +118,12 @@ struct VisionEncoderOptions {
   TORCH_ARG(int64_t, adapter_dim) = 0;  // > 0: a residual bottleneck Adapter after every block
   // "patch" (timm's single-conv patch embedding, loads timm weights) or "conv" (convolutional stem, see PatchEmbed)
   TORCH_ARG(std::string, stem) = "patch";
-  // Initial pos_embed: "normal" (timm: N(0, 0.02)) or "sincos" (MAE's fixed 2-D sin-cos table, here as the start of
-  // the learned table: first half of the channels encode the column, second half the row; class token 0).
-  // Init only: loaded weights replace it.
-  TORCH_ARG(std::string, pos_embed_init) = "normal";
 
  public:
   // ViT-Ti/S/B/L shapes at patch 16: "tiny" (192, 12, 3), "small" (384, 12, 6), "base" (768, 12, 12),
   // "large" (1024, 24, 16). InputError for other names.
   static VisionEncoderOptions flavour(const std::string& name);
 };
-
-// MAE's 2-D sin-cos position table (get_2d_sincos_pos_embed) for a g x g grid, [g * g, dim] row-major over
-// (row, column); dim must be a multiple of 4.
-at::Tensor sincos_2d_position_table(int64_t grid, int64_t dim);
 
 struct VisionOutput {
   at::Tensor tokens;  // [B, N, D], N = (1 if class_token) + grid_h * grid_w
