@@ -258,6 +258,32 @@ std::map<std::string, double> shapes_caption_probabilities(const ShapesScene& sc
   return count;
 }
 
+ShapesScene shapes_scene_from_json(const json& image) {
+  const auto id = image.value("id", int64_t{0});
+  if (!image.contains("objects") || !image.at("objects").is_array()) {
+    throw_input_error("shapes: image {} has no scene objects (not written by janus_data shapes?)", id);
+  }
+  const auto index_of = [&](const std::vector<std::string>& names, const json& v, const char* what) {
+    const auto it = v.is_string() ? std::find(names.begin(), names.end(), v.get<std::string>()) : names.end();
+    if (it == names.end()) throw_input_error("shapes: image {}: unknown {} {} in a scene object", id, what, v.dump());
+    return static_cast<int>(it - names.begin());
+  };
+  ShapesScene sc;
+  sc.id = id;
+  sc.image_size = image.value("width", int64_t{32});
+  for (const auto& o : image.at("objects")) {
+    ShapeObject x;
+    x.colour = index_of(shapes_colours(), o.at("colour"), "colour");
+    x.kind = index_of(shapes_kinds(), o.at("shape"), "shape");
+    x.size = index_of(shapes_sizes(), o.at("size"), "size");
+    x.cx = o.at("cx").get<double>();
+    x.cy = o.at("cy").get<double>();
+    x.radius = o.value("radius", 0.0);
+    sc.objects.push_back(x);
+  }
+  return sc;
+}
+
 // ---------------- GenEval prompt specs and checker ----------------
 
 json PromptSpec::to_json() const {

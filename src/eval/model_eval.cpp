@@ -354,29 +354,18 @@ json shapes_retrieval_ceiling(const std::string& captions_file, const CaptionSet
   const auto j = read_json_file(captions_file, "retrieval captions");
   std::map<int64_t, const json*> by_id;
   for (const auto& im : j.at("images")) by_id[im.at("id").get<int64_t>()] = &im;
-  const auto index_of = [&](const std::vector<std::string>& names, const json& v, const std::string& what) {
-    const auto it = std::find(names.begin(), names.end(), v.get<std::string>());
-    if (it == names.end()) throw_input_error("{}: unknown {} '{}' in a scene object", captions_file, what, v.dump());
-    return static_cast<int>(it - names.begin());
-  };
   const int64_t Ni = static_cast<int64_t>(s.image_ids.size()), Nt = static_cast<int64_t>(norm.size());
   std::vector<std::map<std::string, double>> prob(static_cast<size_t>(Ni));
   for (int64_t i = 0; i < Ni; ++i) {
     const auto it = by_id.find(s.image_ids[static_cast<size_t>(i)]);
-    if (it == by_id.end() || !it->second->contains("objects")) {
-      throw_input_error("{}: image {} has no scene objects (not written by janus_data shapes?)", captions_file,
-                        s.image_ids[static_cast<size_t>(i)]);
+    if (it == by_id.end()) {
+      throw_input_error("{}: image {} is not in images[]", captions_file, s.image_ids[static_cast<size_t>(i)]);
     }
     ShapesScene sc;
-    sc.image_size = it->second->value("width", int64_t{32});
-    for (const auto& o : it->second->at("objects")) {
-      ShapeObject x;
-      x.colour = index_of(shapes_colours(), o.at("colour"), "colour");
-      x.kind = index_of(shapes_kinds(), o.at("shape"), "shape");
-      x.size = index_of(shapes_sizes(), o.at("size"), "size");
-      x.cx = o.at("cx").get<double>();
-      x.cy = o.at("cy").get<double>();
-      sc.objects.push_back(x);
+    try {
+      sc = shapes_scene_from_json(*it->second);
+    } catch (const InputError& e) {
+      throw_input_error("{}: {}", captions_file, e.what());
     }
     for (const auto& [t, p] : shapes_caption_probabilities(sc)) prob[static_cast<size_t>(i)][ptb_like_tokenize(t)] = p;
   }
@@ -457,7 +446,7 @@ json run_retrieval(const Ctx& c, const json& in) {
   json out = retrieval_from_embeddings(img, txt, txt2img);
   at::Tensor sim_i2t = at::matmul(img, txt.t()), sim_t2i = sim_i2t.clone();
 
-  const at::Tensor sim_contrastive = sim_i2t.clone();
+  const at::Tensor sim_contrastive = c.o.rerank > 0 ? sim_i2t.clone() : sim_i2t;  // re-ranking rewrites sim_i2t
   if (c.o.rerank > 0) {
     if (c.o.rerank_by != "itm" && c.o.rerank_by != "caption") {
       throw_input_error("retrieval: rerank_by '{}' is not itm or caption", c.o.rerank_by);

@@ -251,3 +251,40 @@ TEST(Shapes, CaptionProbabilitiesMatchTheGeneratorsFrequencies) {
   EXPECT_DOUBLE_EQ(p.at("a red circle in the centre of the picture"), 1.0);
   EXPECT_EQ(p.size(), 5u);
 }
+
+// The captions file's scene objects read back into the scenes they were written from; bad entries name the image.
+TEST(Shapes, SceneFromCaptionsFileEntry) {
+  const auto root = janus::test::temp_dir("shapes_scene_json");
+  janus::ShapesOptions o;
+  o.out = root;
+  o.train = 3;
+  o.val = 3;
+  o.size = 32;
+  o.videos = 0;
+  o.clouds = 0;
+  janus::generate_shapes(o);
+  const auto j = nlohmann::json::parse(janus::read_file(root + "/captions_val.json"));
+  for (const auto& im : j.at("images")) {
+    const auto got = janus::shapes_scene_from_json(im);
+    const auto want = janus::make_shapes_scene(0, "val", im.at("id").get<int64_t>() - 1, 32);
+    ASSERT_EQ(got.objects.size(), want.objects.size());
+    for (size_t k = 0; k < got.objects.size(); ++k) {
+      EXPECT_EQ(got.objects[k].colour, want.objects[k].colour);
+      EXPECT_EQ(got.objects[k].kind, want.objects[k].kind);
+      EXPECT_EQ(got.objects[k].size, want.objects[k].size);
+      EXPECT_DOUBLE_EQ(got.objects[k].cx, want.objects[k].cx);
+      EXPECT_DOUBLE_EQ(got.objects[k].cy, want.objects[k].cy);
+    }
+    EXPECT_EQ(janus::shapes_caption_probabilities(got), janus::shapes_caption_probabilities(want));
+  }
+  auto bad = j.at("images")[0];
+  bad["objects"][0]["colour"] = "purple";
+  try {
+    janus::shapes_scene_from_json(bad);
+    FAIL() << "expected an InputError";
+  } catch (const janus::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown colour \"purple\""), std::string::npos) << e.what();
+  }
+  bad.erase("objects");
+  EXPECT_THROW(janus::shapes_scene_from_json(bad), janus::InputError);
+}

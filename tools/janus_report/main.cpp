@@ -88,12 +88,11 @@ int main(int argc, char** argv) {
       const nlohmann::json* retrieval = je::json_find(ev, "results.retrieval");
       if (!retrieval && ev.value("task", "") == "retrieval") retrieval = &ev;
       const nlohmann::json* rerank = retrieval ? je::json_find(*retrieval, "options.rerank") : nullptr;
-      const std::string how = rerank
-                                  ? fmt::format(", top {} re-ranked by {}", rerank->dump(),
-                                                je::json_find(*retrieval, "options.rerank_by")
-                                                    ? je::json_find(*retrieval, "options.rerank_by")->get<std::string>()
-                                                    : std::string("itm"))
-                                  : std::string();
+      const nlohmann::json* rerank_by = retrieval ? je::json_find(*retrieval, "options.rerank_by") : nullptr;
+      const std::string how =
+          rerank ? fmt::format(", top {} re-ranked by {}", rerank->dump(),
+                               rerank_by && rerank_by->is_string() ? rerank_by->get<std::string>() : std::string("itm"))
+                 : std::string();
       t.push_back({"retrieval image->text R@1 (%)" + how, rec("txt_r1"), 95});
       t.push_back({"retrieval text->image R@1 (%)" + how, rec("img_r1"), 95});
       t.push_back({"VQA accuracy (%)", num("vqa.overall"), 85});
@@ -154,9 +153,7 @@ int main(int argc, char** argv) {
       }
       md += "\n";
       // Retrieval misses at rank 1 (janus_eval --task retrieval lists the first 8 per direction).
-      // --task all nests each task's result under results.<task>; a --task retrieval file has them at the top.
-      const nlohmann::json* misses = je::json_find(ev, "results.retrieval.misses");
-      if (misses == nullptr) misses = je::json_find(ev, "misses");
+      const nlohmann::json* misses = retrieval ? je::json_find(*retrieval, "misses") : nullptr;
       const auto str = [](const nlohmann::json& j, const char* k) {
         if (!j.is_object() || !j.contains(k)) return std::string("?");
         const auto& v = j[k];

@@ -47,6 +47,10 @@ std::vector<std::string> shapes_captions(const ShapesScene& scene, uint64_t seed
 // best any model that sees the image can do at retrieval with identical-text counting (janus_eval's Shapes
 // retrieval ceiling, docs/eval.md).
 std::map<std::string, double> shapes_caption_probabilities(const ShapesScene& scene);
+// The scene of one `images[]` entry of a Shapes captions file (what janus_data shapes writes there: id, width and
+// the objects' colour, shape, size, cx, cy, radius). InputError naming the image when the objects are missing or
+// use a name outside the vocabularies.
+ShapesScene shapes_scene_from_json(const nlohmann::json& image);
 
 // GenEval-style prompt: objects with colour/shape/count and an optional relation between object 0 and 1.
 struct PromptObject {
