@@ -1,6 +1,7 @@
 #include "janus/encoders/vision_encoder.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
@@ -179,13 +180,36 @@ at::Tensor VisionEncoderImpl::position_embedding(int64_t gh, int64_t gw) const {
   if (gh == g && gw == g) return pos_embed;
   TORCH_CHECK(options.dynamic_image_size(), "vision_encoder: patch grid ", gh, "x", gw, " differs from the trained ", g,
               "x", g, " and dynamic_image_size is off");
-  const int64_t P = num_prefix_tokens(), D = options.dim();
-  auto prefix = pos_embed.slice(1, 0, P);
-  auto grid = pos_embed.slice(1, P).to(at::kFloat).reshape({1, g, g, D}).permute({0, 3, 1, 2});
+  return resample_position_table(pos_embed, num_prefix_tokens(), gh, gw);
+}
+
+at::Tensor resample_position_table(const at::Tensor& table, int64_t P, int64_t gh, int64_t gw) {
+  const int64_t D = table.size(-1);
+  const auto g = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(table.size(1) - P))));
+  TORCH_CHECK(table.dim() == 3 && table.size(0) == 1 && P >= 0 && g * g == table.size(1) - P,
+              "resample_position_table: expected [1, ", P, " + g*g, D], got ", table.sizes());
+  if (gh == g && gw == g) return table;
+  auto prefix = table.slice(1, 0, P);
+  auto grid = table.slice(1, P).to(at::kFloat).reshape({1, g, g, D}).permute({0, 3, 1, 2});
   // timm resample_abs_pos_embed: bicubic, antialias=True, align_corners=False
   grid = at::_upsample_bicubic2d_aa(grid, {gh, gw}, false, std::nullopt, std::nullopt);
-  grid = grid.permute({0, 2, 3, 1}).reshape({1, gh * gw, D}).to(pos_embed.scalar_type());
+  grid = grid.permute({0, 2, 3, 1}).reshape({1, gh * gw, D}).to(table.scalar_type());
   return P > 0 ? at::cat({prefix, grid}, 1) : grid;
+}
+
+at::Tensor sincos_2d_position_table(int64_t grid, int64_t dim) {
+  TORCH_CHECK(grid > 0 && dim > 0 && dim % 4 == 0, "sincos_2d_position_table: grid ", grid, ", dim ", dim,
+              " (dim must be a positive multiple of 4)");
+  const int64_t q = dim / 4;
+  // omega_i = 1 / 10000^(i / q); one half of the channels for the column, the other for the row: [sin, cos] each.
+  const auto omega = 1.0 / at::pow(10000.0, at::arange(q, at::kDouble) / static_cast<double>(q));
+  const auto pos = at::arange(grid, at::kDouble);
+  const auto col = pos.repeat({grid}), row = pos.repeat_interleave(grid);  // token k = row * grid + col
+  const auto half = [&](const at::Tensor& p) {
+    const auto out = at::outer(p, omega);
+    return at::cat({at::sin(out), at::cos(out)}, 1);
+  };
+  return at::cat({half(col), half(row)}, 1).to(at::kFloat);
 }
 
 at::Tensor VisionEncoderImpl::patchify(const at::Tensor& images, std::pair<int64_t, int64_t>* grid) {

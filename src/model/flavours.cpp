@@ -7,7 +7,7 @@ namespace janus {
 
 int64_t JanusModelOptions::image_tokens() const {
   const int64_t g = vision.image_size() / vision.patch_size();
-  return g * g + (vision.class_token() ? 1 : 0);
+  return g * g * (image_local_tokens ? 2 : 1) + (vision.class_token() ? 1 : 0);
 }
 
 int64_t JanusModelOptions::code_tokens() const {
@@ -30,6 +30,9 @@ void JanusModelOptions::validate() const {
     bad(fmt::format("image_size {} is not a multiple of the VQ-VAE downsampling {}", vision.image_size(), f));
   }
   if (embed_pool != "token" && embed_pool != "mean") bad(fmt::format("embed_pool '{}' is not token or mean", embed_pool));
+  if (image_pos != "none" && image_pos != "sincos") bad(fmt::format("image_pos '{}' is not none or sincos", image_pos));
+  if (image_local_tokens && image_pos != "sincos") bad("image_local_tokens needs image_pos sincos (their positions)");
+  if (image_pos == "sincos" && dim % 4 != 0) bad(fmt::format("image_pos sincos needs dim divisible by 4, got {}", dim));
   if (dim % fusion_heads != 0) bad(fmt::format("dim {} is not divisible by fusion_heads {}", dim, fusion_heads));
   if (image_tokens() + text.max_positions() > max_positions) {
     bad(fmt::format("max_positions {} < image tokens {} + text positions {}", max_positions, image_tokens(),

@@ -80,6 +80,9 @@ void JanusModelImpl::reset() {
   fusion = register_module("fusion", FusionTransformer(fo));
   cls_token = register_parameter("cls_token", at::zeros({1, 1, D}));
   type_embed = register_parameter("type_embed", at::zeros({3, D}));
+  const int64_t g = o.vision.image_size() / o.vision.patch_size(), P = o.vision.class_token() ? 1 : 0;
+  if (o.image_pos == "sincos") image_pos = register_parameter("image_pos", at::zeros({P + g * g, D}));
+  if (o.image_local_tokens) local_proj = register_module("local_proj", torch::nn::Linear(Dv, D));
   vision_proj =
       register_module("vision_proj", torch::nn::Linear(torch::nn::LinearOptions(Dv, o.embed_dim).bias(false)));
   text_proj =
@@ -107,11 +110,22 @@ void JanusModelImpl::reset() {
   torch::nn::init::normal_(cls_token, 0.0, 0.02);
   torch::nn::init::normal_(type_embed, 0.0, 0.02);
   torch::nn::init::normal_(mask_token, 0.0, 0.02);
+  if (image_pos.defined()) {
+    image_pos.slice(0, P).copy_(sincos_2d_position_table(g, D));
+  }
 }
 
 at::Tensor JanusModelImpl::image_tokens(const at::Tensor& images) {
-  auto t = router->forward(vision->forward(images).tokens, Modality::kImage);
-  return adapter ? adapter->forward(t) : t;
+  std::pair<int64_t, int64_t> grid;
+  const auto patches = vision->patchify(images, &grid);  // [B, gh*gw, Dv], each from its own patch only
+  auto t = router->forward(vision->encode(vision->add_positions(patches, grid)).tokens, Modality::kImage);
+  if (adapter) t = adapter->forward(t);
+  if (!image_pos.defined()) return t;
+  const int64_t P = options.vision.class_token() ? 1 : 0;
+  const auto pos = resample_position_table(image_pos.unsqueeze(0), P, grid.first, grid.second);
+  t = t + pos;
+  if (!local_proj) return t;
+  return at::cat({t, local_proj->forward(patches) + pos.slice(1, P)}, 1);
 }
 
 at::Tensor JanusModelImpl::text_tokens(const TextInput& t) {

@@ -16,6 +16,8 @@ void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where)
   o.router_shared = v.router == "shared";
   o.fusion_dense = v.fusion == "dense";
   o.embed_pool = v.embed_pool;
+  o.image_pos = v.image_pos;
+  o.image_local_tokens = v.image_local_tokens;
   if (v.vision_stem != "patch" && v.vision_stem != "conv")
     throw InputError(fmt::format("{}vision_stem must be patch or conv, got '{}'", where, v.vision_stem));
   o.vision.stem(v.vision_stem);
@@ -81,6 +83,8 @@ nlohmann::json model_spec(const JanusModelOptions& o) {
           {"router", o.router_shared ? "shared" : "dynamic"},
           {"fusion", o.fusion_dense ? "dense" : "dual_stream"},
           {"embed_pool", o.embed_pool},
+          {"image_pos", o.image_pos},
+          {"image_local_tokens", o.image_local_tokens},
           {"gen_prompt_len", o.gen_prompt_len},
           {"vision_stem", o.vision.stem()},
           {"vq_downsample", f},
@@ -125,6 +129,12 @@ JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
   opt_string("router", {"dynamic", "shared"}, v.router);
   opt_string("fusion", {"dual_stream", "dense"}, v.fusion);
   opt_string("embed_pool", {"token", "mean"}, v.embed_pool);
+  opt_string("image_pos", {"none", "sincos"}, v.image_pos);
+  if (spec.contains("image_local_tokens")) {
+    if (!spec.at("image_local_tokens").is_boolean())
+      throw InputError("model.json: 'image_local_tokens' must be a boolean");
+    v.image_local_tokens = spec.at("image_local_tokens").get<bool>();
+  }
   opt_string("vision_stem", {"patch", "conv"}, v.vision_stem);
   opt_string("vq_codebook", {"gradient", "ema"}, v.vq_codebook);
   if (spec.contains("vq_downsample")) {

@@ -316,6 +316,120 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   }
 }
 
+// model.image_pos: a learned position table on the routed image tokens, started at MAE's 2-D sin-cos table. The
+// fusion and the caption decoder see it (the ViT's own positions barely survive its blocks); model.json carries it.
+TEST(JanusModel, ImagePositionTableOnRoutedImageTokens) {
+  // The table itself: first half of the channels encode the column, second half the row; [sin, cos] each.
+  const auto t = janus::sincos_2d_position_table(4, 8);  // q = 2: omega = {1, 1/100}
+  ASSERT_EQ(t.sizes(), (std::vector<int64_t>{16, 8}));
+  const int64_t k = 2 * 4 + 3;  // row 2, column 3
+  EXPECT_NEAR(t[k][0].item<double>(), std::sin(3.0), 1e-6);
+  EXPECT_NEAR(t[k][1].item<double>(), std::sin(0.03), 1e-6);
+  EXPECT_NEAR(t[k][2].item<double>(), std::cos(3.0), 1e-6);
+  EXPECT_NEAR(t[k][4].item<double>(), std::sin(2.0), 1e-6);
+  EXPECT_NEAR(t[k][7].item<double>(), std::cos(0.02), 1e-6);
+  EXPECT_THROW(janus::sincos_2d_position_table(4, 6), c10::Error);
+
+  auto o = tiny_options();
+  o.fusion_dense = true;
+  EXPECT_FALSE(janus::JanusModel(o)->image_pos.defined());  // default "none": no parameter, old weights load
+  o.image_pos = "sincos";
+  torch::manual_seed(0);
+  janus::JanusModel m(o);
+  ASSERT_TRUE(m->image_pos.defined());
+  ASSERT_EQ(m->image_pos.sizes(), (std::vector<int64_t>{o.image_tokens(), o.dim}));
+  EXPECT_TRUE(m->named_parameters().contains("image_pos"));
+  EXPECT_TRUE(torch::equal(m->image_pos[0], torch::zeros({o.dim})));  // class token row
+  EXPECT_TRUE(torch::allclose(m->image_pos.slice(0, 1), janus::sincos_2d_position_table(4, o.dim)));
+
+  // The table is added to the tokens the fusion and the decoder read, and only there.
+  auto b = make_batch();
+  m->eval();
+  torch::NoGradGuard ng;
+  const auto with = m->image_tokens(b.images);
+  const auto embeds = m->embed_images(b.images);
+  const auto kept = m->image_pos.clone();
+  m->image_pos.zero_();
+  EXPECT_TRUE(torch::allclose(with - m->image_tokens(b.images), kept.unsqueeze(0).expand_as(with), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::equal(embeds, m->embed_images(b.images)));  // contrastive embeddings do not use it
+  m->image_pos.copy_(kept);
+
+  // A mirrored image's tokens now differ in more than their order: the positions come with them.
+  const auto mirrored = m->image_tokens(b.images.flip({3}));
+  EXPECT_FALSE(torch::allclose(mirrored.slice(1, 1).mean(1), with.slice(1, 1).mean(1), 1e-3, 1e-3));
+
+  // Round trips through model.json and safetensors; a spec written before the key existed means "none".
+  janus::ModelConfig mc;
+  mc.image_size = 32;
+  mc.image_pos = "sincos";
+  EXPECT_EQ(janus::model_options(mc, 50).image_pos, "sincos");
+  auto spec = janus::model_spec(o);
+  EXPECT_EQ(janus::model_options_from_spec(spec).image_pos, "sincos");
+  spec.erase("image_pos");
+  EXPECT_EQ(janus::model_options_from_spec(spec).image_pos, "none");
+  spec["image_pos"] = "learned";
+  EXPECT_THAT([&] { janus::model_options_from_spec(spec); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("'image_pos' is \"learned\"")));
+  o.dim = 130;
+  o.fusion_heads = 2;
+  o.image_pos = "sincos";
+  EXPECT_THAT([&] { o.validate(); }, testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("image_pos")));
+  const auto dir = janus::test::temp_dir();
+  janus::save_module(*m, dir + "/m.safetensors");
+  torch::manual_seed(1);
+  janus::JanusModel back(m->options);
+  back->image_pos.normal_();
+  janus::load_module(*back, dir + "/m.safetensors");
+  EXPECT_TRUE(torch::equal(back->image_pos, m->image_pos));
+}
+
+// model.image_local_tokens: the ViT's patch embeddings (before any block), projected and with the image_pos grid
+// rows, follow the routed tokens. Each holds its own patch only (patch stem), where after one ViT block every token
+// holds every patch; every reader of image tokens trains with them, and model.json carries the switch.
+TEST(JanusModel, LocalImageTokensHoldOnlyTheirOwnPatch) {
+  auto o = tiny_options();
+  o.fusion_dense = true;
+  o.image_local_tokens = true;
+  EXPECT_THAT([&] { o.validate(); }, testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("image_pos")));
+  o.image_pos = "sincos";
+  const int64_t P = 1, G = 16;  // 32 px / 8 px patches, class token
+  EXPECT_EQ(o.image_tokens(), P + 2 * G);
+  torch::manual_seed(0);
+  janus::JanusModel m(o);
+  ASSERT_TRUE(m->local_proj);
+  auto b = make_batch();
+  expect_trainable(m->caption(b.images, b.text).loss, *m, "caption with local tokens");
+  EXPECT_TRUE(any_grad(*m->local_proj));
+  expect_trainable(m->vqa(b.images, b.text, torch::rand({2, 7})).loss, *m, "vqa with local tokens");
+  EXPECT_TRUE(any_grad(*m->local_proj));
+  expect_trainable(m->nlvr2(b.images, b.images_b, b.text, torch::tensor({1, 0})).loss, *m, "nlvr2 with local tokens");
+  m->eval();
+  torch::NoGradGuard ng;
+  const auto t = m->image_tokens(b.images);
+  ASSERT_EQ(t.sizes(), (std::vector<int64_t>{2, P + 2 * G, o.dim}));
+  const auto local = t.slice(1, P + G);
+  const auto expected = m->local_proj->forward(m->vision->patchify(b.images)) + m->image_pos.slice(0, P);
+  EXPECT_TRUE(torch::allclose(local, expected, 1e-5, 1e-5));
+  // Changing the top-left patch changes only its local token, but every ViT token.
+  auto changed = b.images.clone();
+  changed.slice(2, 0, 8).slice(3, 0, 8).add_(1.0);
+  const auto t2 = m->image_tokens(changed);
+  const auto moved = (t2 - t).abs().amax({0, 2});  // [N]
+  EXPECT_GT(moved[P + G].item<double>(), 1e-3);
+  EXPECT_LT(moved.slice(0, P + G + 1).max().item<double>(), 1e-6);
+  EXPECT_GT(moved.slice(0, P + 1, P + G).min().item<double>(), 1e-6);
+  // Captioning runs with the longer prefix; model.json keeps the switch; a bad value names the key.
+  const auto ids = m->generate_caption(b.images, /*bos=*/1, /*eos=*/2, /*max_len=*/6);
+  EXPECT_EQ(ids.size(0), 2);
+  auto spec = janus::model_spec(o);
+  EXPECT_TRUE(janus::model_options_from_spec(spec).image_local_tokens);
+  spec.erase("image_local_tokens");
+  EXPECT_FALSE(janus::model_options_from_spec(spec).image_local_tokens);
+  spec["image_local_tokens"] = "yes";
+  EXPECT_THAT([&] { janus::model_options_from_spec(spec); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("image_local_tokens")));
+}
+
 // SimMIM with the conv stem: the stem's 3x3 receptive fields overlap neighbouring patches, so the masked pixels are
 // blanked before the stem. Changing only masked pixels must not change the reconstruction (it would leak the
 // answer otherwise); changing a visible pixel must.

@@ -62,6 +62,8 @@ struct ModelConfig {
   std::string router = "dynamic";
   std::string fusion = "dual_stream";
   std::string embed_pool = "token";
+  std::string image_pos = "none";
+  bool image_local_tokens = false;
   std::string vision_stem = "patch";
   double text_word_init_std = 0.02;
   int64_t vq_downsample = 0;
@@ -89,6 +91,14 @@ struct ModelConfig {
     v("embed_pool", embed_pool,
       "contrastive embeddings from the encoders' class/first token (token) or the mean of the unpadded tokens (mean)",
       Check::one_of({"token", "mean"}));
+    v("image_pos", image_pos,
+      "position table added to the routed image tokens before the fusion and the caption decoder: none (they carry "
+      "only the ViT's positions) or sincos (a learned table started at MAE's 2-D sin-cos table)",
+      Check::one_of({"none", "sincos"}));
+    v("image_local_tokens", image_local_tokens,
+      "append the ViT's patch embeddings (before its blocks, so each holds only its own patch), projected, to the "
+      "routed image tokens: the fusion and the caption decoder find an object and its position there, where the "
+      "ViT's outputs all carry every object (needs image_pos: sincos)");
     v("vision_stem", vision_stem,
       "ViT patch embedding: patch (one stride-p conv, as timm) or conv (3x3 conv stem with BatchNorm, Xiao et al. "
       "2021; needs a power-of-two patch size)",

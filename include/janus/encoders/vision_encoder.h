@@ -182,4 +182,12 @@ VisionEncoderOptions vision_encoder_options_from_json(const nlohmann::json& j);
 // (they start as identity); anything else missing/unexpected/mismatched throws InputError.
 void load_timm_vision(VisionEncoderImpl& encoder, const std::string& path);
 
+// MAE's 2-D sin-cos position table (get_2d_sincos_pos_embed) for a g x g grid: [g * g, dim], row-major over (row,
+// column); the first half of the channels encode the column, the second half the row. dim must be a multiple of 4.
+at::Tensor sincos_2d_position_table(int64_t grid, int64_t dim);
+
+// A position table [1, P + g*g, D] (P prefix rows, then a g x g grid) resampled to a gh x gw grid as timm's
+// resample_abs_pos_embed does (bicubic, antialias, align_corners=False); the prefix rows are kept.
+at::Tensor resample_position_table(const at::Tensor& table, int64_t prefix, int64_t grid_h, int64_t grid_w);
+
 }  // namespace janus

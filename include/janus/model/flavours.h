@@ -28,6 +28,15 @@ struct JanusModelOptions {
   // Contrastive embeddings from the encoders' pooled output ("token": class/first token) or the mean of the
   // (unpadded) tokens ("mean"), before the projection.
   std::string embed_pool = "token";
+  // Position table added to the routed image tokens (image_tokens()) before the fusion (VQA, NLVR2, ITM) and the
+  // caption decoder: "none" (the tokens carry only the ViT's own positions, which its encoder blocks largely wash
+  // out) or "sincos" (a learned table, class token row 0, started at MAE's 2-D sin-cos table).
+  std::string image_pos = "none";
+  // Append the ViT's patch embeddings (conv stem / patch projection, before any block: each holds only its own
+  // patch), through a Linear ("local_proj") and with the image_pos grid rows, to the routed image tokens. After one
+  // ViT block every token carries every object, so a reader of the ViT's outputs gets what is in the image but not
+  // where; the local tokens give both at once. Needs image_pos "sincos".
+  bool image_local_tokens = false;
   bool fusion_dense = false;
   // generation path
   VQVAEOptions vq;

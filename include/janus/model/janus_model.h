@@ -141,7 +141,10 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   FusionTransformer fusion{nullptr};
   at::Tensor cls_token;   // [1, 1, D] first token of the bidirectional fusion sequence
   at::Tensor type_embed;  // [3, D] image / second image / text segment embeddings
+  at::Tensor image_pos;   // [P + g*g, D] added to the routed image tokens (options.image_pos "sincos"), else undefined;
+                          // the local tokens (image_local_tokens) get its grid rows too
   torch::nn::Linear vision_proj{nullptr}, text_proj{nullptr};
+  torch::nn::Linear local_proj{nullptr};  // ViT patch embeddings -> local image tokens (options.image_local_tokens)
   at::Tensor logit_scale;  // scalar, init ln(1/0.07)
   torch::nn::Linear itm_head{nullptr}, nlvr2_head{nullptr};
   torch::nn::Linear vqa_head{nullptr};  // only with num_answers > 0
