@@ -258,6 +258,77 @@ std::map<std::string, double> shapes_caption_probabilities(const ShapesScene& sc
   return count;
 }
 
+ShapesPositionCheck shapes_caption_position(const ShapesScene& scene, const std::string& caption) {
+  using Kind = ShapesPositionCheck::Kind;
+  ShapesPositionCheck out;
+  const auto words = [](const std::string& t) {
+    std::vector<std::string> w;
+    std::string cur;
+    for (const char ch : t + " ") {
+      if (ch == ' ') {
+        if (!cur.empty()) w.push_back(cur);
+        cur.clear();
+      } else {
+        cur += ch;
+      }
+    }
+    return w;
+  };
+  // Region: "... in the [top|bottom] [left|right] of the picture" (or "... in the centre of the picture").
+  const auto in = caption.find(" in the "), of = caption.rfind(" of the picture");
+  if (in != std::string::npos && of != std::string::npos && of > in && scene.objects.size() == 1) {
+    std::string v = "middle", h = "centre";
+    for (const auto& w : words(caption.substr(in + 8, of - in - 8))) {
+      if (w == "top" || w == "bottom")
+        v = w;
+      else if (w == "left" || w == "right")
+        h = w;
+      else if (w != "centre")
+        return out;
+    }
+    const auto truth = words(region(scene.objects[0], scene.image_size));
+    std::string tv = "middle", th = "centre";
+    for (const auto& w : truth) {
+      if (w == "top" || w == "bottom") tv = w;
+      if (w == "left" || w == "right") th = w;
+    }
+    out.kind = Kind::kRegion;
+    out.horizontal = h == th;
+    out.vertical = v == tv;
+    out.correct = out.horizontal && out.vertical;
+    return out;
+  }
+  // Relation: "<a> to the left of|to the right of|above|below <b>", each side ending in "<colour> <shape>".
+  for (const std::string rel : {"left_of", "right_of", "above", "below"}) {
+    const auto phrase = " " + relation_phrase(rel) + " ";
+    const auto at = caption.find(phrase);
+    if (at == std::string::npos) continue;
+    const auto find_object = [&](const std::string& side) -> const ShapeObject* {
+      const auto w = words(side);
+      if (w.size() < 2) return nullptr;
+      const ShapeObject* hit = nullptr;
+      for (const auto& o : scene.objects) {
+        if (shapes_colours()[static_cast<size_t>(o.colour)] != w[w.size() - 2] ||
+            shapes_kinds()[static_cast<size_t>(o.kind)] != w.back())
+          continue;
+        if (hit) return nullptr;  // two of them: the caption does not say which
+        hit = &o;
+      }
+      return hit;
+    };
+    const auto* a_obj = find_object(caption.substr(0, at));
+    const auto* b_obj = find_object(caption.substr(at + phrase.size()));
+    if (!a_obj || !b_obj || a_obj == b_obj) return out;
+    const auto truth = relation(a_obj->cx, a_obj->cy, b_obj->cx, b_obj->cy);
+    const auto horizontal = [](const std::string& r) { return r == "left_of" || r == "right_of"; };
+    out.kind = Kind::kRelation;
+    out.axis = horizontal(truth) == horizontal(rel);
+    out.correct = truth == rel;
+    return out;
+  }
+  return out;
+}
+
 ShapesScene shapes_scene_from_json(const json& image) {
   const auto id = image.value("id", int64_t{0});
   if (!image.contains("objects") || !image.at("objects").is_array()) {

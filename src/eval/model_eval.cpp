@@ -345,29 +345,37 @@ at::Tensor caption_log_likelihood(JanusModelImpl& model, const at::Tensor& image
 }
 
 namespace {
+// The scenes of a Shapes captions file's images, in the order of s.image_ids (what janus_data shapes records in
+// images[]). InputError naming the file and image when one is missing or malformed.
+std::vector<ShapesScene> shapes_scenes_of(const std::string& captions_file, const CaptionSet& s) {
+  const auto j = read_json_file(captions_file, "Shapes captions");
+  std::map<int64_t, const json*> by_id;
+  for (const auto& im : j.at("images")) by_id[im.at("id").get<int64_t>()] = &im;
+  std::vector<ShapesScene> out;
+  for (const auto id : s.image_ids) {
+    const auto it = by_id.find(id);
+    if (it == by_id.end()) throw_input_error("{}: image {} is not in images[]", captions_file, id);
+    try {
+      out.push_back(shapes_scene_from_json(*it->second));
+    } catch (const InputError& e) {
+      throw_input_error("{}: {}", captions_file, e.what());
+    }
+  }
+  return out;
+}
+
 // The best R@1 (identical-text counting) any model can expect on Shapes data, from the scenes the captions file
 // records: each query's candidates scored by shapes_caption_probabilities (the chance that a text is among an
 // image's captions given what the image shows), ties counted as the expected hit rate of a random pick among them.
 json shapes_retrieval_ceiling(const std::string& captions_file, const CaptionSet& s,
                               const std::vector<std::string>& norm, const std::vector<std::vector<int64_t>>& rel_txt,
                               const std::vector<std::vector<int64_t>>& rel_img) {
-  const auto j = read_json_file(captions_file, "retrieval captions");
-  std::map<int64_t, const json*> by_id;
-  for (const auto& im : j.at("images")) by_id[im.at("id").get<int64_t>()] = &im;
+  const auto scenes = shapes_scenes_of(captions_file, s);
   const int64_t Ni = static_cast<int64_t>(s.image_ids.size()), Nt = static_cast<int64_t>(norm.size());
   std::vector<std::map<std::string, double>> prob(static_cast<size_t>(Ni));
   for (int64_t i = 0; i < Ni; ++i) {
-    const auto it = by_id.find(s.image_ids[static_cast<size_t>(i)]);
-    if (it == by_id.end()) {
-      throw_input_error("{}: image {} is not in images[]", captions_file, s.image_ids[static_cast<size_t>(i)]);
-    }
-    ShapesScene sc;
-    try {
-      sc = shapes_scene_from_json(*it->second);
-    } catch (const InputError& e) {
-      throw_input_error("{}: {}", captions_file, e.what());
-    }
-    for (const auto& [t, p] : shapes_caption_probabilities(sc)) prob[static_cast<size_t>(i)][ptb_like_tokenize(t)] = p;
+    for (const auto& [t, p] : shapes_caption_probabilities(scenes[static_cast<size_t>(i)]))
+      prob[static_cast<size_t>(i)][ptb_like_tokenize(t)] = p;
   }
   const auto p_of = [&](int64_t i, int64_t t) {
     const auto& m = prob[static_cast<size_t>(i)];
@@ -647,6 +655,33 @@ json run_caption(const Ctx& c, const json& in) {
   int64_t nrefs = 0;
   for (const auto& r : refs) nrefs += static_cast<int64_t>(r.size());
   out["counts"]["references"] = nrefs;
+  if (in.value("layout", "") == "shapes") {
+    // Where the captions put things, against the scenes (shapes_caption_position): region captions of one-object
+    // images and relation captions, as % of the captions of each kind.
+    const auto scenes = shapes_scenes_of(in["captions"].get<std::string>(), s);
+    int64_t nreg = 0, h = 0, v = 0, reg_ok = 0, nrel = 0, axis = 0, rel_ok = 0;
+    for (int64_t i = 0; i < N; ++i) {
+      const auto pc = shapes_caption_position(scenes[static_cast<size_t>(i)], preds[static_cast<size_t>(i)]);
+      if (pc.kind == ShapesPositionCheck::Kind::kRegion) {
+        ++nreg;
+        h += pc.horizontal;
+        v += pc.vertical;
+        reg_ok += pc.correct;
+      } else if (pc.kind == ShapesPositionCheck::Kind::kRelation) {
+        ++nrel;
+        axis += pc.axis;
+        rel_ok += pc.correct;
+      }
+    }
+    const auto pct = [](int64_t k, int64_t n) { return n > 0 ? json(100.0 * k / static_cast<double>(n)) : json(); };
+    out["metrics"]["position"] = {
+        {"region",
+         {{"captions", nreg},
+          {"horizontal", pct(h, nreg)},
+          {"vertical", pct(v, nreg)},
+          {"correct", pct(reg_ok, nreg)}}},
+        {"relation", {{"captions", nrel}, {"axis", pct(axis, nrel)}, {"correct", pct(rel_ok, nrel)}}}};
+  }
   json ex = json::array();
   for (int64_t i = 0; i < std::min<int64_t>(N, 8); ++i) {
     ex.push_back({{"image_id", s.image_ids[static_cast<size_t>(i)]},

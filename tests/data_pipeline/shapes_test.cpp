@@ -288,3 +288,60 @@ TEST(Shapes, SceneFromCaptionsFileEntry) {
   bad.erase("objects");
   EXPECT_THROW(janus::shapes_scene_from_json(bad), janus::InputError);
 }
+
+// shapes_caption_position: the generator's own region and relation captions check out against their scenes; a
+// flipped direction, a swapped axis, a wrong third or an object the scene lacks do not (or are not counted).
+TEST(Shapes, CaptionPositionCheck) {
+  using Kind = janus::ShapesPositionCheck::Kind;
+  int regions = 0, relations = 0;
+  const janus::ShapesScene* two = nullptr;
+  std::vector<janus::ShapesScene> scenes;
+  for (int64_t i = 0; i < 60; ++i) scenes.push_back(janus::make_shapes_scene(3, "val", i, 32));
+  for (const auto& sc : scenes) {
+    for (const auto& c : janus::shapes_captions(sc, 7)) {
+      const auto pc = janus::shapes_caption_position(sc, c);
+      if (pc.kind == Kind::kRegion) {
+        ++regions;
+        EXPECT_TRUE(pc.horizontal && pc.vertical && pc.correct) << c;
+      } else if (pc.kind == Kind::kRelation) {
+        ++relations;
+        EXPECT_TRUE(pc.axis && pc.correct) << c;
+      }
+    }
+    if (!two && sc.objects.size() == 2 && sc.objects[0].colour != sc.objects[1].colour) two = &sc;
+  }
+  EXPECT_GT(regions, 5);
+  EXPECT_GT(relations, 20);
+  ASSERT_NE(two, nullptr);
+  // Hand-made scene: red circle left of (and level with) a blue square; one green star alone, top right.
+  janus::ShapesScene s;
+  s.image_size = 32;
+  janus::ShapeObject red, blue;
+  red.colour = 0, red.kind = 0, red.cx = 6, red.cy = 16;       // red circle
+  blue.colour = 4, blue.kind = 1, blue.cx = 26, blue.cy = 15;  // blue square
+  s.objects = {red, blue};
+  const auto check = [&](const janus::ShapesScene& sc, const std::string& c) {
+    return janus::shapes_caption_position(sc, c);
+  };
+  auto pc = check(s, "a small red circle to the left of a blue square");
+  EXPECT_TRUE(pc.kind == Kind::kRelation && pc.axis && pc.correct);
+  pc = check(s, "a blue square to the left of a red circle");
+  EXPECT_TRUE(pc.kind == Kind::kRelation && pc.axis && !pc.correct);
+  pc = check(s, "a red circle above a blue square");
+  EXPECT_TRUE(pc.kind == Kind::kRelation && !pc.axis && !pc.correct);
+  EXPECT_EQ(check(s, "a red star to the left of a blue square").kind, Kind::kNone);  // no red star
+  EXPECT_EQ(check(s, "two shapes: a red circle and a blue square").kind, Kind::kNone);
+  EXPECT_EQ(check(s, "a red circle in the left of the picture").kind, Kind::kNone);  // region needs one object
+  janus::ShapesScene one;
+  one.image_size = 32;
+  janus::ShapeObject star;
+  star.colour = 2, star.kind = 3, star.cx = 27, star.cy = 4;
+  one.objects = {star};
+  pc = check(one, "a green star in the top right of the picture");
+  EXPECT_TRUE(pc.kind == Kind::kRegion && pc.horizontal && pc.vertical && pc.correct);
+  pc = check(one, "a green star in the top left of the picture");
+  EXPECT_TRUE(pc.kind == Kind::kRegion && !pc.horizontal && pc.vertical && !pc.correct);
+  pc = check(one, "a green star in the centre of the picture");
+  EXPECT_TRUE(pc.kind == Kind::kRegion && !pc.horizontal && !pc.vertical);
+  EXPECT_EQ(check(one, "a green star in the upper corner of the picture").kind, Kind::kNone);
+}

@@ -354,6 +354,15 @@ TEST(ModelEvalTasks, CaptionGreedyAndBeamAreInRangeAndDeterministic) {
   expect_in(r["metrics"]["CIDEr"], 0, 10, "CIDEr");
   expect_in(r["metrics"]["exact_match"], 0, 100, "exact_match");
   EXPECT_EQ(r["examples"].size(), 6u);
+  // Shapes data: where the captions put things, by kind (a random model rarely writes either kind).
+  const auto& pos = r["metrics"]["position"];
+  for (const auto* kind : {"region", "relation"}) {
+    ASSERT_TRUE(pos.contains(kind)) << pos.dump();
+    const auto n = pos[kind]["captions"].get<int64_t>();
+    EXPECT_TRUE(n >= 0 && n <= 6) << pos.dump();
+    if (n > 0) expect_in(pos[kind]["correct"], 0, 100, kind);
+    if (n == 0) EXPECT_TRUE(pos[kind]["correct"].is_null()) << pos.dump();
+  }
   // The results file is in COCO results format and scores to the same numbers through `janus_eval score`.
   const auto res = json::parse(janus::read_file(r["outputs"]["results"].get<std::string>()));
   EXPECT_EQ(res.size(), 6u);

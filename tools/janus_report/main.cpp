@@ -129,6 +129,13 @@ int main(int argc, char** argv) {
                {"retrieval text->image R@1, strict per-image (%)", "retrieval.img_r1"},
                {"caption BLEU-4", "caption.Bleu_4"},
                {"caption exact match (%)", "caption.exact_match"},
+               {"caption position: one-object region captions with the right thirds (%)",
+                "caption.position.region.correct"},
+               {"caption position: relation captions with the right relation (%; the direction at chance is half "
+                "the right-axis share below)",
+                "caption.position.relation.correct"},
+               {"caption position: relation captions with the right axis, left/right vs above/below (%)",
+                "caption.position.relation.axis"},
                {"VQA yes/no (%)", "vqa.perAnswerType.yes/no"},
                {"VQA number (%)", "vqa.perAnswerType.number"},
                {"VQA other (%)", "vqa.perAnswerType.other"},

@@ -52,6 +52,19 @@ std::map<std::string, double> shapes_caption_probabilities(const ShapesScene& sc
 // use a name outside the vocabularies.
 ShapesScene shapes_scene_from_json(const nlohmann::json& image);
 
+// What a caption says about where things are, checked against its scene (janus_eval's Shapes caption metrics
+// "position"): a region caption of a one-object scene ("a red circle in the top left of the picture"), or a
+// relation caption naming two objects the scene has exactly one of each ("a small red circle to the left of a blue
+// square"; the truth is the generator's dominant-axis relation). Anything else is kind kNone.
+struct ShapesPositionCheck {
+  enum class Kind { kNone, kRegion, kRelation } kind = Kind::kNone;
+  bool horizontal = false;  // region: its left / centre / right is the object's third
+  bool vertical = false;    // region: its top / middle / bottom is the object's third
+  bool axis = false;        // relation: left/right vs above/below is the dominant axis
+  bool correct = false;     // region: both thirds; relation: the relation itself
+};
+ShapesPositionCheck shapes_caption_position(const ShapesScene& scene, const std::string& caption);
+
 // GenEval-style prompt: objects with colour/shape/count and an optional relation between object 0 and 1.
 struct PromptObject {
   std::string colour;

@@ -29,8 +29,8 @@ struct JanusModelOptions {
   // (unpadded) tokens ("mean"), before the projection.
   std::string embed_pool = "token";
   // Position table added to the routed image tokens (image_tokens()) before the fusion (VQA, NLVR2, ITM) and the
-  // caption decoder: "none" (the tokens carry only the ViT's own positions, which its encoder blocks largely wash
-  // out) or "sincos" (a learned table, class token row 0, started at MAE's 2-D sin-cos table).
+  // caption decoder: "none" (the tokens carry only the ViT's own position table, added before its blocks) or
+  // "sincos" (a learned table, class token row 0, started at MAE's 2-D sin-cos table).
   std::string image_pos = "none";
   // Append the ViT's patch embeddings (conv stem / patch projection, before any block: each holds only its own
   // patch), through a Linear ("local_proj") and with the image_pos grid rows, to the routed image tokens. After one
