@@ -13,6 +13,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 #include <opencv2/imgcodecs.hpp>
@@ -21,6 +22,7 @@
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
 #include "janus/data/formats.h"
+#include "janus/eval/text.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -142,13 +144,17 @@ std::string article(const std::string& w) {
 }
 std::string a(const std::string& w) { return article(w) + " " + w; }
 
-std::string region(const ShapeObject& o, int64_t size) {
+// The object's vertical and horizontal thirds: {top|middle|bottom, left|centre|right}.
+std::pair<std::string, std::string> region_thirds(const ShapeObject& o, int64_t size) {
   const double t = size / 3.0;
-  const char* v = o.cy < t ? "top" : (o.cy > 2 * t ? "bottom" : "middle");
-  const char* h = o.cx < t ? "left" : (o.cx > 2 * t ? "right" : "centre");
-  if (std::string(v) == "middle" && std::string(h) == "centre") return "centre";
-  if (std::string(v) == "middle") return std::string(h);
-  return std::string(v) + " " + h;
+  return {o.cy < t ? "top" : (o.cy > 2 * t ? "bottom" : "middle"),
+          o.cx < t ? "left" : (o.cx > 2 * t ? "right" : "centre")};
+}
+std::string region(const ShapeObject& o, int64_t size) {
+  const auto [v, h] = region_thirds(o, size);
+  if (v == "middle" && h == "centre") return "centre";
+  if (v == "middle") return h;
+  return v + " " + h;
 }
 
 }  // namespace
@@ -261,24 +267,11 @@ std::map<std::string, double> shapes_caption_probabilities(const ShapesScene& sc
 ShapesPositionCheck shapes_caption_position(const ShapesScene& scene, const std::string& caption) {
   using Kind = ShapesPositionCheck::Kind;
   ShapesPositionCheck out;
-  const auto words = [](const std::string& t) {
-    std::vector<std::string> w;
-    std::string cur;
-    for (const char ch : t + " ") {
-      if (ch == ' ') {
-        if (!cur.empty()) w.push_back(cur);
-        cur.clear();
-      } else {
-        cur += ch;
-      }
-    }
-    return w;
-  };
   // Region: "... in the [top|bottom] [left|right] of the picture" (or "... in the centre of the picture").
   const auto in = caption.find(" in the "), of = caption.rfind(" of the picture");
   if (in != std::string::npos && of != std::string::npos && of > in && scene.objects.size() == 1) {
     std::string v = "middle", h = "centre";
-    for (const auto& w : words(caption.substr(in + 8, of - in - 8))) {
+    for (const auto& w : eval::split_whitespace(caption.substr(in + 8, of - in - 8))) {
       if (w == "top" || w == "bottom")
         v = w;
       else if (w == "left" || w == "right")
@@ -286,12 +279,7 @@ ShapesPositionCheck shapes_caption_position(const ShapesScene& scene, const std:
       else if (w != "centre")
         return out;
     }
-    const auto truth = words(region(scene.objects[0], scene.image_size));
-    std::string tv = "middle", th = "centre";
-    for (const auto& w : truth) {
-      if (w == "top" || w == "bottom") tv = w;
-      if (w == "left" || w == "right") th = w;
-    }
+    const auto [tv, th] = region_thirds(scene.objects[0], scene.image_size);
     out.kind = Kind::kRegion;
     out.horizontal = h == th;
     out.vertical = v == tv;
@@ -304,7 +292,7 @@ ShapesPositionCheck shapes_caption_position(const ShapesScene& scene, const std:
     const auto at = caption.find(phrase);
     if (at == std::string::npos) continue;
     const auto find_object = [&](const std::string& side) -> const ShapeObject* {
-      const auto w = words(side);
+      const auto w = eval::split_whitespace(side);
       if (w.size() < 2) return nullptr;
       const ShapeObject* hit = nullptr;
       for (const auto& o : scene.objects) {

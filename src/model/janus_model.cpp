@@ -80,7 +80,7 @@ void JanusModelImpl::reset() {
   fusion = register_module("fusion", FusionTransformer(fo));
   cls_token = register_parameter("cls_token", at::zeros({1, 1, D}));
   type_embed = register_parameter("type_embed", at::zeros({3, D}));
-  const int64_t g = o.vision.image_size() / o.vision.patch_size(), P = o.vision.class_token() ? 1 : 0;
+  const int64_t g = vision->grid_size(), P = vision->num_prefix_tokens();
   if (o.image_pos == "sincos") image_pos = register_parameter("image_pos", at::zeros({P + g * g, D}));
   if (o.image_local_tokens) local_proj = register_module("local_proj", torch::nn::Linear(Dv, D));
   vision_proj =
@@ -121,7 +121,7 @@ at::Tensor JanusModelImpl::image_tokens(const at::Tensor& images) {
   auto t = router->forward(vision->encode(vision->add_positions(patches, grid)).tokens, Modality::kImage);
   if (adapter) t = adapter->forward(t);
   if (!image_pos.defined()) return t;
-  const int64_t P = options.vision.class_token() ? 1 : 0;
+  const int64_t P = vision->num_prefix_tokens();
   const auto pos = resample_position_table(image_pos.unsqueeze(0), P, grid.first, grid.second);
   t = t + pos;
   if (!local_proj) return t;
