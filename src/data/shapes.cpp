@@ -12,6 +12,7 @@
 #include <numeric>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -22,7 +23,6 @@
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
 #include "janus/data/formats.h"
-#include "janus/eval/text.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -143,6 +143,14 @@ std::string article(const std::string& w) {
   return w.empty() ? "a" : (std::string("aeiou").find(w[0]) != std::string::npos ? "an" : "a");
 }
 std::string a(const std::string& w) { return article(w) + " " + w; }
+
+// Space-separated words (the parser-only build links src/data without src/eval's text helpers).
+std::vector<std::string> words_of(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> w;
+  for (std::string x; in >> x;) w.push_back(x);
+  return w;
+}
 
 // The object's vertical and horizontal thirds: {top|middle|bottom, left|centre|right}.
 std::pair<std::string, std::string> region_thirds(const ShapeObject& o, int64_t size) {
@@ -271,7 +279,7 @@ ShapesPositionCheck shapes_caption_position(const ShapesScene& scene, const std:
   const auto in = caption.find(" in the "), of = caption.rfind(" of the picture");
   if (in != std::string::npos && of != std::string::npos && of > in && scene.objects.size() == 1) {
     std::string v = "middle", h = "centre";
-    for (const auto& w : eval::split_whitespace(caption.substr(in + 8, of - in - 8))) {
+    for (const auto& w : words_of(caption.substr(in + 8, of - in - 8))) {
       if (w == "top" || w == "bottom")
         v = w;
       else if (w == "left" || w == "right")
@@ -292,7 +300,7 @@ ShapesPositionCheck shapes_caption_position(const ShapesScene& scene, const std:
     const auto at = caption.find(phrase);
     if (at == std::string::npos) continue;
     const auto find_object = [&](const std::string& side) -> const ShapeObject* {
-      const auto w = eval::split_whitespace(side);
+      const auto w = words_of(side);
       if (w.size() < 2) return nullptr;
       const ShapeObject* hit = nullptr;
       for (const auto& o : scene.objects) {
