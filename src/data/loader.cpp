@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "janus/core/error.h"
+#include "janus/core/threads.h"
 
 namespace janus {
 
@@ -231,6 +232,9 @@ Batch DataLoader::build(const Job& job) {
 }
 
 void DataLoader::worker_loop() {
+  // Samples, collation and the epoch shuffle run on this thread only: an OpenMP team started from here would make
+  // libgomp put the training loop's threads to sleep between parallel regions (include/janus/core/threads.h).
+  serial_intra_op_in_this_thread();
   const int64_t window = opts_.num_workers * opts_.prefetch;
   for (;;) {
     int64_t k;

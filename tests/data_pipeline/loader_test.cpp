@@ -1,11 +1,13 @@
 // Loader: DistributedSampler semantics (checked against PyTorch), resumable cursor with workers, bad data.
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "janus/core/fs.h"
+#include "janus/core/threads.h"
 #include "janus/data/formats.h"
 #include "janus/data/idx.h"
 #include "janus/data/loader.h"
@@ -165,6 +167,38 @@ TEST(DataLoader, DropLastBatchAndPartialBatches) {
   l2.next();
   l2.next();
   EXPECT_EQ(l2.next().epoch, 1);
+}
+
+// The workers' ATen ops run on the worker alone. An epoch shuffle above ATen's grain size (at::randperm over 40000
+// samples) used to start a second OpenMP team from each worker; with more OpenMP threads than cores, libgomp then
+// slept and woke the training loop's threads at every parallel region (include/janus/core/threads.h).
+TEST(DataLoader, WorkersStartNoIntraOpThreadTeams) {
+  const int saved = at::get_num_threads();
+  at::set_num_threads(2);
+  auto threads = [] {
+    int64_t n = 0;
+    for (const auto& e : fs::directory_iterator("/proc/self/task")) n += e.is_directory();
+    return n;
+  };
+  (at::ones({1 << 20}) + 1).sum();  // the calling thread's own team exists before counting
+  const int64_t before = threads();
+  {
+    janus::LoaderOptions o;
+    o.batch_size = 8;
+    o.num_workers = 2;
+    o.prefetch = 2;
+    janus::DataLoader l(std::make_shared<CountingDataset>(40000), o);
+    for (int i = 0; i < 6; ++i) l.next();
+    EXPECT_EQ(threads(), before + 2) << "the 2 workers started threads of their own";
+  }
+  std::thread probe([&] {
+    EXPECT_TRUE(janus::serial_intra_op_in_this_thread());
+    EXPECT_EQ(at::get_num_threads(), 1);
+    EXPECT_EQ(at::randperm(100000).sum().item<int64_t>(), int64_t{99999} * 100000 / 2);
+  });
+  probe.join();
+  EXPECT_EQ(at::get_num_threads(), 2) << "the calling thread keeps its intra-op threads";
+  at::set_num_threads(saved);
 }
 
 TEST(DataLoader, BadSamplesAreSkippedCountedAndCapped) {

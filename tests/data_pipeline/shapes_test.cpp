@@ -183,14 +183,7 @@ TEST(DataShapes, SolidPointClouds) {
 }
 
 TEST(DataShapes, ConfigDrivenDatasets) {
-  const auto d = janus::test::temp_dir("shapes_cfg");
-  janus::ShapesOptions so;
-  so.out = d;
-  so.train = 12;
-  so.val = 4;
-  so.videos = 0;
-  so.clouds = 0;
-  janus::generate_shapes(so);
+  const auto d = janus::test::make_shapes_dir(janus::test::temp_dir("shapes_cfg"), 12, 4, 64);
   auto cfg = janus::Config::from_yaml("data:\n  format: shapes\n  train: " + d + "\n  val: " + d +
                                       "\nmodel:\n  image_size: 48\n");
   const auto train = janus::open_dataset(cfg, true);
@@ -229,7 +222,9 @@ TEST(Shapes, CaptionProbabilitiesMatchTheGeneratorsFrequencies) {
     for (const auto& [t, q] : p) {
       EXPECT_GT(q, 0.0);
       EXPECT_LE(q, 1.0);
-      if (q > 0.05) EXPECT_TRUE(freq.count(t)) << "'" << t << "' never sampled";
+      if (q > 0.05) {
+        EXPECT_TRUE(freq.count(t)) << "'" << t << "' never sampled";
+      }
     }
     // The scene's own captions are possible.
     for (const auto& c : janus::shapes_captions(scene, 0)) EXPECT_TRUE(p.count(c)) << c;
@@ -254,15 +249,7 @@ TEST(Shapes, CaptionProbabilitiesMatchTheGeneratorsFrequencies) {
 
 // The captions file's scene objects read back into the scenes they were written from; bad entries name the image.
 TEST(Shapes, SceneFromCaptionsFileEntry) {
-  const auto root = janus::test::temp_dir("shapes_scene_json");
-  janus::ShapesOptions o;
-  o.out = root;
-  o.train = 3;
-  o.val = 3;
-  o.size = 32;
-  o.videos = 0;
-  o.clouds = 0;
-  janus::generate_shapes(o);
+  const auto root = janus::test::make_shapes_dir(janus::test::temp_dir("shapes_scene_json"), 3, 3);
   const auto j = nlohmann::json::parse(janus::read_file(root + "/captions_val.json"));
   for (const auto& im : j.at("images")) {
     const auto got = janus::shapes_scene_from_json(im);

@@ -35,17 +35,7 @@ void put(const std::string& p, const std::string& bytes) {
 
 // A fresh Shapes set (train split only) of `n` images at 32 px.
 std::string make_shapes(int64_t n, const std::string& tag) {
-  const auto dir = janus::test::temp_dir(tag);
-  janus::ShapesOptions o;
-  o.out = dir;
-  o.train = n;
-  o.val = 0;
-  o.size = 32;
-  o.seed = 5;
-  o.videos = 0;
-  o.clouds = 0;
-  janus::generate_shapes(o);
-  return dir;
+  return janus::test::make_shapes_dir(janus::test::temp_dir(tag), n, 0, 32, 5);
 }
 
 // Damages the image files of images `ids` (1-based image ids) in six ways, cycling: truncated PNG, random bytes,

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "janus/core/fs.h"
+#include "janus/data/shapes.h"
 
 namespace janus::test {
 namespace fs = std::filesystem;
@@ -34,6 +35,19 @@ std::string temp_dir(const std::string& tag) {
   janus::remove_tree(dir.string());
   fs::create_directories(dir);
   return dir.string();
+}
+
+std::string make_shapes_dir(const std::string& dir, int64_t train, int64_t val, int64_t size, uint64_t seed) {
+  janus::ShapesOptions o;
+  o.out = dir;
+  o.train = train;
+  o.val = val;
+  o.size = size;
+  o.seed = seed;
+  o.videos = 0;
+  o.clouds = 0;
+  janus::generate_shapes(o);
+  return dir;
 }
 
 std::string quote(const std::string& arg) {

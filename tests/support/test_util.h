@@ -1,5 +1,6 @@
 #pragma once
 // Helpers shared by every test executable.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,10 @@ std::string tool(const std::string& name);  // path of a built tool, e.g. tool("
 // A fresh empty directory for one test (under the build tree), removed at exit of the test binary only if
 // JANUS_KEEP_TEST_TMP is unset.
 std::string temp_dir(const std::string& tag = "t");
+
+// A fresh Shapes benchmark directory (janus::generate_shapes: captions, VQA, NLVR2, GenEval prompts, no videos or
+// point clouds, no tokenizer) at `dir`, with `train` / `val` images of `size` px from `seed`. Returns `dir`.
+std::string make_shapes_dir(const std::string& dir, int64_t train, int64_t val, int64_t size = 32, uint64_t seed = 0);
 
 struct CommandResult {
   int exit_code = -1;

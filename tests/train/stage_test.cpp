@@ -28,15 +28,7 @@ std::string g_shapes;
 
 std::string shapes_dir() {
   if (g_shapes.empty()) {
-    g_shapes = janus::test::temp_dir("stage_shapes") + "/shapes";
-    janus::ShapesOptions o;
-    o.out = g_shapes;
-    o.train = 48;
-    o.val = 12;
-    o.size = 32;
-    o.videos = 0;
-    o.clouds = 0;
-    janus::generate_shapes(o);
+    g_shapes = janus::test::make_shapes_dir(janus::test::temp_dir("stage_shapes") + "/shapes", 48, 12);
     jt::build_shapes_tokenizer(g_shapes, 128, 0);
   }
   return g_shapes;
