@@ -10,13 +10,20 @@ out="$2"
 fail() { echo "quickstart.smoke: $*" >&2; exit 1; }
 mkdir -p "$(dirname "$out")"
 export JANUS_BUILD_DIR="$build" QUICKSTART_OUT="$out" QUICKSTART_SKIP_SETUP=1 QUICKSTART_SKIP_BUILD=1
-export QUICKSTART_STEPS=2 QUICKSTART_TRAIN=64 QUICKSTART_VAL=16
+export QUICKSTART_STEPS=2 QUICKSTART_TRAIN=64 QUICKSTART_VAL=16 QUICKSTART_TRAIN3=96
 "$root/tools/quickstart.sh" --fresh > "$out.log" 2>&1 || { tail -30 "$out.log"; fail "first run failed (log: $out.log)"; }
 [ -f "$out/report.md" ] || fail "no report.md"
 grep -q "SMOKE RUN capped at 2 steps" "$out/report.md" || fail "report.md does not say it is a smoke run"
 for s in 1 2 3; do
   [ -f "$out/stage$s/final/model.safetensors" ] || fail "stage $s wrote no final/model.safetensors"
 done
+# Stage 3 trained on its own (larger) Shapes split, with stages 1-2's tokenizer and held-out split.
+python3 - "$out/shapes_stage3/shapes_info.json" <<'PY' || fail "no 96-image stage-3 Shapes split"
+import json, sys
+assert json.load(open(sys.argv[1]))["splits"]["train"] == 96
+PY
+grep -q "train: \"$out/shapes_stage3\"" "$out/stage3/config.yaml" || fail "stage 3 did not train on shapes_stage3"
+grep -q "tokenizer: \"$out/shapes/tokenizer.model\"" "$out/stage3/config.yaml" || fail "stage 3 used another tokenizer"
 # Every task was evaluated (janus_eval --task all writes one entry per task).
 python3 - "$out/eval.json" <<'PY' || fail "eval.json lacks a task's metrics"
 import json, sys
