@@ -61,23 +61,38 @@ void check_options(const VQVAEOptions& o) {
   TORCH_CHECK(!o.ch_mult().empty(), "vqvae: ch_mult must not be empty");
   TORCH_CHECK(o.ch() > 0 && o.z_channels() > 0 && o.in_channels() > 0 && o.num_res_blocks() >= 0,
               "vqvae: ch, z_channels, in_channels must be > 0 and num_res_blocks >= 0");
+  TORCH_CHECK(o.encoder() == "conv" || o.encoder() == "cell", "vqvae: encoder must be conv or cell, got '", o.encoder(),
+              "'");
 }
 }  // namespace
 
 // ---- blocks ---------------------------------------------------------------------------------------------------
-VqResBlockImpl::VqResBlockImpl(int64_t in_, int64_t out_, int64_t groups_) : in(in_), out(out_), groups(groups_) { reset(); }
+at::Tensor per_position_group_norm(torch::nn::GroupNorm& norm, const at::Tensor& x) {
+  const auto B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  auto flat = x.permute({0, 2, 3, 1}).reshape({B * H * W, C, 1, 1});
+  return norm->forward(flat).reshape({B, H, W, C}).permute({0, 3, 1, 2});
+}
+
+VqResBlockImpl::VqResBlockImpl(int64_t in_, int64_t out_, int64_t groups_, bool pointwise_)
+    : in(in_), out(out_), groups(groups_), pointwise(pointwise_) {
+  reset();
+}
 
 void VqResBlockImpl::reset() {
+  const int64_t k = pointwise ? 1 : 3;
   norm1 = register_module("norm1", group_norm(groups, in));
-  conv1 = register_module("conv1", conv(in, out, 3));
+  conv1 = register_module("conv1", conv(in, out, k));
   norm2 = register_module("norm2", group_norm(groups, out));
-  conv2 = register_module("conv2", conv(out, out, 3));
+  conv2 = register_module("conv2", conv(out, out, k));
   if (in != out) nin_shortcut = register_module("nin_shortcut", conv(in, out, 1));
 }
 
 at::Tensor VqResBlockImpl::forward(const at::Tensor& x) {
-  auto h = conv1->forward(at::silu(norm1->forward(x)));
-  h = conv2->forward(at::silu(norm2->forward(h)));
+  auto norm = [&](torch::nn::GroupNorm& n, const at::Tensor& t) {
+    return pointwise ? per_position_group_norm(n, t) : n->forward(t);
+  };
+  auto h = conv1->forward(at::silu(norm(norm1, x)));
+  h = conv2->forward(at::silu(norm(norm2, h)));
   return (nin_shortcut ? nin_shortcut->forward(x) : x) + h;
 }
 
@@ -107,6 +122,16 @@ void VqEncoderImpl::reset() {
   check_options(options);
   const auto& m = options.ch_mult();
   const int64_t g = options.num_groups(), ch = options.ch(), n = static_cast<int64_t>(m.size());
+  if (options.encoder() == "cell") {
+    // Each code from its own cell: a stride-f patch conv, then per-position blocks (no spatial mixing).
+    const int64_t f = int64_t{1} << (n - 1), c = ch * m.back();
+    conv_in = register_module("conv_in", conv(options.in_channels(), c, f, f, 0));
+    mid = register_module("mid", torch::nn::ModuleList());
+    for (int64_t j = 0; j <= options.num_res_blocks(); ++j) mid->push_back(VqResBlock(c, c, g, /*pointwise=*/true));
+    norm_out = register_module("norm_out", group_norm(g, c));
+    conv_out = register_module("conv_out", conv(c, options.z_channels(), 1));
+    return;
+  }
   conv_in = register_module("conv_in", conv(options.in_channels(), ch, 3));
   conv_blocks = register_module("conv_blocks", torch::nn::ModuleList());
   int64_t c = ch;
@@ -128,6 +153,10 @@ void VqEncoderImpl::reset() {
 
 at::Tensor VqEncoderImpl::forward(const at::Tensor& x) {
   auto h = conv_in->forward(x);
+  if (options.encoder() == "cell") {
+    for (auto& blk : *mid) h = blk->as<VqResBlock>()->forward(h);
+    return conv_out->forward(at::silu(per_position_group_norm(norm_out, h)));
+  }
   for (auto& level : *conv_blocks) h = level->as<VqLevel>()->forward(h);
   for (auto& blk : *mid) {
     if (auto r = blk->as<VqResBlock>()) h = r->forward(h);

@@ -42,6 +42,12 @@ void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where)
     }
     o.vq.ch(v.vq_ch);
   }
+  if (v.vq_encoder != "conv" && v.vq_encoder != "cell")
+    throw InputError(fmt::format("{}vq_encoder must be conv or cell, got '{}'", where, v.vq_encoder));
+  o.vq.encoder(v.vq_encoder);
+  if (v.vq_codebook_size < 0)
+    throw InputError(fmt::format("{}vq_codebook_size must be >= 0, got {}", where, v.vq_codebook_size));
+  if (v.vq_codebook_size > 0) o.vq.codebook_size(v.vq_codebook_size);
   if (v.vq_codebook == "ema")
     o.vq.ema(true);
   else if (v.vq_codebook == "gradient")
@@ -90,7 +96,9 @@ nlohmann::json model_spec(const JanusModelOptions& o) {
           {"vq_downsample", f},
           {"vq_ch", o.vq.ch()},
           {"vq_codebook", o.vq.ema() ? "ema" : "gradient"},
-          {"vq_dead_code_threshold", o.vq.dead_code_threshold()}};
+          {"vq_dead_code_threshold", o.vq.dead_code_threshold()},
+          {"vq_encoder", o.vq.encoder()},
+          {"vq_codebook_size", o.vq.codebook_size()}};
 }
 
 JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
@@ -137,6 +145,12 @@ JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
   }
   opt_string("vision_stem", {"patch", "conv"}, v.vision_stem);
   opt_string("vq_codebook", {"gradient", "ema"}, v.vq_codebook);
+  opt_string("vq_encoder", {"conv", "cell"}, v.vq_encoder);
+  if (spec.contains("vq_codebook_size")) {
+    if (!spec.at("vq_codebook_size").is_number_integer() || spec.at("vq_codebook_size").get<int64_t>() < 1)
+      throw InputError("model.json: 'vq_codebook_size' must be an integer >= 1");
+    v.vq_codebook_size = spec.at("vq_codebook_size").get<int64_t>();
+  }
   if (spec.contains("vq_downsample")) {
     if (!spec.at("vq_downsample").is_number_integer()) throw InputError("model.json: 'vq_downsample' must be an integer");
     v.vq_downsample = spec.at("vq_downsample").get<int64_t>();

@@ -63,6 +63,55 @@ TEST(VQVAE, KeysFollowLlamaGenNamesAndSaveLoad) {
   EXPECT_TRUE(at::equal(a->decode(a->encode(x)), b->decode(b->encode(x))));
 }
 
+// encoder "cell": a code depends on its own f x f cell only, and equal cells give equal latents anywhere. The conv
+// encoder (LlamaGen's) fails both: its 3x3 convs and image-wide GroupNorm spread a change over every code.
+TEST(VQVAE, CellEncoderLatentsDependOnlyOnTheirOwnCell) {
+  torch::manual_seed(4);
+  for (const std::string kind : {"cell", "conv"}) {
+    VQVAE m(tiny().encoder(kind));
+    m->eval();
+    at::NoGradGuard no_grad;
+    const int64_t f = m->downsample();  // 8: 4x4 latents for 32 px
+    auto x = at::rand({1, 3, 32, 32}) * 2 - 1;
+    auto y = x.clone();
+    y.slice(2, 8, 16).slice(3, 16, 24).uniform_(-1, 1);  // cell (1, 2) only
+    const auto zx = m->encoder->forward(x), zy = m->encoder->forward(y);
+    ASSERT_EQ(zx.sizes(), (std::vector<int64_t>{1, 16, 32 / f, 32 / f}));
+    const auto diff = (zx - zy).abs().amax(1)[0];  // [4, 4]
+    EXPECT_GT(diff[1][2].item<double>(), 1e-3) << kind;
+    if (kind == "cell") {
+      diff[1][2] = 0;
+      EXPECT_LT(diff.max().item<double>(), 1e-6) << "a change in cell (1, 2) moved other cells' latents";
+    } else {
+      diff[1][2] = 1;
+      EXPECT_GT(diff.min().item<double>(), 1e-6) << "the conv encoder should mix the whole image";
+    }
+    // The same pattern in two cells of a blank image: equal latents (cell encoder only).
+    auto blank = at::zeros({1, 3, 32, 32});
+    auto pat = at::rand({1, 3, 8, 8});
+    blank.slice(2, 0, 8).slice(3, 8, 16).copy_(pat);
+    blank.slice(2, 24, 32).slice(3, 0, 8).copy_(pat);
+    const auto z = m->encoder->forward(blank);
+    const double gap = (z.select(2, 0).select(2, 1) - z.select(2, 3).select(2, 0)).abs().max().item<double>();
+    if (kind == "cell") {
+      EXPECT_LT(gap, 1e-5);
+    } else {
+      EXPECT_GT(gap, 1e-5);
+    }
+  }
+  // Save / load keeps the cell encoder's codes; an unknown encoder is refused.
+  VQVAE a(tiny().encoder("cell")), b(tiny().encoder("cell"));
+  auto path = test::temp_dir("vqvae_cell") + "/m.safetensors";
+  save_module(*a, path);
+  load_module(*b, path);
+  a->eval();
+  b->eval();
+  auto x = at::rand({2, 3, 16, 24});
+  EXPECT_TRUE(at::equal(a->encode(x), b->encode(x)));
+  EXPECT_EQ(a->decode(a->encode(x)).sizes(), x.sizes());
+  EXPECT_THROW(VQVAE(tiny().encoder("vit")), c10::Error);
+}
+
 TEST(VQVAE, GradientsReachEncoderThroughStraightThrough) {
   torch::manual_seed(2);
   VQVAE m(tiny());

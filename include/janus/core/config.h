@@ -70,6 +70,8 @@ struct ModelConfig {
   int64_t vq_ch = 0;
   std::string vq_codebook = "flavour";
   double vq_dead_code_threshold = 0.0;
+  std::string vq_encoder = "conv";
+  int64_t vq_codebook_size = 0;
 
   template <class V>
   void visit(V& v) {
@@ -120,6 +122,13 @@ struct ModelConfig {
       "EMA count below which a code is replaced by a random encoder output of the batch; 0 = never (needs "
       "vq_codebook ema)",
       Check::range(0.0, 1e9));
+    v("vq_encoder", vq_encoder,
+      "VQ-VAE encoder: conv (LlamaGen's 3x3 convs; every code sees the whole image) or cell (each code from its own "
+      "vq_downsample x vq_downsample cell only: equal cells get equal codes, which a text->image generator can "
+      "predict)",
+      Check::one_of({"conv", "cell"}));
+    v("vq_codebook_size", vq_codebook_size, "VQ codebook entries; 0 = the flavour's (tiny: 512)",
+      Check::range(0, 1 << 20));
   }
 };
 

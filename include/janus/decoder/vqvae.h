@@ -33,19 +33,29 @@ struct VQVAEOptions {
   TORCH_ARG(bool, ema) = false;
   TORCH_ARG(double, decay) = 0.99;
   TORCH_ARG(double, dead_code_threshold) = 0.0;
+  // "conv": LlamaGen's encoder (3x3 convs, GroupNorm over the image: every code sees the whole image).
+  // "cell": each code from its own f x f cell only (a stride-f patch conv, then num_res_blocks + 1 residual blocks
+  // of 1x1 convs with per-position GroupNorm): a cell's code is a function of its pixels, so equal cells get equal
+  // codes wherever they are and whatever else is in the image. The decoder is the same in both.
+  TORCH_ARG(std::string, encoder) = "conv";
 };
 
 // GroupNorm -> SiLU -> conv3x3 twice, 1x1 shortcut when channels change. Names: norm1 conv1 norm2 conv2 nin_shortcut.
+// pointwise: 1x1 convs and GroupNorm over each position's channels only (no mixing across positions).
 class VqResBlockImpl : public torch::nn::Cloneable<VqResBlockImpl> {
  public:
-  VqResBlockImpl(int64_t in, int64_t out, int64_t groups);
+  VqResBlockImpl(int64_t in, int64_t out, int64_t groups, bool pointwise = false);
   void reset() override;
   at::Tensor forward(const at::Tensor& x);  // [B, in, H, W] -> [B, out, H, W]
   int64_t in, out, groups;
+  bool pointwise;
   torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, nin_shortcut{nullptr};
 };
 TORCH_MODULE(VqResBlock);
+
+// GroupNorm over each position's channels: [B, C, H, W] -> same, statistics per (b, h, w) and group.
+at::Tensor per_position_group_norm(torch::nn::GroupNorm& norm, const at::Tensor& x);
 
 // Single-head spatial self-attention (norm, q, k, v, proj_out as 1x1 convs).
 class VqAttnBlockImpl : public torch::nn::Cloneable<VqAttnBlockImpl> {
