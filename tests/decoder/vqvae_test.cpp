@@ -17,6 +17,17 @@ VQVAEOptions tiny(std::vector<int64_t> mult = {1, 2, 2, 4}) {
       .codebook_size(64).codebook_dim(8);
 }
 
+// Saves a, loads it into b (built with the same options) and checks both give the same codes and decodings.
+void expect_save_load_round_trip(VQVAE& a, VQVAE& b, const std::string& name, const at::Tensor& x) {
+  auto path = test::temp_dir(name) + "/m.safetensors";
+  save_module(*a, path);
+  load_module(*b, path);
+  a->eval();
+  b->eval();
+  EXPECT_TRUE(at::equal(a->encode(x), b->encode(x)));
+  EXPECT_TRUE(at::equal(a->decode(a->encode(x)), b->decode(b->encode(x))));
+}
+
 TEST(VQVAE, ShapesForDownsample8And16) {
   torch::manual_seed(0);
   for (auto mult : {std::vector<int64_t>{1, 2, 2, 4}, std::vector<int64_t>{1, 1, 2, 2, 4}}) {
@@ -53,14 +64,7 @@ TEST(VQVAE, KeysFollowLlamaGenNamesAndSaveLoad) {
   EXPECT_TRUE(has("decoder.conv_out.weight"));
   EXPECT_TRUE(has("quantize.embed"));
   EXPECT_TRUE(has("quant_conv.weight"));
-  auto path = test::temp_dir("vqvae") + "/m.safetensors";
-  save_module(*a, path);
-  load_module(*b, path);
-  a->eval();
-  b->eval();
-  auto x = at::rand({1, 3, 16, 16});
-  EXPECT_TRUE(at::equal(a->encode(x), b->encode(x)));
-  EXPECT_TRUE(at::equal(a->decode(a->encode(x)), b->decode(b->encode(x))));
+  expect_save_load_round_trip(a, b, "vqvae", at::rand({1, 3, 16, 16}));
 }
 
 // encoder "cell": a code depends on its own f x f cell only, and equal cells give equal latents anywhere. The conv
@@ -101,13 +105,8 @@ TEST(VQVAE, CellEncoderLatentsDependOnlyOnTheirOwnCell) {
   }
   // Save / load keeps the cell encoder's codes; an unknown encoder is refused.
   VQVAE a(tiny().encoder("cell")), b(tiny().encoder("cell"));
-  auto path = test::temp_dir("vqvae_cell") + "/m.safetensors";
-  save_module(*a, path);
-  load_module(*b, path);
-  a->eval();
-  b->eval();
-  auto x = at::rand({2, 3, 16, 24});
-  EXPECT_TRUE(at::equal(a->encode(x), b->encode(x)));
+  const auto x = at::rand({2, 3, 16, 24});
+  expect_save_load_round_trip(a, b, "vqvae_cell", x);
   EXPECT_EQ(a->decode(a->encode(x)).sizes(), x.sizes());
   EXPECT_THROW(VQVAE(tiny().encoder("vit")), c10::Error);
 }
