@@ -1033,6 +1033,24 @@ json run_generate(const Ctx& c, const json& in) {
                                         {"overall", overall_ref / static_cast<double>(n_ref)}};
     }
   }
+  // The check on the references themselves: how often the analytic checker accepts a ground-truth render at this
+  // image size (small shapes at 32 px can be misread), i.e. the ceiling of the checker, above the tokenizer's.
+  {
+    int64_t n_ref = 0, ok_ref = 0;
+    double overall_ref = 0;
+    for (int64_t i = 0; i < N; ++i) {
+      const auto k = static_cast<size_t>(i);
+      if (!specs[k] || !ref_u8[k].defined()) continue;
+      const auto g = shapes_geneval_check(ref_u8[k], *specs[k]);
+      ++n_ref;
+      ok_ref += g.correct ? 1 : 0;
+      overall_ref += g.overall;
+    }
+    if (n_ref > 0) {
+      m["geneval_reference"] = {{"correct", static_cast<double>(ok_ref) / static_cast<double>(n_ref)},
+                                {"overall", overall_ref / static_cast<double>(n_ref)}};
+    }
+  }
   if (!c.o.inception.empty()) {
     std::vector<at::Tensor> gen_list, ref_list;
     for (int64_t i = 0; i < N; ++i) {

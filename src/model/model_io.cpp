@@ -10,8 +10,8 @@
 namespace janus {
 
 namespace {
-// The architecture overrides on top of a flavour (ModelConfig's router, fusion, embed_pool, vision_stem and vq_*
-// fields), from the config or from model.json.
+// The architecture overrides on top of a flavour (ModelConfig's router, fusion, embed_pool, vision_stem, gen_depth and
+// vq_* fields), from the config or from model.json.
 void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where) {
   o.router_shared = v.router == "shared";
   o.fusion_dense = v.fusion == "dense";
@@ -48,6 +48,8 @@ void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where)
   if (v.vq_codebook_size < 0)
     throw InputError(fmt::format("{}vq_codebook_size must be >= 0, got {}", where, v.vq_codebook_size));
   if (v.vq_codebook_size > 0) o.vq.codebook_size(v.vq_codebook_size);
+  if (v.gen_depth < 0) throw InputError(fmt::format("{}gen_depth must be >= 0, got {}", where, v.gen_depth));
+  if (v.gen_depth > 0) o.causal_depth = v.gen_depth;
   if (v.vq_codebook == "ema")
     o.vq.ema(true);
   else if (v.vq_codebook == "gradient")
@@ -98,7 +100,8 @@ nlohmann::json model_spec(const JanusModelOptions& o) {
           {"vq_codebook", o.vq.ema() ? "ema" : "gradient"},
           {"vq_dead_code_threshold", o.vq.dead_code_threshold()},
           {"vq_encoder", o.vq.encoder()},
-          {"vq_codebook_size", o.vq.codebook_size()}};
+          {"vq_codebook_size", o.vq.codebook_size()},
+          {"gen_depth", o.causal_depth}};
 }
 
 JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
@@ -150,6 +153,11 @@ JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
     if (!spec.at("vq_codebook_size").is_number_integer() || spec.at("vq_codebook_size").get<int64_t>() < 1)
       throw InputError("model.json: 'vq_codebook_size' must be an integer >= 1");
     v.vq_codebook_size = spec.at("vq_codebook_size").get<int64_t>();
+  }
+  if (spec.contains("gen_depth")) {
+    if (!spec.at("gen_depth").is_number_integer() || spec.at("gen_depth").get<int64_t>() < 1)
+      throw InputError("model.json: 'gen_depth' must be an integer >= 1");
+    v.gen_depth = spec.at("gen_depth").get<int64_t>();
   }
   if (spec.contains("vq_downsample")) {
     if (!spec.at("vq_downsample").is_number_integer()) throw InputError("model.json: 'vq_downsample' must be an integer");

@@ -147,6 +147,19 @@ std::vector<std::string> stage_tasks(const Config& cfg, const StageDataFiles& fi
     throw_input_error("train.loss_weights has {} values but the stage trains {} losses ({})",
                       cfg.train.loss_weights.size(), tasks.size(), fmt::format("{}", fmt::join(tasks, ", ")));
   }
+  if (!cfg.train.task_every.empty()) {
+    if (stage != 3)
+      throw_input_error("train.task_every: only stage 3 schedules its losses by step, this is stage {}", stage);
+    if (cfg.train.task_every.size() != tasks.size()) {
+      throw_input_error("train.task_every has {} values but the stage trains {} losses ({})",
+                        cfg.train.task_every.size(), tasks.size(), fmt::format("{}", fmt::join(tasks, ", ")));
+    }
+    if (cfg.train.loss_balance == "gradnorm") {
+      throw_input_error(
+          "train.task_every needs train.loss_balance: fixed (GradNorm balances losses that are all "
+          "present on every step)");
+    }
+  }
   return tasks;
 }
 

@@ -491,7 +491,12 @@ StepOutput StageTask::stage2(const Batch& batch, const StepContext& ctx) {
 StepOutput StageTask::stage3(const Batch& batch, const StepContext& ctx) {
   StepOutput out;
   std::vector<at::Tensor> losses;
-  for (const auto& t : tasks_) {
+  std::vector<double> weights;
+  const auto& every = cfg_.train.task_every;
+  for (size_t ti = 0; ti < tasks_.size(); ++ti) {
+    const auto& t = tasks_[ti];
+    // train.task_every: this loss sits out the steps that are not a multiple of its period (training only).
+    if (ctx.training && !every.empty() && ctx.step % every[ti] != 0) continue;
     at::Tensor loss;
     if (t == "t2i") {
       const std::string s = batch.tensors.count("gen.images") ? "gen" : "cap";
@@ -530,6 +535,7 @@ StepOutput StageTask::stage3(const Batch& batch, const StepContext& ctx) {
     }
     out.parts[t] = loss;
     losses.push_back(loss);
+    weights.push_back(impl_->fixed_weights[ti]);
   }
   if (impl_->gradnorm && ctx.training) {
     // Shared layers: the last norm of each stack the losses pass through (bidirectional fusion: VQA, NLVR2;
@@ -558,7 +564,7 @@ StepOutput StageTask::stage3(const Batch& batch, const StepContext& ctx) {
     for (size_t i = 0; i < tasks_.size(); ++i) out.parts["w_" + tasks_[i]] = w[static_cast<int64_t>(i)].to(at::kFloat);
   } else {
     for (size_t i = 0; i < losses.size(); ++i) {
-      const auto term = losses[i] * impl_->fixed_weights[i];
+      const auto term = losses[i] * weights[i];
       out.total = out.total.defined() ? out.total + term : term;
     }
   }

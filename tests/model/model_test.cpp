@@ -238,6 +238,7 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   mc.vq_dead_code_threshold = 0.5;
   mc.vq_encoder = "cell";
   mc.vq_codebook_size = 96;
+  mc.gen_depth = 3;
   mc.text_word_init_std = 1.0;
   mc.num_answers = 7;
   mc.num_classes = 5;
@@ -263,14 +264,17 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   EXPECT_EQ(back.vq.encoder(), "cell");
   EXPECT_EQ(from_cfg.vq.codebook_size(), 96);
   EXPECT_EQ(back.vq.codebook_size(), 96);
+  EXPECT_EQ(from_cfg.causal_depth, 3);
+  EXPECT_EQ(back.causal_depth, 3);
   // A spec without the keys (written before they existed) gives the flavour's defaults.
   auto old_spec = janus::model_spec(tiny_options());
   for (const char* k : {"router", "fusion", "embed_pool", "vision_stem", "vq_downsample", "vq_ch", "vq_codebook",
-                        "vq_dead_code_threshold", "vq_encoder", "vq_codebook_size"})
+                        "vq_dead_code_threshold", "vq_encoder", "vq_codebook_size", "gen_depth"})
     old_spec.erase(k);
   const auto old = janus::model_options_from_spec(old_spec);
   EXPECT_EQ(old.vq.encoder(), "conv");
   EXPECT_EQ(old.vq.codebook_size(), tiny_options().vq.codebook_size());
+  EXPECT_EQ(old.causal_depth, tiny_options().causal_depth);
   EXPECT_FALSE(old.router_shared || old.fusion_dense || old.vq.ema());
   EXPECT_EQ(old.vq.ch_mult(), tiny_options().vq.ch_mult());
   EXPECT_EQ(old.vq.ch(), tiny_options().vq.ch());
@@ -304,6 +308,10 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   bad_spec["vq_codebook_size"] = 0;
   EXPECT_THAT([&] { janus::model_options_from_spec(bad_spec); },
               testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("vq_codebook_size")));
+  bad_spec = janus::model_spec(from_cfg);
+  bad_spec["gen_depth"] = 0;
+  EXPECT_THAT([&] { janus::model_options_from_spec(bad_spec); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("'gen_depth' must be an integer >= 1")));
   bad_spec = janus::model_spec(from_cfg);
   bad_spec["vision_stem"] = "resnet";
   EXPECT_THAT([&] { janus::model_options_from_spec(bad_spec); },

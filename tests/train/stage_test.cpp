@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -21,6 +22,7 @@
 
 namespace fs = std::filesystem;
 namespace jt = janus::train;
+using ::testing::HasSubstr;
 
 namespace {
 
@@ -307,6 +309,67 @@ TEST(StageTask, Stage3TextToImagePromptDropoutForGuidance) {
     ctx.training = false;  // validation: always conditional
     EXPECT_NEAR(task.compute_loss(batch, ctx).parts.at("t2i").item<double>(), cond, 1e-6);
   }
+}
+
+// train.task_every: a loss joins only the steps that are a multiple of its period; validation computes every loss;
+// the log averages each loss over the steps it ran on. Bad values are refused when the task is built.
+TEST(StageTask, Stage3TaskEverySkipsLossesOnOtherSteps) {
+  const auto& c = chain();
+  const auto root = janus::test::temp_dir("stage_task_every");
+  const std::vector<std::string> base{"train.init_from=" + c.s2, "train.freeze=[vq.*]", "train.loss_balance=fixed",
+                                      "train.tasks=[t2i, caption, vqa]"};
+  auto with = [&](std::vector<std::string> extra) {
+    auto v = base;
+    v.insert(v.end(), extra.begin(), extra.end());
+    return v;
+  };
+  {
+    jt::StageTask task(stage_config(3, root + "/direct", with({"train.task_every=[1, 2, 3]"})));
+    const auto batch = task.data().next();
+    jt::StepContext ctx;
+    for (const int64_t step : {0, 1, 2, 3, 6}) {
+      ctx.step = step;
+      const auto out = task.compute_loss(batch, ctx);
+      EXPECT_TRUE(out.parts.count("t2i")) << step;
+      EXPECT_EQ(out.parts.count("caption") == 1, step % 2 == 0) << step;
+      EXPECT_EQ(out.parts.count("vqa") == 1, step % 3 == 0) << step;
+      double sum = 0;
+      for (const auto* k : {"t2i", "caption", "vqa"}) {
+        if (out.parts.count(k)) sum += out.parts.at(k).item<double>();
+      }
+      EXPECT_NEAR(out.total.item<double>(), sum, 1e-4 * std::max(1.0, sum)) << step;
+    }
+    ctx.step = 1;
+    ctx.training = false;  // validation: every loss
+    const auto val = task.compute_loss(batch, ctx);
+    EXPECT_TRUE(val.parts.count("caption") && val.parts.count("vqa"));
+  }
+  // End to end: 4 steps logged every 2 -> caption averaged over its 1 step per interval, not halved.
+  const auto dir = root + "/run";
+  train(stage_config(3, dir,
+                     with({"train.task_every=[1, 2, 4]", "train.steps=4", "log.every_steps=2", "eval.every_steps=0"})));
+  int n = 0;
+  for (const auto& r : read_metrics(dir)) {
+    if (r.contains("kind") || !r.contains("t2i")) continue;
+    ++n;
+    ASSERT_TRUE(r.contains("caption"));
+    EXPECT_GT(r["caption"].get<double>(), 1.0) << "caption averaged over steps it did not run on";
+    EXPECT_EQ(r.contains("vqa"), r["step"].get<int64_t>() == 2) << r.dump();
+  }
+  EXPECT_EQ(n, 2);
+  auto error_of = [&](std::vector<std::string> extra, int stage = 3) {
+    try {
+      jt::StageTask task(stage_config(stage, root + "/bad", stage == 3 ? with(extra) : extra));
+    } catch (const janus::InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_THAT(error_of({"train.task_every=[1, 2]"}), HasSubstr("train.task_every has 2 values but the stage trains 3"));
+  EXPECT_THAT(error_of({"train.task_every=[1, 1, 1]", "train.loss_balance=gradnorm"}),
+              HasSubstr("train.task_every needs train.loss_balance: fixed"));
+  EXPECT_THAT(error_of({"train.task_every=[1, 1, 1]"}, 1), HasSubstr("only stage 3 schedules its losses by step"));
+  EXPECT_THROW(stage_config(3, root + "/bad", with({"train.task_every=[1, 0, 1]"})), janus::ConfigError);
 }
 
 // An eval.tasks entry the validation data cannot serve stops the run when the task is built, not at step N.

@@ -146,7 +146,9 @@ int main(int argc, char** argv) {
                {"Shapes-GenEval count", "generate.geneval.count"},
                {"Shapes-GenEval position", "generate.geneval.position"},
                {"Shapes-GenEval of the tokenizer's reconstructions of the references (ceiling, binary)",
-                "generate.geneval_tokenizer_ceiling.correct"}}) {
+                "generate.geneval_tokenizer_ceiling.correct"},
+               {"Shapes-GenEval of the reference images themselves (the checker's ceiling, binary)",
+                "generate.geneval_reference.correct"}}) {
         const double v = num(path);
         md += fmt::format("| {} | {} |\n", name, je::format_metric(v));
       }

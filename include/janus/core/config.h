@@ -72,6 +72,7 @@ struct ModelConfig {
   double vq_dead_code_threshold = 0.0;
   std::string vq_encoder = "conv";
   int64_t vq_codebook_size = 0;
+  int64_t gen_depth = 0;
 
   template <class V>
   void visit(V& v) {
@@ -129,6 +130,9 @@ struct ModelConfig {
       Check::one_of({"conv", "cell"}));
     v("vq_codebook_size", vq_codebook_size, "VQ codebook entries; 0 = the flavour's (tiny: 512)",
       Check::range(0, 1 << 20));
+    v("gen_depth", gen_depth,
+      "causal transformer blocks of the text->image generator (image_gen); 0 = the flavour's (tiny: 2)",
+      Check::range(0, 1024));
   }
 };
 
@@ -227,6 +231,7 @@ struct TrainConfig {
   double contrastive_weight = 0.7;
   std::vector<std::string> tasks;
   std::vector<double> loss_weights;
+  std::vector<int64_t> task_every;
   std::string loss_balance = "gradnorm";
   double gradnorm_alpha = 1.5;
   double gradnorm_lr = 0.025;
@@ -268,6 +273,11 @@ struct TrainConfig {
       "fixed weights of the stage's losses in train.tasks order (stage 1/3; empty = all 1); stage 3 with "
       "loss_balance gradnorm uses them as initial weights",
       Check::at_least(0));
+    v("task_every", task_every,
+      "stage 3: in train.tasks order, each loss is computed on every k-th optimizer step only (steps where step % k "
+      "== 0; empty = all 1), so a loss that needs many steps (t2i) can run every step while the others run on some; "
+      "needs loss_balance fixed",
+      Check::range(1, 1000000));
     v("loss_balance", loss_balance, "stage 3: gradnorm (arXiv:1711.02257) or fixed (train.loss_weights)",
       Check::one_of({"gradnorm", "fixed"}));
     v("gradnorm_alpha", gradnorm_alpha, "stage 3: GradNorm asymmetry alpha", Check::range(0, 10));

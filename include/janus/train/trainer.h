@@ -99,7 +99,7 @@ class Trainer {
   int64_t nonfinite_consecutive_ = 0;
   std::string last_checkpoint_;
   std::map<std::string, double> log_sums_;
-  int64_t log_count_ = 0;
+  std::map<std::string, double> log_weights_;  // per key: the steps it was logged on (a loss may sit out steps)
   double last_grad_norm_ = 0;
 };
 
