@@ -1012,43 +1012,36 @@ json run_generate(const Ctx& c, const json& in) {
       ref_u8[static_cast<size_t>(i)] = decode_image_file(resolve_under(root, refs[static_cast<size_t>(i)]));
     }
   }
-  // The same check on the tokenizer's reconstructions of the references: what a generator that produced the
-  // references' own codes would score, i.e. the ceiling the VQ tokenizer puts on this benchmark.
+  // Two ceilings from the references: the same check on the tokenizer's reconstructions of them (what a generator
+  // that produced the references' own codes would score, i.e. the ceiling the VQ tokenizer puts on this benchmark),
+  // and on the references themselves (how often the analytic checker accepts a ground-truth render at this image
+  // size: small shapes at 32 px can be misread).
   {
-    int64_t n_ref = 0, ok_ref = 0;
-    double overall_ref = 0;
+    struct Tally {
+      int64_t n = 0, ok = 0;
+      double overall = 0;
+      void add(const GenevalScore& g) {
+        ++n;
+        ok += g.correct ? 1 : 0;
+        overall += g.overall;
+      }
+      json to_json() const {
+        return {{"correct", static_cast<double>(ok) / static_cast<double>(n)},
+                {"overall", overall / static_cast<double>(n)}};
+      }
+    } tokenizer, reference;
     torch::NoGradGuard ng;
     for (int64_t i = 0; i < N; ++i) {
       const auto k = static_cast<size_t>(i);
       if (!specs[k] || !ref_u8[k].defined()) continue;
+      reference.add(shapes_geneval_check(ref_u8[k], *specs[k]));
       c.reseed();
       const auto x = model_image(c, ref_u8[k]).unsqueeze(0).to(c.device);  // the references decoded above
-      const auto g = shapes_geneval_check(to_u8(c.model.tokenizer(x).reconstruction, c.o)[0], *specs[k]);
-      ++n_ref;
-      ok_ref += g.correct ? 1 : 0;
-      overall_ref += g.overall;
+      tokenizer.add(shapes_geneval_check(to_u8(c.model.tokenizer(x).reconstruction, c.o)[0], *specs[k]));
     }
-    if (n_ref > 0) {
-      m["geneval_tokenizer_ceiling"] = {{"correct", static_cast<double>(ok_ref) / static_cast<double>(n_ref)},
-                                        {"overall", overall_ref / static_cast<double>(n_ref)}};
-    }
-  }
-  // The check on the references themselves: how often the analytic checker accepts a ground-truth render at this
-  // image size (small shapes at 32 px can be misread), i.e. the ceiling of the checker, above the tokenizer's.
-  {
-    int64_t n_ref = 0, ok_ref = 0;
-    double overall_ref = 0;
-    for (int64_t i = 0; i < N; ++i) {
-      const auto k = static_cast<size_t>(i);
-      if (!specs[k] || !ref_u8[k].defined()) continue;
-      const auto g = shapes_geneval_check(ref_u8[k], *specs[k]);
-      ++n_ref;
-      ok_ref += g.correct ? 1 : 0;
-      overall_ref += g.overall;
-    }
-    if (n_ref > 0) {
-      m["geneval_reference"] = {{"correct", static_cast<double>(ok_ref) / static_cast<double>(n_ref)},
-                                {"overall", overall_ref / static_cast<double>(n_ref)}};
+    if (tokenizer.n > 0) {
+      m["geneval_tokenizer_ceiling"] = tokenizer.to_json();
+      m["geneval_reference"] = reference.to_json();
     }
   }
   if (!c.o.inception.empty()) {
