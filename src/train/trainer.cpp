@@ -369,12 +369,9 @@ bool Trainer::run_step() {
       at::Tensor total = out.total.to(at::kFloat);
       if (inject && o->optim.name == "main") total = total * std::numeric_limits<float>::quiet_NaN();
       const std::string pre = o->optim.name == "main" ? "" : o->optim.name + "/";
-      log_sums_[pre + "loss"] += total.detach().item<double>() / tc.grad_accum;
-      log_weights_[pre + "loss"] += 1.0 / static_cast<double>(tc.grad_accum);
-      for (const auto& [k, v] : out.parts) {
-        log_sums_[pre + k] += v.detach().to(at::kFloat).item<double>() / tc.grad_accum;
-        log_weights_[pre + k] += 1.0 / static_cast<double>(tc.grad_accum);
-      }
+      log_sums_[pre + "loss"].add(total.detach().item<double>(), tc.grad_accum);
+      for (const auto& [k, v] : out.parts)
+        log_sums_[pre + k].add(v.detach().to(at::kFloat).item<double>(), tc.grad_accum);
       if (hooks_.before_backward) hooks_.before_backward(m, tc.grad_accum);
       o->scaler.scale(total / static_cast<double>(tc.grad_accum)).backward();
     }
@@ -387,10 +384,8 @@ bool Trainer::run_step() {
       const double gn = clip_grad_norm(params, config_.optim.grad_clip);
       if (o->optim.name == "main")
         last_grad_norm_ = gn;
-      else {
-        log_sums_[o->optim.name + "/grad_norm"] += gn;
-        log_weights_[o->optim.name + "/grad_norm"] += 1.0;
-      }
+      else
+        log_sums_[o->optim.name + "/grad_norm"].add(gn, 1);
       o->optim.set_lr(o->optim.base_lr * factor);
       o->optim.optimizer->step();
     } else {
@@ -469,7 +464,7 @@ TrainResult Trainer::run(const std::string& resume) {
       const double steps_per_s = static_cast<double>(step_ - step_at_log) / dt;
       std::map<std::string, double> values;
       // Each key averages over the steps it was logged on (train.task_every leaves a loss out of some steps).
-      for (const auto& [k, v] : log_sums_) values[k] = v / std::max(1e-12, log_weights_[k]);
+      for (const auto& [k, v] : log_sums_) values[k] = v.sum / v.steps;
       if (hooks_.reduce_log) hooks_.reduce_log(values);
       values["lr"] = opts_[0]->optim.lr();
       values["grad_norm"] = last_grad_norm_;
@@ -477,7 +472,6 @@ TrainResult Trainer::run(const std::string& resume) {
       if (opts_[0]->scaler.enabled()) values["loss_scale"] = opts_[0]->scaler.scale_value();
       metrics_->log(step_, values, sps, static_cast<double>(tc.steps - step_) / std::max(1e-9, steps_per_s));
       log_sums_.clear();
-      log_weights_.clear();
       t_log = now;
       samples_at_log = samples_;
       step_at_log = step_;

@@ -98,8 +98,16 @@ class Trainer {
   int64_t nonfinite_total_ = 0;
   int64_t nonfinite_consecutive_ = 0;
   std::string last_checkpoint_;
-  std::map<std::string, double> log_sums_;
-  std::map<std::string, double> log_weights_;  // per key: the steps it was logged on (a loss may sit out steps)
+  // Per logged key since the last record: the sum of its values and the steps it was logged on (a loss may sit out
+  // steps, train.task_every), so each key averages over its own steps.
+  struct LogSum {
+    double sum = 0, steps = 0;
+    void add(double v, int64_t micro_steps) {  // one micro-batch of a step made of `micro_steps`
+      sum += v / static_cast<double>(micro_steps);
+      steps += 1.0 / static_cast<double>(micro_steps);
+    }
+  };
+  std::map<std::string, LogSum> log_sums_;
   double last_grad_norm_ = 0;
 };
 
