@@ -67,11 +67,44 @@ void check_options(const VQVAEOptions& o) {
 }  // namespace
 
 // ---- blocks ---------------------------------------------------------------------------------------------------
-at::Tensor per_position_group_norm(torch::nn::GroupNorm& norm, const at::Tensor& x) {
-  const auto B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  auto flat = x.permute({0, 2, 3, 1}).reshape({B * H * W, C, 1, 1});
-  return norm->forward(flat).reshape({B, H, W, C}).permute({0, 3, 1, 2});
+at::Tensor group_norm_tokens(torch::nn::GroupNorm& norm, const at::Tensor& x) {
+  const int64_t C = x.size(-1), G = norm->options.num_groups();
+  TORCH_CHECK(C == norm->options.num_channels(), "vqvae: GroupNorm over ", norm->options.num_channels(),
+              " channels got tokens with ", C);
+  // GroupNorm of each position's C channels = LayerNorm over each group's C/G channels, then the per-channel affine.
+  // ATen's GroupNorm on [N, C, 1, 1] is several times slower than this on CPU (one spatial element per group).
+  std::vector<int64_t> grouped(x.sizes().begin(), x.sizes().end() - 1);
+  grouped.push_back(G);
+  grouped.push_back(C / G);
+  auto y = at::layer_norm(x.reshape(grouped), {C / G}, {}, {}, norm->options.eps()).reshape(x.sizes());
+  return norm->options.affine() ? at::addcmul(norm->bias, y, norm->weight) : y;
 }
+
+at::Tensor per_position_group_norm(torch::nn::GroupNorm& norm, const at::Tensor& x) {
+  // Back to contiguous NCHW: the permuted (channels-last) strides would otherwise carry through every later conv
+  // (oneDNN keeps its input's layout) into the decoder's GroupNorms, whose channels-last CPU kernels are several
+  // times slower (stage 1 of the quickstart: ~15 % of the tokenizer's step time).
+  return group_norm_tokens(norm, x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2}).contiguous();
+}
+
+namespace {
+// A 1x1 conv applied to channels-last tokens [..., in] -> [..., out]: the same weights as a matmul.
+at::Tensor pointwise_conv(torch::nn::Conv2d& conv, const at::Tensor& x) {
+  const auto& w = conv->weight;
+  return at::linear(x, w.view({w.size(0), w.size(1)}), conv->bias.defined() ? conv->bias : at::Tensor());
+}
+// A conv whose kernel equals its stride (f x f, no padding) on [B, C, H, W] -> channels-last tokens
+// [B, H/f, W/f, out]: each output is one patch times the flattened kernel.
+at::Tensor patch_conv_tokens(torch::nn::Conv2d& conv, const at::Tensor& x) {
+  const auto& w = conv->weight;  // [out, C, f, f]
+  const int64_t B = x.size(0), C = x.size(1), f = w.size(2);
+  TORCH_CHECK(x.dim() == 4 && C == w.size(1) && x.size(2) % f == 0 && x.size(3) % f == 0, "vqvae: the cell encoder ",
+              "needs [B, ", w.size(1), ", H, W] with H and W multiples of ", f, ", got ", x.sizes());
+  const int64_t h = x.size(2) / f, wd = x.size(3) / f;
+  auto patches = x.reshape({B, C, h, f, wd, f}).permute({0, 2, 4, 1, 3, 5}).reshape({B, h, wd, C * f * f});
+  return at::linear(patches, w.reshape({w.size(0), C * f * f}), conv->bias.defined() ? conv->bias : at::Tensor());
+}
+}  // namespace
 
 VqResBlockImpl::VqResBlockImpl(int64_t in_, int64_t out_, int64_t groups_, bool pointwise_)
     : in(in_), out(out_), groups(groups_), pointwise(pointwise_) {
@@ -85,6 +118,13 @@ void VqResBlockImpl::reset() {
   norm2 = register_module("norm2", group_norm(groups, out));
   conv2 = register_module("conv2", conv(out, out, k));
   if (in != out) nin_shortcut = register_module("nin_shortcut", conv(in, out, 1));
+}
+
+at::Tensor VqResBlockImpl::forward_tokens(const at::Tensor& x) {
+  TORCH_CHECK(pointwise, "vqvae: forward_tokens is for pointwise residual blocks");
+  auto h = pointwise_conv(conv1, at::silu(group_norm_tokens(norm1, x)));
+  h = pointwise_conv(conv2, at::silu(group_norm_tokens(norm2, h)));
+  return (nin_shortcut ? pointwise_conv(nin_shortcut, x) : x) + h;
 }
 
 at::Tensor VqResBlockImpl::forward(const at::Tensor& x) {
@@ -152,11 +192,13 @@ void VqEncoderImpl::reset() {
 }
 
 at::Tensor VqEncoderImpl::forward(const at::Tensor& x) {
-  auto h = conv_in->forward(x);
   if (options.encoder() == "cell") {
-    for (auto& blk : *mid) h = blk->as<VqResBlock>()->forward(h);
-    return conv_out->forward(at::silu(per_position_group_norm(norm_out, h)));
+    // Channels-last tokens [B, H/f, W/f, C] throughout (nothing mixes positions), NCHW again at the end.
+    auto t = patch_conv_tokens(conv_in, x);
+    for (auto& blk : *mid) t = blk->as<VqResBlock>()->forward_tokens(t);
+    return pointwise_conv(conv_out, at::silu(group_norm_tokens(norm_out, t))).permute({0, 3, 1, 2}).contiguous();
   }
+  auto h = conv_in->forward(x);
   for (auto& level : *conv_blocks) h = level->as<VqLevel>()->forward(h);
   for (auto& blk : *mid) {
     if (auto r = blk->as<VqResBlock>()) h = r->forward(h);

@@ -117,6 +117,29 @@ class ChunkedAttentionFunction : public torch::autograd::Function<ChunkedAttenti
   }
 };
 
+// All queries and keys fit one tile: nothing to bound, so ATen's fused attention (on CPU its flash kernel) computes
+// the same result with fewer passes (the quickstart's stage 3 step: ~10 % of it was this function's tiles). Same
+// semantics as the tiles: causal queries aligned to the last keys, masked keys excluded, rows without any key give
+// 0 with finite gradients (tests/fusion/attention_test.cpp checks all three against the oracle).
+at::Tensor one_tile_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& key_mask,
+                              bool causal, double scale) {
+  const int64_t Lq = q.size(2), Lk = k.size(2);
+  if (causal && key_mask.numel() == 0 && Lq == Lk) {
+    return at::scaled_dot_product_attention(q, k, v, std::nullopt, 0.0, /*is_causal=*/true, scale);
+  }
+  at::Tensor allowed;
+  if (causal) {
+    auto opts = at::TensorOptions().dtype(at::kLong).device(q.device());
+    allowed = (at::arange(Lk, opts).unsqueeze(0) <= at::arange(Lk - Lq, Lk, opts).unsqueeze(1)).view({1, 1, Lq, Lk});
+  }
+  if (key_mask.numel() > 0) {
+    auto km = key_mask.view({key_mask.size(0), 1, 1, Lk});
+    allowed = allowed.defined() ? allowed.logical_and(km) : km;
+  }
+  return at::scaled_dot_product_attention(
+      q, k, v, allowed.defined() ? std::optional<at::Tensor>(allowed) : std::nullopt, 0.0, /*is_causal=*/false, scale);
+}
+
 }  // namespace
 
 at::Tensor chunked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -135,6 +158,9 @@ at::Tensor chunked_attention(const at::Tensor& q, const at::Tensor& k, const at:
                 "chunked_attention: key_mask must be [B, Lk] = [", k.size(0), ", ", k.size(2), "], got ",
                 key_mask->sizes());
     km = key_mask->to(q.device()).to(at::kBool);
+  }
+  if (q.device().is_cpu() && q.size(2) <= query_chunk && k.size(2) <= key_chunk) {
+    return one_tile_attention(q, k, v, km, causal, scale);
   }
   return ChunkedAttentionFunction::apply(q.contiguous(), k.contiguous(), v.contiguous(), km, causal, scale, query_chunk,
                                          key_chunk);

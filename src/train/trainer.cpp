@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/record_function.h>
 #include <spdlog/spdlog.h>
 #include <torch/cuda.h>
 
@@ -206,6 +207,8 @@ Trainer::Trainer(const Config& config, TrainTask& task, DistContext dist, Traine
   mo.tensorboard = config_.log.tensorboard;
   mo.total_steps = tc.steps;
   metrics_ = std::make_unique<Metrics>(mo);
+  profiler_ =
+      std::make_unique<StepProfiler>(tc.profile_steps, run_dir_, dist_.is_main(), device_.is_cuda(), tc.profile_shapes);
   int64_t n_main = 0;
   for (const auto& [n, p] : opts_[0]->optim.groups.all()) n_main += p.numel();
   spdlog::info("trainer: {} on {}, precision {}, {} trainable tensors ({} decay / {} no-decay in main, {} params)",
@@ -454,7 +457,12 @@ TrainResult Trainer::run(const std::string& resume) {
   auto t_log = clock::now();
   int64_t samples_at_log = samples_, step_at_log = step_;
   while (step_ < tc.steps) {
-    if (!run_step()) ++result.nonfinite_steps;
+    profiler_->before_step(step_);
+    {
+      RECORD_USER_SCOPE("janus::train_step");  // in a profile, its self time is the step's time outside operators
+      if (!run_step()) ++result.nonfinite_steps;
+    }
+    profiler_->after_step(step_);
     ++step_;
     const bool last = step_ == tc.steps;
     if (step_ % config_.log.every_steps == 0 || last) {
@@ -510,6 +518,7 @@ TrainResult Trainer::run(const std::string& resume) {
     }
     if (config_.checkpoint.every_steps > 0 && step_ % config_.checkpoint.every_steps == 0) save_checkpoint();
   }
+  profiler_->finish();
   result.last_checkpoint = save_checkpoint();
   if (dist_.is_main()) {
     const auto final_dir = fs::path(run_dir_) / "final";

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <torch/csrc/autograd/autograd.h>
+
 #include "janus/core/error.h"
 #include "janus/core/registry.h"
 #include "janus/decoder/quality_controller.h"
@@ -65,6 +67,58 @@ TEST(VQVAE, KeysFollowLlamaGenNamesAndSaveLoad) {
   EXPECT_TRUE(has("quantize.embed"));
   EXPECT_TRUE(has("quant_conv.weight"));
   expect_save_load_round_trip(a, b, "vqvae", at::rand({1, 3, 16, 16}));
+}
+
+// The cell encoder's per-position GroupNorm (a LayerNorm per channel group plus the module's affine) equals
+// torch's GroupNorm applied to each position's channels, in values and in the gradients of input and affine.
+TEST(VQVAE, PerPositionGroupNormEqualsGroupNormOfEachPosition) {
+  torch::manual_seed(11);
+  torch::nn::GroupNorm norm(torch::nn::GroupNormOptions(4, 16).eps(1e-6));
+  torch::NoGradGuard no_grad_init;
+  norm->weight.uniform_(0.5, 1.5);
+  norm->bias.uniform_(-0.5, 0.5);
+  auto x = (at::randn({3, 16, 5, 7}) * 2 + 1).requires_grad_(true);
+  auto xr = x.detach().clone().requires_grad_(true);
+  auto wr = norm->weight.detach().clone().requires_grad_(true), br = norm->bias.detach().clone().requires_grad_(true);
+  {
+    at::AutoGradMode grad(true);
+    const auto y = per_position_group_norm(norm, x);
+    ASSERT_EQ(y.sizes(), x.sizes());
+    EXPECT_TRUE(y.is_contiguous());
+    const auto ref = at::group_norm(xr.permute({0, 2, 3, 1}).reshape({3 * 5 * 7, 16, 1, 1}), 4, wr, br, 1e-6)
+                         .reshape({3, 5, 7, 16})
+                         .permute({0, 3, 1, 2});
+    EXPECT_LT((y - ref).abs().max().item<double>(), 1e-5);
+    const auto g = at::randn(x.sizes());
+    (y * g).sum().backward();
+    (ref * g).sum().backward();
+  }
+  EXPECT_LT((x.grad() - xr.grad()).abs().max().item<double>(), 1e-4);
+  EXPECT_LT((norm->weight.grad() - wr.grad()).abs().max().item<double>(), 1e-4);
+  EXPECT_LT((norm->bias.grad() - br.grad()).abs().max().item<double>(), 1e-4);
+}
+
+// The cell encoder runs on channels-last tokens (patch matmul, 1x1 convs as matmuls): the same latents and
+// gradients as its modules' own NCHW forwards (conv_in, the pointwise blocks, norm_out, conv_out).
+TEST(VQVAE, CellEncoderTokenPathEqualsItsConvModules) {
+  torch::manual_seed(13);
+  VQVAE m(tiny().encoder("cell"));
+  auto& e = *m->encoder;
+  const auto x = at::rand({2, 3, 32, 32}) * 2 - 1;
+  const auto z = e.forward(x);
+  auto h = e.conv_in->forward(x);
+  for (auto& blk : *e.mid) h = blk->as<VqResBlock>()->forward(h);
+  const auto ref = e.conv_out->forward(at::silu(per_position_group_norm(e.norm_out, h)));
+  ASSERT_EQ(z.sizes(), ref.sizes());
+  EXPECT_TRUE(z.is_contiguous());
+  EXPECT_LT((z - ref).abs().max().item<double>(), 1e-4);
+  const auto g = at::randn(z.sizes());
+  const auto grads = torch::autograd::grad({(z * g).sum()}, {e.conv_in->weight, e.conv_out->weight});
+  const auto grads_ref = torch::autograd::grad({(ref * g).sum()}, {e.conv_in->weight, e.conv_out->weight});
+  for (size_t i = 0; i < grads.size(); ++i) {
+    EXPECT_LT((grads[i] - grads_ref[i]).abs().max().item<double>(),
+              1e-3 * (1 + grads_ref[i].abs().max().item<double>()));
+  }
 }
 
 // encoder "cell": a code depends on its own f x f cell only, and equal cells give equal latents anywhere. The conv

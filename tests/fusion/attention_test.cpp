@@ -204,6 +204,33 @@ TEST(ChunkedAttention, CausalWithFewerQueriesThanKeysAlignsTheEnds) {
                       [&](auto& q, auto& k, auto& v) { return oracle(q, k, v, allowed); }, x, 1e-5);
 }
 
+// Queries and keys within one tile take ATen's fused attention: the same results as the oracle (and so as the
+// tiled path above) for causal, masked, fully masked rows and fewer queries than keys.
+TEST(ChunkedAttention, OneTileEqualsOracleIncludingEmptyRows) {
+  torch::manual_seed(12);
+  for (bool causal : {false, true})
+    for (bool masked : {false, true})
+      for (int64_t Lq : {40, 7}) {
+        SCOPED_TRACE(::testing::Message() << "causal " << causal << " masked " << masked << " Lq " << Lq);
+        const int64_t Lk = 40;
+        auto x = make_qkv(2, 2, Lq, 16, at::kFloat, Lk);
+        at::Tensor km;
+        auto allowed = at::ones({1, 1, Lq, Lk}, at::kBool);
+        if (causal) allowed = at::ones({Lk, Lk}, at::kBool).tril().narrow(0, Lk - Lq, Lq).view({1, 1, Lq, Lk});
+        if (masked) {
+          km = at::ones({2, Lk}, at::kBool);
+          km[0].fill_(false);                   // batch 0: no key at all
+          km[1].narrow(0, 0, 35).fill_(false);  // causal, Lq 40: rows 0..34 of batch 1 have no key
+          allowed = allowed.logical_and(km.view({2, 1, 1, Lk}));
+        }
+        expect_same_fwd_bwd(
+            [&](auto& q, auto& k, auto& v) {
+              return janus::chunked_attention(q, k, v, masked ? std::optional(km) : std::nullopt, causal, 0.25, 64, 64);
+            },
+            [&](auto& q, auto& k, auto& v) { return oracle(q, k, v, allowed); }, x, 1e-5);  // 0.25 = 16^-0.5
+      }
+}
+
 TEST(ChunkedAttention, DefaultChunksEqualSdpa) {
   torch::manual_seed(6);
   janus::ChunkedAttention m(janus::ChunkedAttentionOptions().query_chunk(256).key_chunk(256));
@@ -234,6 +261,12 @@ TEST(Gradcheck, ChunkedDouble) {
     gradcheck(
         [&](const std::vector<at::Tensor>& t) {
           return janus::chunked_attention(t[0], t[1], t[2], km, causal, 0.5, 3, 4);
+        },
+        {x.q, x.k, x.v});
+  for (bool causal : {false, true})  // one tile: the fused kernel's path
+    gradcheck(
+        [&](const std::vector<at::Tensor>& t) {
+          return janus::chunked_attention(t[0], t[1], t[2], km, causal, 0.5, 16, 16);
         },
         {x.q, x.k, x.v});
 }

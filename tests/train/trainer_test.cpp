@@ -292,3 +292,67 @@ TEST(Trainer, InitFromRunDirPrefersFinalThenNewestValidCheckpoint) {
   }
   EXPECT_TRUE(at::equal(init_weight(), w2));  // newest corrupt: the previous valid one
 }
+
+TEST(Profiler, SelfTimeSubtractsNestedCallsPerThread) {
+  constexpr uint64_t ms = 1000000;
+  // Thread 1: outer [0, 100] holds mid [10, 40] (which holds leaf [20, 30]) and mid [50, 60]; thread 2: outer [0, 10],
+  // which overlaps thread 1's calls in time but is not nested in them. Given out of order.
+  const std::vector<OpEvent> events{{1, 50 * ms, 60 * ms, "mid"},  {2, 0, 10 * ms, "outer"},
+                                    {1, 20 * ms, 30 * ms, "leaf"}, {1, 0, 100 * ms, "outer"},
+                                    {1, 10 * ms, 40 * ms, "mid"},  {1, 70 * ms, 60 * ms, "unfinished"}};
+  const auto stats = summarize_op_events(events);
+  ASSERT_EQ(stats.size(), 3u);  // the call that ends before it starts (still open at the stop) is dropped
+  EXPECT_EQ(stats[0].name, "outer");
+  EXPECT_EQ(stats[0].calls, 2);
+  EXPECT_DOUBLE_EQ(stats[0].total_ms, 110.0);
+  EXPECT_DOUBLE_EQ(stats[0].self_ms, 100.0 - 30.0 - 10.0 + 10.0);
+  EXPECT_EQ(stats[1].name, "mid");
+  EXPECT_EQ(stats[1].calls, 2);
+  EXPECT_DOUBLE_EQ(stats[1].total_ms, 40.0);
+  EXPECT_DOUBLE_EQ(stats[1].self_ms, 30.0);
+  EXPECT_EQ(stats[2].name, "leaf");
+  EXPECT_DOUBLE_EQ(stats[2].self_ms, 10.0);
+  const auto table = format_op_table(stats, 110.0, 2);
+  EXPECT_NE(table.find("outer"), std::string::npos);
+  EXPECT_NE(table.find("63.6%"), std::string::npos) << table;  // 70 of 110 ms
+  EXPECT_EQ(table.find("leaf"), std::string::npos) << "the limit keeps two rows";
+}
+
+TEST(Trainer, ProfileStepsWritesTraceAndOperatorTable) {
+  const auto dir = janus::test::temp_dir("profile");
+  at::manual_seed(0);
+  ToyTask task(toy());
+  Trainer trainer(make_config(dir, {"train.steps=8", "train.profile_steps=[2, 3]"}), task);
+  trainer.run();
+  const auto trace = nlohmann::json::parse(read_file(dir + "/profile/trace.json"));
+  ASSERT_TRUE(trace.contains("traceEvents"));
+  int64_t steps = 0;
+  bool has_mm = false;
+  for (const auto& e : trace["traceEvents"]) {
+    const auto name = e.value("name", std::string());
+    steps += name == "janus::train_step";
+    has_mm = has_mm || name == "aten::addmm" || name == "aten::mm" || name == "aten::linear";
+  }
+  EXPECT_EQ(steps, 3) << "steps 2, 3 and 4 are recorded";
+  EXPECT_TRUE(has_mm);
+  const auto ops = read_file(dir + "/profile/ops.txt");
+  EXPECT_NE(ops.find("janus::train_step"), std::string::npos) << ops;
+  EXPECT_NE(ops.find("aten::"), std::string::npos) << ops;
+
+  // A window past the end is cut at the last step; a malformed window is refused before training.
+  const auto dir2 = janus::test::temp_dir("profile_end");
+  ToyTask task2(toy());
+  Trainer(make_config(dir2, {"train.steps=4", "train.profile_steps=[3, 10]"}), task2).run();
+  EXPECT_TRUE(fs::exists(dir2 + "/profile/ops.txt"));
+  const auto dir4 = janus::test::temp_dir("profile_shapes");  // train.profile_shapes: rows keyed by input shapes
+  ToyTask task4(toy());
+  Trainer(make_config(dir4, {"train.steps=2", "train.profile_steps=[1, 1]", "train.profile_shapes=true"}), task4).run();
+  EXPECT_NE(read_file(dir4 + "/profile/ops.txt").find("aten::addmm[32][16,8][8,32]"), std::string::npos)
+      << read_file(dir4 + "/profile/ops.txt");
+  ToyTask task3(toy());
+  const auto dir3 = janus::test::temp_dir("profile_bad");
+  for (const char* bad : {"train.profile_steps=[1]", "train.profile_steps=[1, 0]", "train.profile_steps=[1, 2, 3]"}) {
+    EXPECT_THROW(Trainer(make_config(dir3, {bad}), task3), InputError) << bad;
+  }
+  EXPECT_FALSE(fs::exists(dir3 + "/profile"));
+}

@@ -250,6 +250,8 @@ struct TrainConfig {
   double loss_scale_init = 65536.0;
   int64_t loss_scale_growth_interval = 2000;
   std::vector<int64_t> debug_nonfinite_steps;
+  std::vector<int64_t> profile_steps;
+  bool profile_shapes = false;
 
   template <class V>
   void visit(V& v) {
@@ -310,6 +312,12 @@ struct TrainConfig {
     v("loss_scale_init", loss_scale_init, "fp16: initial dynamic loss scale", Check::positive());
     v("loss_scale_growth_interval", loss_scale_growth_interval,
       "fp16: clean steps before the loss scale doubles (it halves on every overflow)", Check::range(1, 1e9));
+    v("profile_steps", profile_steps,
+      "[first, count]: record the 0-based steps first..first+count-1 with the torch profiler into "
+      "<run_dir>/profile/ (trace.json for Perfetto, ops.txt: operators by self time) and log the top ten; empty = off",
+      Check::at_least(0));
+    v("profile_shapes", profile_shapes,
+      "with profile_steps: one ops.txt row per operator and input shapes (e.g. aten::mm[3072,512][512,128])");
     v("debug_nonfinite_steps", debug_nonfinite_steps,
       "testing: 0-based steps at which the loss is made NaN (exercises skipping and the stop rule)",
       Check::at_least(0));

@@ -15,6 +15,7 @@
 #include "janus/train/checkpoint.h"
 #include "janus/train/metrics.h"
 #include "janus/train/optim.h"
+#include "janus/train/profiler.h"
 #include "janus/train/task.h"
 
 namespace janus::train {
@@ -93,6 +94,7 @@ class Trainer {
   LrSchedule schedule_;
   std::unique_ptr<CheckpointStore> store_;
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<StepProfiler> profiler_;  // train.profile_steps
   int64_t step_ = 0;
   int64_t samples_ = 0;
   int64_t nonfinite_total_ = 0;
