@@ -80,18 +80,15 @@ at::Tensor group_norm_tokens(torch::nn::GroupNorm& norm, const at::Tensor& x) {
   return norm->options.affine() ? at::addcmul(norm->bias, y, norm->weight) : y;
 }
 
-at::Tensor per_position_group_norm(torch::nn::GroupNorm& norm, const at::Tensor& x) {
-  // Back to contiguous NCHW: the permuted (channels-last) strides would otherwise carry through every later conv
-  // (oneDNN keeps its input's layout) into the decoder's GroupNorms, whose channels-last CPU kernels are several
-  // times slower (stage 1 of the quickstart: ~15 % of the tokenizer's step time).
-  return group_norm_tokens(norm, x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2}).contiguous();
-}
-
 namespace {
+// Channels-last tokens [B, H, W, C] -> contiguous NCHW. Contiguous matters: permuted (channels-last) strides would
+// carry through every later conv (oneDNN keeps its input's layout) into the decoder's GroupNorms, whose channels-last
+// CPU kernels are several times slower (stage 1 of the quickstart: ~15 % of the tokenizer's step time).
+at::Tensor tokens_to_nchw(const at::Tensor& t) { return t.permute({0, 3, 1, 2}).contiguous(); }
 // A 1x1 conv applied to channels-last tokens [..., in] -> [..., out]: the same weights as a matmul.
 at::Tensor pointwise_conv(torch::nn::Conv2d& conv, const at::Tensor& x) {
   const auto& w = conv->weight;
-  return at::linear(x, w.view({w.size(0), w.size(1)}), conv->bias.defined() ? conv->bias : at::Tensor());
+  return at::linear(x, w.view({w.size(0), w.size(1)}), conv->bias);
 }
 // A conv whose kernel equals its stride (f x f, no padding) on [B, C, H, W] -> channels-last tokens
 // [B, H/f, W/f, out]: each output is one patch times the flattened kernel.
@@ -102,7 +99,7 @@ at::Tensor patch_conv_tokens(torch::nn::Conv2d& conv, const at::Tensor& x) {
               "needs [B, ", w.size(1), ", H, W] with H and W multiples of ", f, ", got ", x.sizes());
   const int64_t h = x.size(2) / f, wd = x.size(3) / f;
   auto patches = x.reshape({B, C, h, f, wd, f}).permute({0, 2, 4, 1, 3, 5}).reshape({B, h, wd, C * f * f});
-  return at::linear(patches, w.reshape({w.size(0), C * f * f}), conv->bias.defined() ? conv->bias : at::Tensor());
+  return at::linear(patches, w.reshape({w.size(0), C * f * f}), conv->bias);
 }
 }  // namespace
 
@@ -128,11 +125,9 @@ at::Tensor VqResBlockImpl::forward_tokens(const at::Tensor& x) {
 }
 
 at::Tensor VqResBlockImpl::forward(const at::Tensor& x) {
-  auto norm = [&](torch::nn::GroupNorm& n, const at::Tensor& t) {
-    return pointwise ? per_position_group_norm(n, t) : n->forward(t);
-  };
-  auto h = conv1->forward(at::silu(norm(norm1, x)));
-  h = conv2->forward(at::silu(norm(norm2, h)));
+  if (pointwise) return tokens_to_nchw(forward_tokens(x.permute({0, 2, 3, 1})));
+  auto h = conv1->forward(at::silu(norm1->forward(x)));
+  h = conv2->forward(at::silu(norm2->forward(h)));
   return (nin_shortcut ? nin_shortcut->forward(x) : x) + h;
 }
 
@@ -196,7 +191,7 @@ at::Tensor VqEncoderImpl::forward(const at::Tensor& x) {
     // Channels-last tokens [B, H/f, W/f, C] throughout (nothing mixes positions), NCHW again at the end.
     auto t = patch_conv_tokens(conv_in, x);
     for (auto& blk : *mid) t = blk->as<VqResBlock>()->forward_tokens(t);
-    return pointwise_conv(conv_out, at::silu(group_norm_tokens(norm_out, t))).permute({0, 3, 1, 2}).contiguous();
+    return tokens_to_nchw(pointwise_conv(conv_out, at::silu(group_norm_tokens(norm_out, t))));
   }
   auto h = conv_in->forward(x);
   for (auto& level : *conv_blocks) h = level->as<VqLevel>()->forward(h);

@@ -69,9 +69,18 @@ TEST(VQVAE, KeysFollowLlamaGenNamesAndSaveLoad) {
   expect_save_load_round_trip(a, b, "vqvae", at::rand({1, 3, 16, 16}));
 }
 
-// The cell encoder's per-position GroupNorm (a LayerNorm per channel group plus the module's affine) equals
-// torch's GroupNorm applied to each position's channels, in values and in the gradients of input and affine.
-TEST(VQVAE, PerPositionGroupNormEqualsGroupNormOfEachPosition) {
+// Reference for the pointwise blocks: torch's GroupNorm applied to each position's channels of [B, C, H, W].
+at::Tensor group_norm_per_position_ref(torch::nn::GroupNorm& norm, const at::Tensor& x) {
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  return at::group_norm(x.permute({0, 2, 3, 1}).reshape({B * H * W, C, 1, 1}), norm->options.num_groups(), norm->weight,
+                        norm->bias, norm->options.eps())
+      .reshape({B, H, W, C})
+      .permute({0, 3, 1, 2});
+}
+
+// group_norm_tokens (a LayerNorm per channel group plus the module's affine) equals torch's GroupNorm applied to
+// each position's channels, in values and in the gradients of input and affine.
+TEST(VQVAE, GroupNormTokensEqualsGroupNormOfEachPosition) {
   torch::manual_seed(11);
   torch::nn::GroupNorm norm(torch::nn::GroupNormOptions(4, 16).eps(1e-6));
   torch::NoGradGuard no_grad_init;
@@ -82,9 +91,8 @@ TEST(VQVAE, PerPositionGroupNormEqualsGroupNormOfEachPosition) {
   auto wr = norm->weight.detach().clone().requires_grad_(true), br = norm->bias.detach().clone().requires_grad_(true);
   {
     at::AutoGradMode grad(true);
-    const auto y = per_position_group_norm(norm, x);
+    const auto y = group_norm_tokens(norm, x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
     ASSERT_EQ(y.sizes(), x.sizes());
-    EXPECT_TRUE(y.is_contiguous());
     const auto ref = at::group_norm(xr.permute({0, 2, 3, 1}).reshape({3 * 5 * 7, 16, 1, 1}), 4, wr, br, 1e-6)
                          .reshape({3, 5, 7, 16})
                          .permute({0, 3, 1, 2});
@@ -98,8 +106,9 @@ TEST(VQVAE, PerPositionGroupNormEqualsGroupNormOfEachPosition) {
   EXPECT_LT((norm->bias.grad() - br.grad()).abs().max().item<double>(), 1e-4);
 }
 
-// The cell encoder runs on channels-last tokens (patch matmul, 1x1 convs as matmuls): the same latents and
-// gradients as its modules' own NCHW forwards (conv_in, the pointwise blocks, norm_out, conv_out).
+// The cell encoder runs on channels-last tokens (patch matmul, 1x1 convs and per-position GroupNorm as matmuls and
+// grouped LayerNorms): the same latents and gradients as the conv modules and torch's GroupNorm per position on
+// [B, C, H, W] (conv_in, each pointwise block, norm_out, conv_out); a pointwise block's NCHW forward agrees too.
 TEST(VQVAE, CellEncoderTokenPathEqualsItsConvModules) {
   torch::manual_seed(13);
   VQVAE m(tiny().encoder("cell"));
@@ -107,8 +116,17 @@ TEST(VQVAE, CellEncoderTokenPathEqualsItsConvModules) {
   const auto x = at::rand({2, 3, 32, 32}) * 2 - 1;
   const auto z = e.forward(x);
   auto h = e.conv_in->forward(x);
-  for (auto& blk : *e.mid) h = blk->as<VqResBlock>()->forward(h);
-  const auto ref = e.conv_out->forward(at::silu(per_position_group_norm(e.norm_out, h)));
+  for (auto& mod : *e.mid) {
+    auto& blk = *mod->as<VqResBlock>();
+    auto r = blk.conv1->forward(at::silu(group_norm_per_position_ref(blk.norm1, h)));
+    r = blk.conv2->forward(at::silu(group_norm_per_position_ref(blk.norm2, r)));
+    r = (blk.nin_shortcut ? blk.nin_shortcut->forward(h) : h) + r;
+    const auto nchw = blk.forward(h);
+    EXPECT_TRUE(nchw.is_contiguous());
+    EXPECT_LT((nchw - r).abs().max().item<double>(), 1e-4);
+    h = r;
+  }
+  const auto ref = e.conv_out->forward(at::silu(group_norm_per_position_ref(e.norm_out, h)));
   ASSERT_EQ(z.sizes(), ref.sizes());
   EXPECT_TRUE(z.is_contiguous());
   EXPECT_LT((z - ref).abs().max().item<double>(), 1e-4);

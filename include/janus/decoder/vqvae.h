@@ -46,8 +46,8 @@ class VqResBlockImpl : public torch::nn::Cloneable<VqResBlockImpl> {
  public:
   VqResBlockImpl(int64_t in, int64_t out, int64_t groups, bool pointwise = false);
   void reset() override;
-  at::Tensor forward(const at::Tensor& x);  // [B, in, H, W] -> [B, out, H, W]
-  // pointwise only: the same block on channels-last tokens [..., in] -> [..., out] (1x1 convs as matmuls; the cell
+  at::Tensor forward(const at::Tensor& x);  // [B, in, H, W] -> [B, out, H, W] (pointwise: via forward_tokens)
+  // pointwise only: the block on channels-last tokens [..., in] -> [..., out] (1x1 convs as matmuls; the cell
   // encoder runs in this layout, several times faster on CPU than 1x1 convs on [B, C, H, W]).
   at::Tensor forward_tokens(const at::Tensor& x);
   int64_t in, out, groups;
@@ -57,9 +57,8 @@ class VqResBlockImpl : public torch::nn::Cloneable<VqResBlockImpl> {
 };
 TORCH_MODULE(VqResBlock);
 
-// GroupNorm over each position's channels: [B, C, H, W] -> same, statistics per (b, h, w) and group.
-at::Tensor per_position_group_norm(torch::nn::GroupNorm& norm, const at::Tensor& x);
-// The same on channels-last tokens: [..., C] -> [..., C].
+// GroupNorm over each position's channels alone, on channels-last tokens: [..., C] -> [..., C], statistics per
+// position and group (what the pointwise blocks use).
 at::Tensor group_norm_tokens(torch::nn::GroupNorm& norm, const at::Tensor& x);
 
 // Single-head spatial self-attention (norm, q, k, v, proj_out as 1x1 convs).
