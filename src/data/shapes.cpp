@@ -660,6 +660,14 @@ std::vector<int> scene_colours(const ShapesScene& s) {
   return v;
 }
 
+// The NLVR2 statement templates: what nlvr2_statement writes and shapes_nlvr2_statement_kind reads back.
+constexpr const char* kNlvr2TotalPrefix = "there are ";
+constexpr const char* kNlvr2TotalSuffix = " shapes in total";
+constexpr const char* kNlvr2BothPrefix = "both images contain a ";
+constexpr const char* kNlvr2LeftMore = "the left image contains more shapes than the right image";
+constexpr const char* kNlvr2ExactlyOnePrefix = "exactly one image contains ";
+constexpr const char* kNlvr2RightHasPrefix = "the right image has ";
+
 // One NLVR2 statement about the pair (left, right) with its truth.
 std::pair<std::string, bool> nlvr2_statement(const ShapesScene& L, const ShapesScene& R, std::mt19937_64& r) {
   const auto& C = shapes_colours();
@@ -674,27 +682,40 @@ std::pair<std::string, bool> nlvr2_statement(const ShapesScene& L, const ShapesS
   if (type == 0) {
     const int64_t total = static_cast<int64_t>(L.objects.size() + R.objects.size());
     const int64_t claim = std::max<int64_t>(2, total + uniform_int(r, -1, 1));
-    return {"there are " + kNumberWords[static_cast<size_t>(std::min<int64_t>(claim, 6))] + " shapes in total",
+    return {kNlvr2TotalPrefix + kNumberWords[static_cast<size_t>(std::min<int64_t>(claim, 6))] + kNlvr2TotalSuffix,
             claim == total};
   }
   if (type == 1) {
     const int c = uniform_int(r, 0, 1) ? pick(r, scene_colours(L)) : uniform_int(r, 0, 5);
-    return {"both images contain a " + C[c] + " shape", has_colour(L, c) && has_colour(R, c)};
+    return {kNlvr2BothPrefix + C[c] + " shape", has_colour(L, c) && has_colour(R, c)};
   }
   if (type == 2) {
-    return {"the left image contains more shapes than the right image", L.objects.size() > R.objects.size()};
+    return {kNlvr2LeftMore, L.objects.size() > R.objects.size()};
   }
   if (type == 3) {
     const int k = uniform_int(r, 0, 3);
-    return {"exactly one image contains " + a(K[k]), has_kind(L, k) != has_kind(R, k)};
+    return {kNlvr2ExactlyOnePrefix + a(K[k]), has_kind(L, k) != has_kind(R, k)};
   }
   const int c = uniform_int(r, 0, 5), k = uniform_int(r, 0, 3);
   bool t = false;
   for (const auto& o : R.objects) t |= o.colour == c && o.kind == k;
-  return {"the right image has " + a(C[c] + " " + K[k]), t};
+  return {kNlvr2RightHasPrefix + a(C[c] + " " + K[k]), t};
 }
 
 }  // namespace
+
+std::string shapes_nlvr2_statement_kind(const std::string& sentence) {
+  const auto starts = [&](const std::string& p) { return sentence.rfind(p, 0) == 0; };
+  const auto ends = [&](const std::string& p) {
+    return sentence.size() >= p.size() && sentence.compare(sentence.size() - p.size(), p.size(), p) == 0;
+  };
+  if (sentence == kNlvr2LeftMore) return "left_more";
+  if (starts(kNlvr2TotalPrefix) && ends(kNlvr2TotalSuffix)) return "total_count";
+  if (starts(kNlvr2BothPrefix)) return "both_colour";
+  if (starts(kNlvr2ExactlyOnePrefix)) return "exactly_one_kind";
+  if (starts(kNlvr2RightHasPrefix)) return "right_has";
+  return "";
+}
 
 ShapesStats generate_shapes(const ShapesOptions& opt) {
   if (opt.out.empty()) throw InputError("shapes: --out is required");

@@ -796,6 +796,10 @@ json run_nlvr2(const Ctx& c, const json& in) {
   if (N == 0) throw_input_error("nlvr2: '{}' has no statements", in["nlvr2"].get<std::string>());
   std::vector<bool> correct;
   std::map<std::string, std::vector<bool>> groups;  // NLVR2 consistency: one group per sentence
+  std::map<std::string, std::vector<bool>> by_label, by_kind;  // accuracy on true / false statements, Shapes kinds
+  std::map<std::string, int64_t> kind_true;                    // true statements per Shapes kind
+  bool shapes_kinds = true;                                    // every statement is one of the Shapes templates
+  std::vector<std::pair<std::string, bool>> predictions;       // (identifier, predicted truth) for nlvr2_results.json
   int64_t predicted_true = 0;
   Progress p(c.o, "nlvr2", "statements", N);
   for (int64_t i = 0; i < N; i += B) {
@@ -817,6 +821,14 @@ json run_nlvr2(const Ctx& c, const json& in) {
       const int64_t y = pred[static_cast<int64_t>(k)].item<int64_t>();
       predicted_true += y;
       correct.push_back(y == ss[k].label);
+      predictions.emplace_back(ss[k].id, y == 1);
+      by_label[ss[k].label == 1 ? "true" : "false"].push_back(correct.back());
+      const auto kind = shapes_nlvr2_statement_kind(ss[k].text);
+      shapes_kinds = shapes_kinds && !kind.empty();
+      if (shapes_kinds) {
+        by_kind[kind].push_back(correct.back());
+        kind_true[kind] += ss[k].label == 1 ? 1 : 0;
+      }
       // identifier split-set-pair-sentence: a sentence's group drops the pair index
       auto parts = ss[k].id;
       std::vector<std::string> f;
@@ -835,6 +847,27 @@ json run_nlvr2(const Ctx& c, const json& in) {
               {"metrics", {{"accuracy", accuracy(correct)}}},
               {"counts", {{"samples", N}, {"annotated", ds->size()}, {"predicted_true", predicted_true}}},
               {"inputs", in}};
+  // Accuracy on the true and on the false statements (a model that answers one way for everything shows as 100 / 0),
+  // and on Shapes data by statement template (shapes_nlvr2_statement_kind).
+  const auto breakdown = [&](const std::map<std::string, std::vector<bool>>& parts, const std::string& name) {
+    for (const auto& [k, v] : parts) {
+      out["metrics"][name][k] = accuracy(v);
+      out["counts"][name][k] = v.size();
+    }
+  };
+  breakdown(by_label, "by_label");
+  if (shapes_kinds) {
+    breakdown(by_kind, "by_statement");
+    // What always answering a template's more frequent label scores: the baseline each template is read against.
+    for (const auto& [k, v] : by_kind) {
+      const auto n = static_cast<int64_t>(v.size()), t = kind_true[k];
+      out["metrics"]["by_statement_majority"][k] =
+          100.0 * static_cast<double>(std::max(t, n - t)) / static_cast<double>(n);
+    }
+  }
+  write_results(c.o, out, "nlvr2_results.json", predictions.size(), [&](size_t k) {
+    return json{{"identifier", predictions[k].first}, {"prediction", predictions[k].second ? "True" : "False"}};
+  });
   const bool grouped = std::any_of(groups.begin(), groups.end(), [](const auto& g) { return g.second.size() > 1; });
   if (grouped) {
     int64_t consistent = 0;

@@ -31,6 +31,8 @@ void JanusModelOptions::validate() const {
   }
   if (embed_pool != "token" && embed_pool != "mean") bad(fmt::format("embed_pool '{}' is not token or mean", embed_pool));
   if (image_pos != "none" && image_pos != "sincos") bad(fmt::format("image_pos '{}' is not none or sincos", image_pos));
+  if (nlvr2_head != "pair" && nlvr2_head != "joint")
+    bad(fmt::format("nlvr2_head '{}' is not pair or joint", nlvr2_head));
   if (image_local_tokens && image_pos != "sincos") bad("image_local_tokens needs image_pos sincos (their positions)");
   if (image_pos == "sincos" && dim % 4 != 0) bad(fmt::format("image_pos sincos needs dim divisible by 4, got {}", dim));
   if (dim % fusion_heads != 0) bad(fmt::format("dim {} is not divisible by fusion_heads {}", dim, fusion_heads));

@@ -7,6 +7,8 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/normalization.h>
 
 #include "janus/core/error.h"
 #include "janus/router/freeze.h"
@@ -89,7 +91,14 @@ void JanusModelImpl::reset() {
       register_module("text_proj", torch::nn::Linear(torch::nn::LinearOptions(o.text.dim(), o.embed_dim).bias(false)));
   logit_scale = register_parameter("logit_scale", at::full({}, std::log(1.0 / 0.07)));
   itm_head = register_module("itm_head", torch::nn::Linear(D, 2));
-  nlvr2_head = register_module("nlvr2_head", torch::nn::Linear(D, 2));
+  if (o.nlvr2_head == "pair") {
+    nlvr2_pair_head = register_module("nlvr2_pair_head",
+                                      torch::nn::Sequential(torch::nn::Linear(2 * D, 2 * D),
+                                                            torch::nn::LayerNorm(torch::nn::LayerNormOptions({2 * D})),
+                                                            torch::nn::GELU(), torch::nn::Linear(2 * D, 2)));
+  } else {
+    nlvr2_head = register_module("nlvr2_head", torch::nn::Linear(D, 2));
+  }
   if (o.num_answers > 0) vqa_head = register_module("vqa_head", torch::nn::Linear(D, o.num_answers));
   if (o.num_classes > 0) cls_head = register_module("cls_head", torch::nn::Linear(Dv, o.num_classes));
   mask_token = register_parameter("mask_token", at::zeros({1, 1, Dv}));
@@ -385,10 +394,23 @@ TaskOutput JanusModelImpl::vqa_generate(const at::Tensor& images, const TextInpu
 
 TaskOutput JanusModelImpl::nlvr2(const at::Tensor& image_a, const at::Tensor& image_b, const TextInput& t,
                                  const at::Tensor& labels) {
-  const auto a = image_tokens(image_a), b = image_tokens(image_b);
-  const auto ones = at::ones({a.size(0), a.size(1)}, t.mask.options().dtype(at::kBool));
+  TORCH_CHECK(image_a.size(0) == image_b.size(0) && image_a.size(0) == t.ids.size(0),
+              "janus_model: nlvr2 needs as many left images, right images and statements, got ", image_a.size(0), ", ",
+              image_b.size(0), " and ", t.ids.size(0));
   TaskOutput out;
-  out.logits = nlvr2_head->forward(fuse_cls({a, b, text_tokens(t)}, {ones, ones, t.mask}));
+  if (nlvr2_pair_head) {
+    // Both pairs in one batch: rows [0, B) are (left, text), rows [B, 2B) (right, text).
+    const int64_t B = image_a.size(0);
+    const auto img = image_tokens(at::cat({image_a, image_b}, 0));
+    const auto txt = text_tokens(t).repeat({2, 1, 1});
+    const auto ones = at::ones({img.size(0), img.size(1)}, t.mask.options().dtype(at::kBool));
+    const auto cls = fuse_cls({img, txt}, {ones, t.mask.repeat({2, 1})});
+    out.logits = nlvr2_pair_head->forward(at::cat({cls.slice(0, 0, B), cls.slice(0, B)}, -1));
+  } else {
+    const auto a = image_tokens(image_a), b = image_tokens(image_b);
+    const auto ones = at::ones({a.size(0), a.size(1)}, t.mask.options().dtype(at::kBool));
+    out.logits = nlvr2_head->forward(fuse_cls({a, b, text_tokens(t)}, {ones, ones, t.mask}));
+  }
   if (labels.defined()) out.loss = at::cross_entropy_loss(out.logits, labels);
   return out;
 }

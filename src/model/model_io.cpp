@@ -10,12 +10,13 @@
 namespace janus {
 
 namespace {
-// The architecture overrides on top of a flavour (ModelConfig's router, fusion, embed_pool, vision_stem, gen_depth and
-// vq_* fields), from the config or from model.json.
+// The architecture overrides on top of a flavour (ModelConfig's router, fusion, embed_pool, nlvr2_head, vision_stem,
+// gen_depth and vq_* fields), from the config or from model.json.
 void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where) {
   o.router_shared = v.router == "shared";
   o.fusion_dense = v.fusion == "dense";
   o.embed_pool = v.embed_pool;
+  o.nlvr2_head = v.nlvr2_head;
   o.image_pos = v.image_pos;
   o.image_local_tokens = v.image_local_tokens;
   if (v.vision_stem != "patch" && v.vision_stem != "conv")
@@ -91,6 +92,7 @@ nlohmann::json model_spec(const JanusModelOptions& o) {
           {"router", o.router_shared ? "shared" : "dynamic"},
           {"fusion", o.fusion_dense ? "dense" : "dual_stream"},
           {"embed_pool", o.embed_pool},
+          {"nlvr2_head", o.nlvr2_head},
           {"image_pos", o.image_pos},
           {"image_local_tokens", o.image_local_tokens},
           {"gen_prompt_len", o.gen_prompt_len},
@@ -141,6 +143,8 @@ JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
   opt_string("fusion", {"dual_stream", "dense"}, v.fusion);
   opt_string("embed_pool", {"token", "mean"}, v.embed_pool);
   opt_string("image_pos", {"none", "sincos"}, v.image_pos);
+  v.nlvr2_head = "joint";  // absent before 2026-12-07: one fusion over both images
+  opt_string("nlvr2_head", {"pair", "joint"}, v.nlvr2_head);
   if (spec.contains("image_local_tokens")) {
     if (!spec.at("image_local_tokens").is_boolean())
       throw InputError("model.json: 'image_local_tokens' must be a boolean");

@@ -132,6 +132,19 @@ TEST(DataShapes, GeneratedFilesLoadThroughRealFormatReaders) {
   // NLVR2
   const auto nl = janus::load_nlvr2(a + "/nlvr2/train.jsonl");
   ASSERT_EQ(nl.size(), 24u);
+  // Every statement is one of the five templates janus_eval breaks the accuracy down by.
+  std::set<std::string> kinds;
+  for (const auto& r : nl) {
+    kinds.insert(janus::shapes_nlvr2_statement_kind(r.sentence));
+    EXPECT_NE(janus::shapes_nlvr2_statement_kind(r.sentence), "") << r.sentence;
+  }
+  EXPECT_GE(kinds.size(), 3u);
+  EXPECT_EQ(janus::shapes_nlvr2_statement_kind("there are three shapes in total"), "total_count");
+  EXPECT_EQ(janus::shapes_nlvr2_statement_kind("the left image contains more shapes than the right image"),
+            "left_more");
+  EXPECT_EQ(janus::shapes_nlvr2_statement_kind("the right image has a red star"), "right_has");
+  EXPECT_EQ(janus::shapes_nlvr2_statement_kind("there are three dogs"), "");
+  EXPECT_EQ(janus::shapes_nlvr2_statement_kind("two cats and a dog"), "");
   auto nds = janus::make_nlvr2_dataset(nl, o);
   const auto ns = nds->get(3, 0);
   EXPECT_EQ(ns.images.size(), 2u);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <gmock/gmock.h>
@@ -17,6 +18,7 @@
 #include "janus/data/image.h"
 #include "janus/data/shapes.h"
 #include "janus/eval/model_eval.h"
+#include "janus/eval/score.h"
 #include "janus/io/module_io.h"
 #include "janus/model/run.h"
 #include "test_util.h"
@@ -406,12 +408,53 @@ TEST(ModelEvalTasks, VqaHeadAndGenerative) {
 
 TEST(ModelEvalTasks, Nlvr2AccuracyAndNoConsistencyOnShapes) {
   const auto m = janus::eval::eval_model(loaded());
-  const auto r = janus::eval::evaluate(m, "nlvr2", world().shapes, small_opts(9));
+  auto o = small_opts(9);
+  o.out_dir = world().root + "/nlvr2_out";
+  const auto r = janus::eval::evaluate(m, "nlvr2", world().shapes, o);
   expect_common(r, "nlvr2", 9);
   expect_in(r["metrics"]["accuracy"], 0, 100, "accuracy");
   EXPECT_FALSE(r["metrics"].contains("consistency"));
   ASSERT_TRUE(r.contains("notes"));
   EXPECT_THAT(r["notes"][0].get<std::string>(), HasSubstr("consistency"));
+  // The breakdowns partition the scored statements, and their weighted accuracies give the overall one.
+  const auto data = janus::load_nlvr2(world().shapes + "/nlvr2/val.jsonl");
+  ASSERT_GE(data.size(), 9u);
+  for (const auto* part : {"by_label", "by_statement"}) {
+    ASSERT_TRUE(r["metrics"].contains(part)) << r.dump();
+    std::map<std::string, int64_t> expected;
+    for (size_t i = 0; i < 9; ++i) {
+      const auto& d = data[i];
+      expected[std::string(part) == "by_label" ? (d.label == 1 ? "true" : "false")
+                                               : janus::shapes_nlvr2_statement_kind(d.sentence)] += 1;
+    }
+    double weighted = 0;
+    int64_t n = 0;
+    for (const auto& [k, v] : r["counts"][part].items()) {
+      EXPECT_EQ(v.get<int64_t>(), expected[k]) << part << " " << k;
+      n += v.get<int64_t>();
+      weighted += r["metrics"][part][k].get<double>() * v.get<double>();
+    }
+    EXPECT_EQ(n, 9) << part;
+    EXPECT_NEAR(weighted / 9, r["metrics"]["accuracy"].get<double>(), 1e-9) << part;
+  }
+  for (const auto& [k, v] : r["metrics"]["by_statement"].items()) {
+    int64_t t = 0, n = 0;
+    for (size_t i = 0; i < 9; ++i) {
+      if (janus::shapes_nlvr2_statement_kind(data[i].sentence) != k) continue;
+      ++n;
+      t += data[i].label == 1 ? 1 : 0;
+    }
+    EXPECT_NEAR(r["metrics"]["by_statement_majority"][k].get<double>(), 100.0 * std::max(t, n - t) / n, 1e-9) << k;
+  }
+  // The results file is in the layout janus_eval score reads back, and scores the same accuracy.
+  const auto res = json::parse(janus::read_file(r["outputs"]["results"].get<std::string>()));
+  ASSERT_EQ(res.size(), 9u);
+  std::vector<json> rows;
+  for (size_t i = 0; i < 9; ++i) {
+    rows.push_back({{"identifier", data[i].identifier}, {"label", data[i].label == 1 ? "True" : "False"}});
+  }
+  const auto scored = janus::eval::score_nlvr2(rows, res, {});
+  EXPECT_NEAR(scored["metrics"]["accuracy"].get<double>(), r["metrics"]["accuracy"].get<double>(), 1e-9);
 }
 
 TEST(ModelEvalTasks, ClassifyHeadAndZeroShot) {

@@ -136,6 +136,67 @@ TEST(JanusModel, SaveLoadRoundTripAndDeterministicInit) {
   EXPECT_TRUE(torch::equal(a->itm(batch.images, batch.text).logits, b->itm(batch.images, batch.text).logits));
 }
 
+// The pair NLVR2 head (the default) fuses each image with the statement on its own and reads the two CLS outputs
+// side by side: swapping the images equals swapping the halves of the head's first Linear; a pair's logits do not
+// depend on the rest of the batch; it round-trips through model.json. The joint head (and a model.json written before
+// the key existed) is one fusion over both images with a Linear on its CLS.
+TEST(JanusModel, Nlvr2PairAndJointHeads) {
+  auto b = make_batch(3);
+  torch::manual_seed(4);
+  auto o = tiny_options();
+  o.fusion_dense = true;  // exact attention: the dual-stream fusion's LSH draws new rotations on every call
+  janus::JanusModel m(o);
+  ASSERT_EQ(m->options.nlvr2_head, "pair");
+  ASSERT_TRUE(m->nlvr2_pair_head && !m->nlvr2_head);
+  const auto keys = janus::module_state(*m);
+  EXPECT_TRUE(keys.count("nlvr2_pair_head.0.weight") && keys.count("nlvr2_pair_head.3.weight"));
+  EXPECT_EQ(keys.at("nlvr2_pair_head.0.weight").sizes(), (std::vector<int64_t>{256, 256}));
+  EXPECT_FALSE(keys.count("nlvr2_head.weight"));
+  m->eval();
+  torch::NoGradGuard ng;
+  const auto ab = m->nlvr2(b.images, b.images_b, b.text).logits;
+  ASSERT_EQ(ab.sizes(), (std::vector<int64_t>{3, 2}));
+  // Each row alone gives the same logits (no mixing across the batch, padding respected).
+  for (int64_t i = 0; i < 3; ++i) {
+    janus::TextInput t{b.text.ids.slice(0, i, i + 1), b.text.mask.slice(0, i, i + 1)};
+    const auto one = m->nlvr2(b.images.slice(0, i, i + 1), b.images_b.slice(0, i, i + 1), t).logits;
+    EXPECT_TRUE(torch::allclose(one, ab.slice(0, i, i + 1), 1e-5, 1e-6)) << i;
+  }
+  // Swapped images + swapped weight halves = the same function.
+  const auto ba = m->nlvr2(b.images_b, b.images, b.text).logits;
+  EXPECT_FALSE(torch::allclose(ab, ba, 1e-4, 1e-5));  // the head tells left from right
+  auto first = m->nlvr2_pair_head[0]->as<torch::nn::Linear>();
+  const auto w = first->weight.clone();
+  first->weight.copy_(at::cat({w.slice(1, 128), w.slice(1, 0, 128)}, 1));
+  EXPECT_TRUE(torch::allclose(m->nlvr2(b.images_b, b.images, b.text).logits, ab, 1e-5, 1e-6));
+  first->weight.copy_(w);
+  // model.json round trip.
+  const auto dir = janus::test::temp_dir();
+  janus::save_model(*m, dir);
+  auto back = janus::load_model(dir);
+  back->eval();
+  EXPECT_EQ(back->options.nlvr2_head, "pair");
+  EXPECT_TRUE(torch::equal(back->nlvr2(b.images, b.images_b, b.text).logits, ab));
+  // The joint head; a spec without the key means it.
+  auto spec = janus::model_spec(tiny_options());
+  EXPECT_EQ(spec["nlvr2_head"], "pair");
+  spec.erase("nlvr2_head");
+  const auto old = janus::model_options_from_spec(spec);
+  EXPECT_EQ(old.nlvr2_head, "joint");
+  janus::JanusModel j(old);
+  EXPECT_TRUE(j->nlvr2_head && !j->nlvr2_pair_head);
+  j->eval();
+  EXPECT_EQ(j->nlvr2(b.images, b.images_b, b.text).logits.sizes(), (std::vector<int64_t>{3, 2}));
+  spec["nlvr2_head"] = "both";
+  EXPECT_THAT([&] { janus::model_options_from_spec(spec); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("nlvr2_head")));
+  auto bad = tiny_options();
+  bad.nlvr2_head = "late";
+  EXPECT_THROW(janus::JanusModel{bad}, janus::InputError);
+  // Mismatched batch sizes are refused with the three sizes.
+  EXPECT_THROW(m->nlvr2(b.images, b.images_b.slice(0, 0, 2), b.text), c10::Error);
+}
+
 TEST(JanusModel, CaptionAndImageGenerationShapes) {
   janus::JanusModel m(tiny_options());
   m->eval();

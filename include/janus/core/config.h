@@ -62,6 +62,7 @@ struct ModelConfig {
   std::string router = "dynamic";
   std::string fusion = "dual_stream";
   std::string embed_pool = "token";
+  std::string nlvr2_head = "pair";
   std::string image_pos = "none";
   bool image_local_tokens = false;
   std::string vision_stem = "patch";
@@ -94,6 +95,10 @@ struct ModelConfig {
     v("embed_pool", embed_pool,
       "contrastive embeddings from the encoders' class/first token (token) or the mean of the unpadded tokens (mean)",
       Check::one_of({"token", "mean"}));
+    v("nlvr2_head", nlvr2_head,
+      "NLVR2 head: pair (each image fused with the statement on its own, an MLP over the two CLS outputs; ViLT) or "
+      "joint (one fusion over both images and the statement, a Linear on its CLS)",
+      Check::one_of({"pair", "joint"}));
     v("image_pos", image_pos,
       "position table added to the routed image tokens before the fusion and the caption decoder: none (they carry "
       "only the ViT's positions) or sincos (a learned table started at MAE's 2-D sin-cos table)",

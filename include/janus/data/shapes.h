@@ -52,6 +52,12 @@ std::map<std::string, double> shapes_caption_probabilities(const ShapesScene& sc
 // use a name outside the vocabularies.
 ShapesScene shapes_scene_from_json(const nlohmann::json& image);
 
+// The template of a Shapes NLVR2 statement (what janus_data shapes writes to nlvr2/*.jsonl): "total_count" ("there
+// are five shapes in total"), "both_colour" ("both images contain a red shape"), "left_more" ("the left image
+// contains more shapes than the right image"), "exactly_one_kind" ("exactly one image contains a star") or
+// "right_has" ("the right image has a red circle"); "" for any other sentence. janus_eval's NLVR2 accuracy by kind.
+std::string shapes_nlvr2_statement_kind(const std::string& sentence);
+
 // What a caption says about where things are, checked against its scene (janus_eval's Shapes caption metrics
 // "position"): a region caption of a one-object scene ("a red circle in the top left of the picture"), or a
 // relation caption naming two objects the scene has exactly one of each ("a small red circle to the left of a blue

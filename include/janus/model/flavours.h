@@ -38,6 +38,11 @@ struct JanusModelOptions {
   // where; the local tokens give both at once. Needs image_pos "sincos".
   bool image_local_tokens = false;
   bool fusion_dense = false;
+  // NLVR2 head. "pair" (ViLT's, also ALBEF's and BLIP's layout): each image is fused with the statement on its own,
+  // [cls, image, text], and an MLP (Linear 2D -> 2D, LayerNorm, GELU, Linear 2D -> 2) reads the two CLS outputs
+  // side by side ("nlvr2_pair_head"). "joint": one fusion over [cls, image a, image b, text] and a Linear on its
+  // CLS ("nlvr2_head"; model.json files written before 2026-12-07 have no key and mean this).
+  std::string nlvr2_head = "pair";
   // generation path
   VQVAEOptions vq;
   int64_t causal_depth = 2;     // causal fusion stack shared by text generation and image-token generation

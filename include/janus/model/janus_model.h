@@ -19,6 +19,7 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/cloneable.h>
+#include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
@@ -103,7 +104,8 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   TaskOutput vqa(const at::Tensor& images, const TextInput& question, const at::Tensor& targets = {});
   // VQA as answer generation: question and answer as one causal sequence after the image; loss on answer tokens.
   TaskOutput vqa_generate(const at::Tensor& images, const TextInput& question, const TextInput& answer);
-  // labels [B] int64 (1 = true) -> logits [B, 2]
+  // labels [B] int64 (1 = true) -> logits [B, 2]. options.nlvr2_head "pair": each image fused with the statement
+  // on its own and nlvr2_pair_head over the two CLS outputs; "joint": one fusion over both images and nlvr2_head.
   TaskOutput nlvr2(const at::Tensor& image_a, const at::Tensor& image_b, const TextInput& text,
                    const at::Tensor& labels = {});
   // labels [B] -> logits [B, num_classes]
@@ -140,13 +142,18 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   Adapter adapter{nullptr};
   FusionTransformer fusion{nullptr};
   at::Tensor cls_token;   // [1, 1, D] first token of the bidirectional fusion sequence
-  at::Tensor type_embed;  // [3, D] image / second image / text segment embeddings
+  // [3, D] segment embeddings, by position in the fused sequence: row 0 the first segment (image), row 1 the second
+  // (the text in ITM, VQA and the pair NLVR2 head; the second image in the joint NLVR2 head), row 2 the joint head's
+  // text
+  at::Tensor type_embed;
   at::Tensor image_pos;   // [P + g*g, D] added to the routed image tokens (options.image_pos "sincos"), else undefined;
                           // the local tokens (image_local_tokens) get its grid rows too
   torch::nn::Linear vision_proj{nullptr}, text_proj{nullptr};
   torch::nn::Linear local_proj{nullptr};  // ViT patch embeddings -> local image tokens (options.image_local_tokens)
   at::Tensor logit_scale;  // scalar, init ln(1/0.07)
-  torch::nn::Linear itm_head{nullptr}, nlvr2_head{nullptr};
+  torch::nn::Linear itm_head{nullptr};
+  torch::nn::Linear nlvr2_head{nullptr};           // options.nlvr2_head "joint" only
+  torch::nn::Sequential nlvr2_pair_head{nullptr};  // "pair" only: Linear(2D, 2D), LayerNorm, GELU, Linear(2D, 2)
   torch::nn::Linear vqa_head{nullptr};  // only with num_answers > 0
   torch::nn::Linear cls_head{nullptr};  // only with num_classes > 0
   at::Tensor mask_token;                // [1, 1, Dv] SimMIM
@@ -156,6 +163,8 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   at::Tensor lm_bias;  // [V] bias of the text LM head (weight tied to image_gen.text_embed)
 
  private:
+  // [cls, segments...] through the bidirectional fusion -> its CLS output [B, D]; segment i gets type_embed row
+  // min(i, 2).
   at::Tensor fuse_cls(const std::vector<at::Tensor>& segments, const std::vector<at::Tensor>& masks);
   // Causal LM over [prefix; text]: logits for text positions 1..L-1.
   at::Tensor lm_logits(const at::Tensor& prefix, const at::Tensor& ids);
