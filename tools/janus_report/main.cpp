@@ -160,6 +160,18 @@ int main(int argc, char** argv) {
             md += fmt::format("| VQA \"{}\" questions (%) | {} |\n", k, je::format_metric(v.get<double>()));
         }
       }
+      // NLVR2 by Shapes statement template, beside what always answering the template's more frequent label scores.
+      const auto* by_statement = je::json_find(m, "nlvr2.by_statement");
+      const auto* majority = je::json_find(m, "nlvr2.by_statement_majority");
+      if (by_statement && by_statement->is_object()) {
+        for (const auto& [k, v] : by_statement->items()) {
+          if (!v.is_number()) continue;
+          const auto* base = majority && majority->is_object() && majority->contains(k) ? &(*majority)[k] : nullptr;
+          md += fmt::format("| NLVR2 \"{}\" statements (%; always the frequent label: {}) | {} |\n", k,
+                            base && base->is_number() ? je::format_metric(base->get<double>()) : std::string("?"),
+                            je::format_metric(v.get<double>()));
+        }
+      }
       md += "\n";
       // Retrieval misses at rank 1 (janus_eval --task retrieval lists the first 8 per direction).
       const nlohmann::json* misses = retrieval ? je::json_find(*retrieval, "misses") : nullptr;
