@@ -43,6 +43,11 @@ at::Tensor masked_mean_ce(const at::Tensor& logits, const at::Tensor& targets, c
                                 -100);
 }
 
+// Every token of tokens [B, N, D] valid: a [B, N] bool mask of ones (image segments, unpadded sequences).
+at::Tensor all_valid(const at::Tensor& tokens) {
+  return at::ones({tokens.size(0), tokens.size(1)}, tokens.options().dtype(at::kBool));
+}
+
 }  // namespace
 
 // ---- FusionBackbone ----------------------------------------------------------------------------------------------
@@ -53,8 +58,7 @@ FusionBackboneImpl::FusionBackboneImpl(const FusionTransformerOptions& options) 
 
 at::Tensor FusionBackboneImpl::forward_causal(const at::Tensor& x) {
   const int64_t m = 2 * std::max(net->options.block().block_size(), net->options.block().bucket_size());
-  const auto mask = at::ones({x.size(0), x.size(1)}, x.options().dtype(at::kBool));
-  auto [px, pm] = pad_tokens(x, mask, m);  // causal: padding at the end cannot change earlier positions
+  auto [px, pm] = pad_tokens(x, all_valid(x), m);  // causal: padding at the end cannot change earlier positions
   return net->forward(px).slice(1, 0, x.size(1));
 }
 
@@ -191,8 +195,7 @@ TaskOutput JanusModelImpl::itm(const at::Tensor& images, const TextInput& t, con
   const auto img = image_tokens(images);
   const auto txt = text_tokens(t);
   TaskOutput out;
-  out.logits = itm_head->forward(
-      fuse_cls({img, txt}, {at::ones({img.size(0), img.size(1)}, t.mask.options().dtype(at::kBool)), t.mask}));
+  out.logits = itm_head->forward(fuse_cls({img, txt}, {all_valid(img), t.mask}));
   if (labels.defined()) out.loss = at::cross_entropy_loss(out.logits, labels);
   return out;
 }
@@ -374,8 +377,7 @@ TaskOutput JanusModelImpl::vqa(const at::Tensor& images, const TextInput& q, con
   TORCH_CHECK(vqa_head, "janus_model: the VQA classification head needs model num_answers > 0");
   const auto img = image_tokens(images);
   TaskOutput out;
-  out.logits = vqa_head->forward(fuse_cls(
-      {img, text_tokens(q)}, {at::ones({img.size(0), img.size(1)}, q.mask.options().dtype(at::kBool)), q.mask}));
+  out.logits = vqa_head->forward(fuse_cls({img, text_tokens(q)}, {all_valid(img), q.mask}));
   if (targets.defined()) {
     out.loss = at::binary_cross_entropy_with_logits(out.logits, targets.to(out.logits.scalar_type())) * targets.size(1);
   }
@@ -403,13 +405,11 @@ TaskOutput JanusModelImpl::nlvr2(const at::Tensor& image_a, const at::Tensor& im
     const int64_t B = image_a.size(0);
     const auto img = image_tokens(at::cat({image_a, image_b}, 0));
     const auto txt = text_tokens(t).repeat({2, 1, 1});
-    const auto ones = at::ones({img.size(0), img.size(1)}, t.mask.options().dtype(at::kBool));
-    const auto cls = fuse_cls({img, txt}, {ones, t.mask.repeat({2, 1})});
+    const auto cls = fuse_cls({img, txt}, {all_valid(img), t.mask.repeat({2, 1})});
     out.logits = nlvr2_pair_head->forward(at::cat({cls.slice(0, 0, B), cls.slice(0, B)}, -1));
   } else {
     const auto a = image_tokens(image_a), b = image_tokens(image_b);
-    const auto ones = at::ones({a.size(0), a.size(1)}, t.mask.options().dtype(at::kBool));
-    out.logits = nlvr2_head->forward(fuse_cls({a, b, text_tokens(t)}, {ones, ones, t.mask}));
+    out.logits = nlvr2_head->forward(fuse_cls({a, b, text_tokens(t)}, {all_valid(a), all_valid(b), t.mask}));
   }
   if (labels.defined()) out.loss = at::cross_entropy_loss(out.logits, labels);
   return out;
