@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 #include <yaml-cpp/yaml.h>
 
@@ -420,6 +421,8 @@ void apply(Config& cfg, const YAML::Node& root, const Origin& origin) {
 }
 
 void validate_relations(const Config& c) {
+  for (std::size_t i = 0; i < c.optim.overrides.size(); ++i)
+    parse_optim_override(c.optim.overrides[i], fmt::format("optim.overrides[{}]", i));
   if (c.data.mean.size() != 3 || c.data.std.size() != 3) {
     throw ConfigError(fmt::format("config: data.mean and data.std need 3 values (RGB), got {} and {}",
                                   c.data.mean.size(), c.data.std.size()));
@@ -427,6 +430,63 @@ void validate_relations(const Config& c) {
 }
 
 }  // namespace
+
+OptimOverride parse_optim_override(const std::string& spec, const std::string& where) {
+  auto trim = [](std::string t) {
+    const auto b = t.find_first_not_of(" \t");
+    if (b == std::string::npos) return std::string();
+    return t.substr(b, t.find_last_not_of(" \t") - b + 1);
+  };
+  const auto colon = spec.find(':');
+  if (colon == std::string::npos)
+    throw ConfigError(fmt::format("config: {}: '{}' needs the form \"PREFIX: key=value, ...\"", where, spec));
+  OptimOverride o;
+  o.prefix = trim(spec.substr(0, colon));
+  if (o.prefix.empty() || o.prefix.find_first_of(" \t*") != std::string::npos || o.prefix.front() == '.' ||
+      o.prefix.back() == '.')
+    throw ConfigError(
+        fmt::format("config: {}: '{}' is not a parameter-name prefix (like vq or text.embed)", where, o.prefix));
+  std::string rest = spec.substr(colon + 1);
+  bool any = false;
+  std::size_t pos = 0;
+  while (pos <= rest.size()) {
+    const auto comma = std::min(rest.find(',', pos), rest.size());
+    const auto item = trim(rest.substr(pos, comma - pos));
+    pos = comma + 1;
+    if (item.empty()) continue;
+    const auto eq = item.find('=');
+    const auto key = trim(item.substr(0, std::min(eq, item.size())));
+    if (eq == std::string::npos) throw ConfigError(fmt::format("config: {}: '{}' needs key=value", where, item));
+    const auto text = trim(item.substr(eq + 1));
+    double value = 0;
+    try {
+      std::size_t used = 0;
+      value = std::stod(text, &used);
+      if (used != text.size()) throw std::invalid_argument(text);
+    } catch (const std::exception&) {
+      throw ConfigError(fmt::format("config: {}: {}='{}' is not a number", where, key, text));
+    }
+    auto need = [&](bool ok, const char* range) {
+      if (!ok || !std::isfinite(value))
+        throw ConfigError(fmt::format("config: {}: {}={} must be {}", where, key, text, range));
+    };
+    if (key == "lr_scale") {
+      need(value >= 0 && value <= 1000, "in [0, 1000]");
+      o.lr_scale = value;
+    } else if (key == "beta1" || key == "beta2") {
+      need(value >= 0 && value < 1, "in [0, 1)");
+      (key == "beta1" ? o.beta1 : o.beta2) = value;
+    } else if (key == "weight_decay") {
+      need(value >= 0 && value <= 10, "in [0, 10]");
+      o.weight_decay = value;
+    } else {
+      throw ConfigError(fmt::format("config: {}: unknown key '{}' (lr_scale, beta1, beta2, weight_decay)", where, key));
+    }
+    any = true;
+  }
+  if (!any) throw ConfigError(fmt::format("config: {}: '{}' sets nothing after the ':'", where, spec));
+  return o;
+}
 
 std::string Check::describe() const {
   std::string s;

@@ -178,6 +178,7 @@ void Metrics::log(int64_t step, const std::map<std::string, double>& values, dou
   std::string parts;
   for (const auto& [k, v] : values) {
     if (k == "lr" || k == "grad_norm" || k == "loss_scale" || k == "nonfinite_steps") continue;
+    if (k.find("grad_norm/") != std::string::npos) continue;  // per-module norms: metrics.jsonl and TensorBoard only
     parts += fmt::format(" {} {:.4g}", k, v);
   }
   const auto get = [&](const char* k) {

@@ -55,12 +55,19 @@ ParamGroups split_param_groups(const torch::nn::Module& module, const NamedParam
 }
 
 void NamedOptimizer::set_lr(double lr) {
-  for (auto& group : optimizer->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  auto& pg = optimizer->param_groups();
+  for (size_t i = 0; i < pg.size(); ++i)
+    static_cast<torch::optim::AdamWOptions&>(pg[i].options()).lr(lr * (i < lr_scale.size() ? lr_scale[i] : 1.0));
 }
 
 double NamedOptimizer::lr() const {
-  const auto& groups = optimizer->param_groups();
-  return groups.empty() ? 0.0 : static_cast<const torch::optim::AdamWOptions&>(groups[0].options()).lr();
+  // The scheduled lr, read back from the first group whose lr is not scaled to zero.
+  const auto& pg = optimizer->param_groups();
+  for (size_t i = 0; i < pg.size(); ++i) {
+    const double scale = i < lr_scale.size() ? lr_scale[i] : 1.0;
+    if (scale > 0) return static_cast<const torch::optim::AdamWOptions&>(pg[i].options()).lr() / scale;
+  }
+  return 0.0;
 }
 
 std::vector<at::Tensor> NamedOptimizer::params() const {
@@ -105,27 +112,63 @@ void NamedOptimizer::load_state(const TensorMap& in, const std::string& prefix) 
 }
 
 NamedOptimizer make_adamw(const std::string& name, const torch::nn::Module& module, const NamedParams& params,
-                          double lr, double weight_decay, double beta1, double beta2, double eps) {
+                          double lr, double weight_decay, double beta1, double beta2, double eps,
+                          const std::vector<OptimOverride>& overrides) {
   NamedOptimizer o;
   o.name = name;
   o.base_lr = lr;
   o.groups = split_param_groups(module, params);
-  auto opts = torch::optim::AdamWOptions(lr).betas({beta1, beta2}).eps(eps).weight_decay(weight_decay);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  auto tensors = [](const NamedParams& np) {
-    std::vector<at::Tensor> t;
-    for (const auto& [n, p] : np) t.push_back(p);
-    return t;
+  // Bucket 0..n-1: the overrides in order (first match wins); bucket n: everything else.
+  const size_t n = overrides.size();
+  std::vector<std::vector<at::Tensor>> decay(n + 1), no_decay(n + 1);
+  std::vector<int64_t> matched(n, 0);
+  auto bucket = [&](const std::string& param) {
+    for (size_t i = 0; i < n; ++i) {
+      const auto& pre = overrides[i].prefix;
+      if (param == pre || param.rfind(pre + ".", 0) == 0) return i;
+    }
+    return n;
   };
-  if (!o.groups.decay.empty()) {
-    groups.emplace_back(tensors(o.groups.decay), std::make_unique<torch::optim::AdamWOptions>(opts));
+  for (const auto& [pn, p] : o.groups.decay) {
+    const auto b = bucket(pn);
+    decay[b].push_back(p);
+    if (b < n) ++matched[b];
   }
-  if (!o.groups.no_decay.empty()) {
-    auto nd = opts;
-    nd.weight_decay(0.0);
-    groups.emplace_back(tensors(o.groups.no_decay), std::make_unique<torch::optim::AdamWOptions>(nd));
+  for (const auto& [pn, p] : o.groups.no_decay) {
+    const auto b = bucket(pn);
+    no_decay[b].push_back(p);
+    if (b < n) ++matched[b];
   }
-  o.optimizer = std::make_unique<torch::optim::AdamW>(groups, opts);
+  for (size_t i = 0; i < n; ++i)
+    if (matched[i] == 0)
+      throw_input_error(
+          "optim.overrides[{}]: '{}' matches no trainable parameter of optimizer '{}' (frozen, misspelt, or "
+          "claimed by another optimizer?)",
+          i, overrides[i].prefix, name);
+  const auto base = torch::optim::AdamWOptions(lr).betas({beta1, beta2}).eps(eps).weight_decay(weight_decay);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  for (size_t b = 0; b <= n; ++b) {
+    auto opts = base;
+    double scale = 1.0;
+    if (b < n) {
+      const auto& ov = overrides[b];
+      scale = ov.lr_scale;
+      opts.lr(lr * scale);
+      opts.betas({ov.beta1.value_or(beta1), ov.beta2.value_or(beta2)});
+      if (ov.weight_decay) opts.weight_decay(*ov.weight_decay);
+    }
+    if (!decay[b].empty()) {
+      groups.emplace_back(decay[b], std::make_unique<torch::optim::AdamWOptions>(opts));
+      o.lr_scale.push_back(scale);
+    }
+    if (!no_decay[b].empty()) {
+      auto nd = opts;
+      nd.weight_decay(0.0);
+      groups.emplace_back(no_decay[b], std::make_unique<torch::optim::AdamWOptions>(nd));
+      o.lr_scale.push_back(scale);
+    }
+  }
+  o.optimizer = std::make_unique<torch::optim::AdamW>(groups, base);
   return o;
 }
 
@@ -236,6 +279,20 @@ double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm) {
     for (auto& g : grads) g.mul_(coef.to(g.device(), g.scalar_type()));
   }
   return total.item<double>();
+}
+
+std::string top_module_of(const std::string& param) {
+  const auto pos = param.find('.');
+  return pos == std::string::npos ? "<root>" : param.substr(0, pos);
+}
+
+std::map<std::string, double> clip_grad_norm_by_module(const NamedParams& params, double max_norm) {
+  std::map<std::string, std::vector<at::Tensor>> by_module;
+  for (const auto& [name, p] : params)
+    if (p.grad().defined()) by_module[top_module_of(name)].push_back(p);
+  std::map<std::string, double> norms;
+  for (const auto& [module, ps] : by_module) norms[module] = clip_grad_norm(ps, max_norm);
+  return norms;
 }
 
 }  // namespace janus::train

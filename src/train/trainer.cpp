@@ -60,6 +60,9 @@ std::string module_of(const std::string& param) {
   return pos == std::string::npos ? "<root>" : param.substr(0, pos);
 }
 
+// Metric-key prefix of an optimizer's values: none for the main one, "<name>/" for the others.
+std::string pre_of(const std::string& optimizer) { return optimizer == "main" ? "" : optimizer + "/"; }
+
 bool has_prefix(const std::string& name, const std::string& prefix) {
   return name == prefix || name.rfind(prefix + ".", 0) == 0;
 }
@@ -186,9 +189,12 @@ Trainer::Trainer(const Config& config, TrainTask& task, DistContext dist, Traine
     extras.emplace_back(spec, std::move(mine));
   }
   if (all.empty()) throw_input_error("no trainable parameters left for the main optimizer (check train.freeze)");
+  std::vector<OptimOverride> overrides;
+  for (size_t i = 0; i < oc.overrides.size(); ++i)
+    overrides.push_back(parse_optim_override(oc.overrides[i], fmt::format("optim.overrides[{}]", i)));
   auto make_scaler = [&] { return GradScaler(fp16, tc.loss_scale_init, 2.0, 0.5, tc.loss_scale_growth_interval); };
   opts_.push_back(std::make_unique<Opt>(
-      make_adamw("main", *model_, all, oc.lr, oc.weight_decay, oc.beta1, oc.beta2, oc.eps), make_scaler()));
+      make_adamw("main", *model_, all, oc.lr, oc.weight_decay, oc.beta1, oc.beta2, oc.eps, overrides), make_scaler()));
   for (auto& [spec, params] : extras) {
     opts_.push_back(std::make_unique<Opt>(
         make_adamw(spec.name, *model_, params, spec.lr, spec.weight_decay, oc.beta1, oc.beta2, oc.eps), make_scaler()));
@@ -371,7 +377,7 @@ bool Trainer::run_step() {
       }
       at::Tensor total = out.total.to(at::kFloat);
       if (inject && o->optim.name == "main") total = total * std::numeric_limits<float>::quiet_NaN();
-      const std::string pre = o->optim.name == "main" ? "" : o->optim.name + "/";
+      const std::string pre = pre_of(o->optim.name);
       log_sums_[pre + "loss"].add(total.detach().item<double>(), tc.grad_accum);
       for (const auto& [k, v] : out.parts)
         log_sums_[pre + k].add(v.detach().to(at::kFloat).item<double>(), tc.grad_accum);
@@ -384,7 +390,21 @@ bool Trainer::run_step() {
     bool finite = o->scaler.unscale(params);
     if (hooks_.any_rank) finite = !hooks_.any_rank(!finite);
     if (finite) {
-      const double gn = clip_grad_norm(params, config_.optim.grad_clip);
+      const auto& oc = config_.optim;
+      double gn = 0;
+      if (oc.grad_clip_by == "module" || config_.log.grad_norm_by_module) {
+        const auto norms =
+            clip_grad_norm_by_module(o->optim.groups.all(), oc.grad_clip_by == "module" ? oc.grad_clip : 0.0);
+        double sq = 0;
+        for (const auto& [m, n] : norms) {
+          sq += n * n;
+          log_sums_[pre_of(o->optim.name) + "grad_norm/" + m].add(n, 1);
+        }
+        gn = std::sqrt(sq);
+        if (oc.grad_clip_by == "global") clip_grad_norm(params, oc.grad_clip);
+      } else {
+        gn = clip_grad_norm(params, oc.grad_clip);
+      }
       if (o->optim.name == "main")
         last_grad_norm_ = gn;
       else

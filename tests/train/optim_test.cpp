@@ -87,6 +87,37 @@ TEST(Optim, ClipGradNormMatchesDefinition) {
   EXPECT_NEAR(clip_grad_norm({a, b}, 0.0), after, 1e-5);
 }
 
+TEST(Optim, ClipGradNormByModuleClipsEachModuleOnItsOwn) {
+  EXPECT_EQ(top_module_of("vq.enc.0.weight"), "vq");
+  EXPECT_EQ(top_module_of("logit_scale"), "<root>");
+  auto big = at::zeros({4}).requires_grad_(true), big2 = at::zeros({2}).requires_grad_(true);
+  auto small = at::zeros({3}).requires_grad_(true), root = at::zeros({1}).requires_grad_(true);
+  auto none = at::zeros({2}).requires_grad_(true);  // no gradient: left out
+  big.mutable_grad() = at::full({4}, 30.0);
+  big2.mutable_grad() = at::full({2}, -40.0);
+  small.mutable_grad() = at::full({3}, 0.1);
+  root.mutable_grad() = at::full({1}, 3.0);
+  const NamedParams params{
+      {"text.a.weight", big}, {"text.b", big2}, {"vq.enc.weight", small}, {"logit_scale", root}, {"gen.w", none}};
+  const auto norms = clip_grad_norm_by_module(params, 1.0);
+  ASSERT_EQ(norms.size(), 3u);
+  EXPECT_NEAR(norms.at("text"), std::sqrt(4 * 900.0 + 2 * 1600.0), 1e-3);
+  EXPECT_NEAR(norms.at("vq"), std::sqrt(3 * 0.01), 1e-6);
+  EXPECT_NEAR(norms.at("<root>"), 3.0, 1e-6);
+  // text clipped to norm 1 as one group (its direction kept); vq below the limit untouched (a global clip would
+  // have scaled it by ~1/82); the root parameter clipped on its own.
+  const double text_after = std::sqrt(big.grad().pow(2).sum().item<double>() + big2.grad().pow(2).sum().item<double>());
+  EXPECT_NEAR(text_after, 1.0, 1e-5);
+  EXPECT_NEAR(big.grad()[0].item<double>() / big2.grad()[0].item<double>(), -0.75, 1e-6);
+  EXPECT_TRUE(janus::test::all_close(small.grad(), at::full({3}, 0.1), 0));
+  EXPECT_NEAR(root.grad().item<double>(), 1.0, 1e-5);
+  EXPECT_FALSE(none.grad().defined());
+  // max_norm 0 measures without clipping.
+  const auto again = clip_grad_norm_by_module(params, 0.0);
+  EXPECT_NEAR(again.at("text"), 1.0, 1e-5);
+  EXPECT_TRUE(janus::test::all_close(small.grad(), at::full({3}, 0.1), 0));
+}
+
 TEST(Optim, GradScalerUnscalesBacksOffAndGrows) {
   GradScaler s(true, 1024.0, 2.0, 0.5, 2);
   auto p = at::ones({4}).requires_grad_(true);
@@ -139,6 +170,50 @@ TEST(Optim, AdamWStateRoundTripGivesIdenticalSteps) {
   };
   const auto a = run(false), b = run(true);
   EXPECT_TRUE(at::equal(a, b));
+}
+
+TEST(Optim, OverridesGiveAModuleItsOwnAdamWSettings) {
+  // fc1 under "fc1: lr_scale=2, beta2=0.5, weight_decay=0" must step exactly like a plain AdamW with those settings
+  // on fc1 alone; every other parameter exactly like the base optimizer.
+  const auto ov = parse_optim_override("fc1: lr_scale=2, beta2=0.5, weight_decay=0", "test");
+  EXPECT_EQ(ov.prefix, "fc1");
+  auto grads_for = [](ToyNet& net) {
+    for (auto& p : net->parameters()) p.mutable_grad().reset();
+    net->forward(at::full({2, 8}, 0.3), at::zeros({2}, at::kLong)).pow(2).sum().backward();
+  };
+  at::manual_seed(5);
+  ToyNet a(ToyNetOptions().dropout(0.0));
+  ToyNet b(ToyNetOptions().dropout(0.0));
+  {
+    at::NoGradGuard ng;
+    for (size_t i = 0; i < a->parameters().size(); ++i) b->parameters()[i].copy_(a->parameters()[i]);
+  }
+  auto with = make_adamw("main", *a, named(*a), 1e-2, 0.1, 0.9, 0.999, 1e-8, {ov});
+  NamedParams fc1, rest;
+  for (auto& np : named(*b)) (np.first.rfind("fc1.", 0) == 0 ? fc1 : rest).push_back(np);
+  auto ref_fc1 = make_adamw("fc1", *b, fc1, 2e-2, 0.0, 0.9, 0.5, 1e-8);
+  auto ref_rest = make_adamw("rest", *b, rest, 1e-2, 0.1, 0.9, 0.999, 1e-8);
+  EXPECT_EQ(with.optimizer->param_groups().size(), 4u);  // fc1 decay / no-decay, the rest decay / no-decay
+  for (int s = 0; s < 3; ++s) {
+    with.set_lr(1e-2 * (s + 1) / 3.0);
+    ref_fc1.set_lr(2e-2 * (s + 1) / 3.0);
+    ref_rest.set_lr(1e-2 * (s + 1) / 3.0);
+    EXPECT_NEAR(with.lr(), 1e-2 * (s + 1) / 3.0, 1e-15);
+    grads_for(a);
+    grads_for(b);
+    with.optimizer->step();
+    ref_fc1.optimizer->step();
+    ref_rest.optimizer->step();
+  }
+  for (size_t i = 0; i < a->parameters().size(); ++i)
+    EXPECT_TRUE(at::equal(a->parameters()[i], b->parameters()[i])) << named(*a)[i].first;
+  EXPECT_THROW(make_adamw("main", *a, named(*a), 1e-2, 0.1, 0.9, 0.999, 1e-8, {parse_optim_override("fc", "t")}),
+               InputError);  // a prefix matches whole name components only
+  for (const char* bad : {"fc1 beta2=0.9", "fc1: beta2=1.0", "fc1: lr=3", "fc1: beta2=x", "fc1:", ": beta2=0.9",
+                          "fc1.*: beta2=0.9", "fc1: beta2"})
+    EXPECT_THROW(parse_optim_override(bad, "optim.overrides[0]"), ConfigError) << bad;
+  EXPECT_THROW(Config::from_yaml("", {"optim.overrides=[\"vq: beta3=0.9\"]"}), ConfigError);
+  EXPECT_EQ(Config::from_yaml("", {"optim.overrides=[\"vq: beta2=0.95\"]"}).optim.overrides.size(), 1u);
 }
 
 TEST(Optim, EmaFollowsParameters) {

@@ -186,6 +186,17 @@ struct DataConfig {
   }
 };
 
+// One entry of optim.overrides: "PREFIX: key=value[, key=value...]". The settings apply to the main optimizer's
+// parameters whose name is PREFIX or starts with "PREFIX." ("vq", "text.embed"); the first matching entry wins.
+// Keys: lr_scale (x the scheduled lr), beta1, beta2, weight_decay (decayed tensors only; norms and biases keep 0).
+struct OptimOverride {
+  std::string prefix;
+  double lr_scale = 1.0;
+  std::optional<double> beta1, beta2, weight_decay;
+};
+// Parses one entry; ConfigError naming `where` (e.g. "optim.overrides[0]") and what is wrong.
+OptimOverride parse_optim_override(const std::string& spec, const std::string& where);
+
 struct OptimConfig {
   std::string name = "adamw";
   double lr = 3e-4;
@@ -194,6 +205,8 @@ struct OptimConfig {
   double beta2 = 0.999;
   double eps = 1e-8;
   double grad_clip = 1.0;
+  std::string grad_clip_by = "global";
+  std::vector<std::string> overrides;
   double disc_lr = 1e-4;
 
   template <class V>
@@ -205,7 +218,15 @@ struct OptimConfig {
     v("beta1", beta1, "AdamW beta1 (SGD momentum)", Check::range(0, 1));
     v("beta2", beta2, "AdamW beta2", Check::range(0, 1));
     v("eps", eps, "AdamW epsilon", Check::positive());
-    v("grad_clip", grad_clip, "global gradient-norm clip; 0 disables", Check::at_least(0));
+    v("grad_clip", grad_clip, "gradient-norm clip; 0 disables", Check::at_least(0));
+    v("grad_clip_by", grad_clip_by,
+      "global: one norm over all parameters (torch.nn.utils.clip_grad_norm_); module: each top-level module "
+      "(vq, text, vision, fusion, ...) clipped to grad_clip on its own, so a large loss on one module does not "
+      "shrink another's steps; logs grad_norm/<module>",
+      Check::one_of({"global", "module"}));
+    v("overrides", overrides,
+      "per-module settings of the main optimizer, entries \"PREFIX: key=value, ...\" with keys lr_scale, beta1, "
+      "beta2, weight_decay, for the parameters named PREFIX or PREFIX.* (first match wins; e.g. \"vq: beta2=0.95\")");
     v("disc_lr", disc_lr, "learning rate of the discriminator's own optimizer", Check::range(0, 10));
   }
 };
@@ -359,6 +380,7 @@ struct LogConfig {
   int64_t every_steps = 10;
   bool jsonl = true;
   bool tensorboard = true;
+  bool grad_norm_by_module = false;
 
   template <class V>
   void visit(V& v) {
@@ -366,6 +388,9 @@ struct LogConfig {
     v("every_steps", every_steps, "steps between metric records", Check::range(1, 1e9));
     v("jsonl", jsonl, "write metrics.jsonl in the run directory");
     v("tensorboard", tensorboard, "write TensorBoard event files in the run directory");
+    v("grad_norm_by_module", grad_norm_by_module,
+      "record each top-level module's gradient norm (grad_norm/<module>, before clipping) in metrics.jsonl and "
+      "TensorBoard; always on with optim.grad_clip_by: module");
   }
 };
 

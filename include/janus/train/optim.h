@@ -2,6 +2,7 @@
 // The pieces around an optimiser step: AdamW parameter groups, the learning-rate schedule, the dynamic fp16
 // gradient scaler, an EMA of weights, and (de)serialising AdamW state by parameter name.
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -11,6 +12,7 @@
 #include <torch/nn/module.h>
 #include <torch/optim/adamw.h>
 
+#include "janus/core/config.h"
 #include "janus/io/safetensors.h"
 
 namespace janus::train {
@@ -31,12 +33,14 @@ struct ParamGroups {
 };
 ParamGroups split_param_groups(const torch::nn::Module& module, const NamedParams& params);
 
-// An AdamW over the two groups (weight decay only on the first); lr of both groups is set by the schedule.
+// An AdamW over the two groups (weight decay only on the first); lr of all groups is set by the schedule. With
+// overrides, each override's parameters form their own (decay, no_decay) torch groups with its settings.
 struct NamedOptimizer {
   std::string name;
   ParamGroups groups;
   double base_lr = 0;
   std::unique_ptr<torch::optim::AdamW> optimizer;
+  std::vector<double> lr_scale;  // per torch param group: its lr is lr_scale[i] x the scheduled lr
 
   void set_lr(double lr);
   double lr() const;
@@ -48,8 +52,10 @@ struct NamedOptimizer {
   void load_state(const TensorMap& in, const std::string& prefix);
 };
 
+// `overrides` (optim.overrides, parsed): each must match at least one of `params` (InputError otherwise).
 NamedOptimizer make_adamw(const std::string& name, const torch::nn::Module& module, const NamedParams& params,
-                          double lr, double weight_decay, double beta1, double beta2, double eps);
+                          double lr, double weight_decay, double beta1, double beta2, double eps,
+                          const std::vector<OptimOverride>& overrides = {});
 
 // lr(step) = base * factor(step). Linear warmup over warmup_steps (factor (step+1)/warmup), then
 // cosine:  min + (1-min) * 0.5 * (1 + cos(pi * t)), linear: 1 - (1-min) * t, constant: 1,
@@ -104,5 +110,14 @@ class Ema {
 // Global L2 norm of the defined gradients (float64 accumulation), and in-place clipping to max_norm like
 // torch.nn.utils.clip_grad_norm_. Returns the norm before clipping.
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
+
+// The top-level module a parameter belongs to: the first component of its name ("vq.enc.0.weight" -> "vq");
+// "<root>" for a parameter registered on the model itself.
+std::string top_module_of(const std::string& param);
+
+// Gradient norms by top-level module (float64 accumulation, before clipping), and, when max_norm > 0, each
+// module's gradients clipped to max_norm on their own. Parameters without a gradient are left out; a module with
+// no gradient at all is absent from the result.
+std::map<std::string, double> clip_grad_norm_by_module(const NamedParams& params, double max_norm);
 
 }  // namespace janus::train
