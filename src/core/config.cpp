@@ -421,8 +421,7 @@ void apply(Config& cfg, const YAML::Node& root, const Origin& origin) {
 }
 
 void validate_relations(const Config& c) {
-  for (std::size_t i = 0; i < c.optim.overrides.size(); ++i)
-    parse_optim_override(c.optim.overrides[i], fmt::format("optim.overrides[{}]", i));
+  parse_optim_overrides(c.optim.overrides);
   if (c.data.mean.size() != 3 || c.data.std.size() != 3) {
     throw ConfigError(fmt::format("config: data.mean and data.std need 3 values (RGB), got {} and {}",
                                   c.data.mean.size(), c.data.std.size()));
@@ -486,6 +485,13 @@ OptimOverride parse_optim_override(const std::string& spec, const std::string& w
   }
   if (!any) throw ConfigError(fmt::format("config: {}: '{}' sets nothing after the ':'", where, spec));
   return o;
+}
+
+std::vector<OptimOverride> parse_optim_overrides(const std::vector<std::string>& specs) {
+  std::vector<OptimOverride> out;
+  for (std::size_t i = 0; i < specs.size(); ++i)
+    out.push_back(parse_optim_override(specs[i], fmt::format("optim.overrides[{}]", i)));
+  return out;
 }
 
 std::string Check::describe() const {

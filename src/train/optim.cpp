@@ -111,6 +111,10 @@ void NamedOptimizer::load_state(const TensorMap& in, const std::string& prefix) 
   }
 }
 
+bool has_name_prefix(const std::string& name, const std::string& prefix) {
+  return name == prefix || name.rfind(prefix + ".", 0) == 0;
+}
+
 NamedOptimizer make_adamw(const std::string& name, const torch::nn::Module& module, const NamedParams& params,
                           double lr, double weight_decay, double beta1, double beta2, double eps,
                           const std::vector<OptimOverride>& overrides) {
@@ -124,20 +128,16 @@ NamedOptimizer make_adamw(const std::string& name, const torch::nn::Module& modu
   std::vector<int64_t> matched(n, 0);
   auto bucket = [&](const std::string& param) {
     for (size_t i = 0; i < n; ++i) {
-      const auto& pre = overrides[i].prefix;
-      if (param == pre || param.rfind(pre + ".", 0) == 0) return i;
+      if (has_name_prefix(param, overrides[i].prefix)) return i;
     }
     return n;
   };
-  for (const auto& [pn, p] : o.groups.decay) {
-    const auto b = bucket(pn);
-    decay[b].push_back(p);
-    if (b < n) ++matched[b];
-  }
-  for (const auto& [pn, p] : o.groups.no_decay) {
-    const auto b = bucket(pn);
-    no_decay[b].push_back(p);
-    if (b < n) ++matched[b];
+  for (auto [from, to] : {std::pair{&o.groups.decay, &decay}, std::pair{&o.groups.no_decay, &no_decay}}) {
+    for (const auto& [pn, p] : *from) {
+      const auto b = bucket(pn);
+      (*to)[b].push_back(p);
+      if (b < n) ++matched[b];
+    }
   }
   for (size_t i = 0; i < n; ++i)
     if (matched[i] == 0)

@@ -63,10 +63,6 @@ std::string module_of(const std::string& param) {
 // Metric-key prefix of an optimizer's values: none for the main one, "<name>/" for the others.
 std::string pre_of(const std::string& optimizer) { return optimizer == "main" ? "" : optimizer + "/"; }
 
-bool has_prefix(const std::string& name, const std::string& prefix) {
-  return name == prefix || name.rfind(prefix + ".", 0) == 0;
-}
-
 int cuda_devices() { return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0; }
 
 void save_rng(TensorMap& out) {
@@ -181,7 +177,7 @@ Trainer::Trainer(const Config& config, TrainTask& task, DistContext dist, Traine
     NamedParams mine, rest;
     for (auto& np : all) {
       const bool claimed = std::any_of(spec.param_prefixes.begin(), spec.param_prefixes.end(),
-                                       [&](const std::string& p) { return has_prefix(np.first, p); });
+                                       [&](const std::string& p) { return has_name_prefix(np.first, p); });
       (claimed ? mine : rest).push_back(np);
     }
     if (mine.empty()) throw_error("extra optimizer '{}' selects no trainable parameter", spec.name);
@@ -189,9 +185,7 @@ Trainer::Trainer(const Config& config, TrainTask& task, DistContext dist, Traine
     extras.emplace_back(spec, std::move(mine));
   }
   if (all.empty()) throw_input_error("no trainable parameters left for the main optimizer (check train.freeze)");
-  std::vector<OptimOverride> overrides;
-  for (size_t i = 0; i < oc.overrides.size(); ++i)
-    overrides.push_back(parse_optim_override(oc.overrides[i], fmt::format("optim.overrides[{}]", i)));
+  const auto overrides = parse_optim_overrides(oc.overrides);
   auto make_scaler = [&] { return GradScaler(fp16, tc.loss_scale_init, 2.0, 0.5, tc.loss_scale_growth_interval); };
   opts_.push_back(std::make_unique<Opt>(
       make_adamw("main", *model_, all, oc.lr, oc.weight_decay, oc.beta1, oc.beta2, oc.eps, overrides), make_scaler()));

@@ -196,6 +196,8 @@ struct OptimOverride {
 };
 // Parses one entry; ConfigError naming `where` (e.g. "optim.overrides[0]") and what is wrong.
 OptimOverride parse_optim_override(const std::string& spec, const std::string& where);
+// Every entry of optim.overrides, named "optim.overrides[i]" in errors.
+std::vector<OptimOverride> parse_optim_overrides(const std::vector<std::string>& specs);
 
 struct OptimConfig {
   std::string name = "adamw";

@@ -52,6 +52,9 @@ struct NamedOptimizer {
   void load_state(const TensorMap& in, const std::string& prefix);
 };
 
+// True when parameter `name` is `prefix` or lies under it ("vq" covers "vq.enc.weight", not "vq_head.weight").
+bool has_name_prefix(const std::string& name, const std::string& prefix);
+
 // `overrides` (optim.overrides, parsed): each must match at least one of `params` (InputError otherwise).
 NamedOptimizer make_adamw(const std::string& name, const torch::nn::Module& module, const NamedParams& params,
                           double lr, double weight_decay, double beta1, double beta2, double eps,
