@@ -33,6 +33,8 @@ void JanusModelOptions::validate() const {
   if (image_pos != "none" && image_pos != "sincos") bad(fmt::format("image_pos '{}' is not none or sincos", image_pos));
   if (nlvr2_head != "pair" && nlvr2_head != "joint")
     bad(fmt::format("nlvr2_head '{}' is not pair or joint", nlvr2_head));
+  if (caption_decoder != "shared" && caption_decoder != "own")
+    bad(fmt::format("caption_decoder '{}' is not shared or own", caption_decoder));
   if (image_local_tokens && image_pos != "sincos") bad("image_local_tokens needs image_pos sincos (their positions)");
   if (image_pos == "sincos" && dim % 4 != 0) bad(fmt::format("image_pos sincos needs dim divisible by 4, got {}", dim));
   if (dim % fusion_heads != 0) bad(fmt::format("dim {} is not divisible by fusion_heads {}", dim, fusion_heads));

@@ -70,6 +70,17 @@ at::Tensor FusionBackboneImpl::forward_step(const at::Tensor& x, CausalKVCache& 
   return out;
 }
 
+// ---- CaptionLM ----------------------------------------------------------------------------------------------------
+CaptionLMImpl::CaptionLMImpl(int64_t vocab, int64_t max_positions, const FusionTransformerOptions& o) {
+  const int64_t D = o.block().dim();
+  text_embed = register_module("text_embed", torch::nn::Embedding(vocab, D));
+  pos_embed = register_parameter("pos_embed", at::zeros({max_positions, D}));
+  backbone = register_module("backbone", std::make_shared<FusionBackboneImpl>(o));
+  torch::NoGradGuard no_grad;
+  torch::nn::init::normal_(text_embed->weight, 0.0, 0.02);  // as image_gen's (ImageTokenGenerator)
+  torch::nn::init::normal_(pos_embed, 0.0, 0.02);
+}
+
 // ---- JanusModel --------------------------------------------------------------------------------------------------
 JanusModelImpl::JanusModelImpl(const JanusModelOptions& options_) : options(options_) { reset(); }
 
@@ -118,6 +129,7 @@ void JanusModelImpl::reset() {
                                                                    .depth(o.causal_depth)
                                                                    .max_positions(o.max_positions),
                                                                backbone));
+  if (o.caption_decoder == "own") caption_lm = register_module("caption_lm", CaptionLM(V, o.max_positions, co));
   lm_bias = register_parameter("lm_bias", at::zeros({V}));
   torch::NoGradGuard no_grad;
   torch::nn::init::normal_(cls_token, 0.0, 0.02);
@@ -200,13 +212,19 @@ TaskOutput JanusModelImpl::itm(const at::Tensor& images, const TextInput& t, con
   return out;
 }
 
+torch::nn::Embedding& JanusModelImpl::lm_embed() { return caption_lm ? caption_lm->text_embed : image_gen->text_embed; }
+const at::Tensor& JanusModelImpl::lm_pos() { return caption_lm ? caption_lm->pos_embed : image_gen->pos_embed; }
+CausalBackbone& JanusModelImpl::lm_backbone() {
+  return caption_lm ? static_cast<CausalBackbone&>(*caption_lm->backbone) : *image_gen->backbone;
+}
+
 at::Tensor JanusModelImpl::lm_logits(const at::Tensor& prefix, const at::Tensor& ids) {
   const int64_t N = prefix.size(1), L = ids.size(1);
   TORCH_CHECK(N + L <= options.max_positions, "janus_model: image tokens ", N, " + text ", L, " exceed max_positions ",
               options.max_positions);
-  auto seq = at::cat({prefix, image_gen->text_embed->forward(ids)}, 1) + image_gen->pos_embed.slice(0, 0, N + L);
-  auto h = image_gen->backbone->forward_causal(seq);
-  return at::linear(h.slice(1, N, N + L - 1), image_gen->text_embed->weight, lm_bias);
+  auto seq = at::cat({prefix, lm_embed()->forward(ids)}, 1) + lm_pos().slice(0, 0, N + L);
+  auto h = lm_backbone().forward_causal(seq);
+  return at::linear(h.slice(1, N, N + L - 1), lm_embed()->weight, lm_bias);
 }
 
 TaskOutput JanusModelImpl::caption(const at::Tensor& images, const TextInput& t) {
@@ -224,17 +242,17 @@ at::Tensor JanusModelImpl::generate_caption(const at::Tensor& images, int64_t bo
   max_len = std::min(max_len, options.max_positions - N);
   auto ids = at::full({B, 1}, bos, at::TensorOptions().dtype(at::kLong).device(prefix.device()));
   CausalKVCache cache;
-  auto x = at::cat({prefix, image_gen->text_embed->forward(ids)}, 1) + image_gen->pos_embed.slice(0, 0, N + 1);
-  auto h = image_gen->backbone->forward_step(x, cache).select(1, -1);
+  auto x = at::cat({prefix, lm_embed()->forward(ids)}, 1) + lm_pos().slice(0, 0, N + 1);
+  auto h = lm_backbone().forward_step(x, cache).select(1, -1);
   auto done = at::zeros({B}, ids.options().dtype(at::kBool));
   for (int64_t t = 1; t < max_len; ++t) {
-    auto next = at::linear(h, image_gen->text_embed->weight, lm_bias).argmax(-1);
+    auto next = at::linear(h, lm_embed()->weight, lm_bias).argmax(-1);
     next = at::where(done, at::full_like(next, eos), next);
     ids = at::cat({ids, next.unsqueeze(1)}, 1);
     done = done | (next == eos);
     if (done.all().item<bool>()) break;
-    auto e = image_gen->text_embed->forward(next.unsqueeze(1)) + image_gen->pos_embed.slice(0, N + t, N + t + 1);
-    h = image_gen->backbone->forward_step(e, cache).select(1, -1);
+    auto e = lm_embed()->forward(next.unsqueeze(1)) + lm_pos().slice(0, N + t, N + t + 1);
+    h = lm_backbone().forward_step(e, cache).select(1, -1);
   }
   return ids;
 }
@@ -265,12 +283,12 @@ at::Tensor JanusModelImpl::beam_generate(const at::Tensor& images, const at::Ten
   max_new = std::min(max_new, options.max_positions - N - P);
   const auto long_opts = at::TensorOptions().dtype(at::kLong).device(prefix.device());
   if (max_new <= 0) return at::empty({B, 0}, long_opts);
-  auto embed = image_gen->text_embed;
-  const auto& pos = image_gen->pos_embed;
+  auto embed = lm_embed();
+  const auto& pos = lm_pos();
   CausalKVCache cache;
   auto x = at::cat({prefix.repeat_interleave(K, 0), embed->forward(prompt.to(long_opts).repeat_interleave(K, 0))}, 1) +
            pos.slice(0, 0, N + P);
-  auto h = image_gen->backbone->forward_step(x, cache).select(1, -1);  // [B*K, D]
+  auto h = lm_backbone().forward_step(x, cache).select(1, -1);  // [B*K, D]
 
   const double neg_inf = -std::numeric_limits<double>::infinity();
   std::vector<double> scores(static_cast<size_t>(B * K), neg_inf);           // running sum of log p per live beam
@@ -337,7 +355,7 @@ at::Tensor JanusModelImpl::beam_generate(const at::Tensor& images, const at::Ten
     reorder_cache(cache, at::tensor(src, at::kLong).to(prefix.device()));
     const auto e = embed->forward(at::tensor(tok, at::kLong).to(prefix.device()).unsqueeze(1)) +
                    pos.slice(0, N + P + t, N + P + t + 1);
-    h = image_gen->backbone->forward_step(e, cache).select(1, -1);
+    h = lm_backbone().forward_step(e, cache).select(1, -1);
   }
   // Images that ran out of steps: their live beams compete with the ended ones.
   std::vector<std::vector<int64_t>> best(static_cast<size_t>(B));
@@ -528,6 +546,7 @@ void JanusModelImpl::set_activation_checkpointing(bool on) {
   auto backbone = std::dynamic_pointer_cast<FusionBackboneImpl>(image_gen->backbone);
   TORCH_CHECK(backbone, "janus_model: image_gen.backbone is not the fusion stack");
   backbone->net->set_activation_checkpointing(on);
+  if (caption_lm) caption_lm->backbone->net->set_activation_checkpointing(on);
 }
 
 bool JanusModelImpl::activation_checkpointing() const { return fusion->activation_checkpointing(); }

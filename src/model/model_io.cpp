@@ -11,7 +11,7 @@ namespace janus {
 
 namespace {
 // The architecture overrides on top of a flavour (ModelConfig's router, fusion, embed_pool, nlvr2_head, vision_stem,
-// gen_depth and vq_* fields), from the config or from model.json.
+// gen_depth, caption_decoder and vq_* fields), from the config or from model.json.
 void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where) {
   o.router_shared = v.router == "shared";
   o.fusion_dense = v.fusion == "dense";
@@ -51,6 +51,9 @@ void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where)
   if (v.vq_codebook_size > 0) o.vq.codebook_size(v.vq_codebook_size);
   if (v.gen_depth < 0) throw InputError(fmt::format("{}gen_depth must be >= 0, got {}", where, v.gen_depth));
   if (v.gen_depth > 0) o.causal_depth = v.gen_depth;
+  if (v.caption_decoder != "shared" && v.caption_decoder != "own")
+    throw InputError(fmt::format("{}caption_decoder must be shared or own, got '{}'", where, v.caption_decoder));
+  o.caption_decoder = v.caption_decoder;
   if (v.vq_codebook == "ema")
     o.vq.ema(true);
   else if (v.vq_codebook == "gradient")
@@ -103,7 +106,8 @@ nlohmann::json model_spec(const JanusModelOptions& o) {
           {"vq_dead_code_threshold", o.vq.dead_code_threshold()},
           {"vq_encoder", o.vq.encoder()},
           {"vq_codebook_size", o.vq.codebook_size()},
-          {"gen_depth", o.causal_depth}};
+          {"gen_depth", o.causal_depth},
+          {"caption_decoder", o.caption_decoder}};
 }
 
 JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
@@ -153,6 +157,7 @@ JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
   opt_string("vision_stem", {"patch", "conv"}, v.vision_stem);
   opt_string("vq_codebook", {"gradient", "ema"}, v.vq_codebook);
   opt_string("vq_encoder", {"conv", "cell"}, v.vq_encoder);
+  opt_string("caption_decoder", {"shared", "own"}, v.caption_decoder);
   if (spec.contains("vq_codebook_size")) {
     if (!spec.at("vq_codebook_size").is_number_integer() || spec.at("vq_codebook_size").get<int64_t>() < 1)
       throw InputError("model.json: 'vq_codebook_size' must be an integer >= 1");

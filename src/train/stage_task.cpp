@@ -539,12 +539,13 @@ StepOutput StageTask::stage3(const Batch& batch, const StepContext& ctx) {
   }
   if (impl_->gradnorm && ctx.training) {
     // Shared layers: the last norm of each stack the losses pass through (bidirectional fusion: VQA, NLVR2;
-    // causal stack: captioning, text->image) plus the router, which every understanding loss crosses.
+    // causal stacks: captioning, text->image) plus the router, which every understanding loss crosses.
     std::vector<at::Tensor> shared;
     for (const auto& p : model_->fusion->norm->parameters()) shared.push_back(p);
-    for (const auto& np : model_->image_gen->named_parameters()) {
-      if (np.key().find("backbone") != std::string::npos && np.key().find("norm") != std::string::npos &&
-          np.key().find("blocks") == std::string::npos) {
+    for (const auto& np : model_->named_parameters()) {  // image_gen's and, with its own stack, caption_lm's
+      const auto& k = np.key();
+      if ((k.rfind("image_gen.backbone.", 0) == 0 || k.rfind("caption_lm.backbone.", 0) == 0) &&
+          k.find("norm") != std::string::npos && k.find("blocks") == std::string::npos) {
         shared.push_back(np.value());
       }
     }

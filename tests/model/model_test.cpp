@@ -228,6 +228,74 @@ TEST(JanusModel, CaptionAndImageGenerationShapes) {
   EXPECT_EQ(imgs.sizes(), (std::vector<int64_t>{4, 3, 32, 32}));
 }
 
+// caption_decoder "own": captioning runs on a causal stack of its own (caption_lm), so the captioning and
+// text->image losses reach disjoint weights, the caption logits do not depend on image_gen, greedy and beam-1
+// decoding agree with the teacher-forced logits, and the option round-trips through model.json.
+TEST(JanusModel, OwnCaptionDecoderSharesNoWeightsWithTheGenerator) {
+  auto o = tiny_options();
+  o.caption_decoder = "own";
+  torch::manual_seed(4);
+  janus::JanusModel m(o);
+  janus::JanusModel shared(tiny_options());
+  ASSERT_TRUE(m->caption_lm);
+  EXPECT_FALSE(shared->caption_lm);
+  auto count = [](torch::nn::Module& mod) {
+    int64_t n = 0;
+    for (const auto& p : mod.parameters()) n += p.numel();
+    return n;
+  };
+  EXPECT_EQ(count(*m), count(*shared) + count(*m->caption_lm));
+  auto b = make_batch();
+  const int64_t N = m->options.code_tokens();
+  m->zero_grad();
+  m->caption(b.images, b.text).loss.backward();
+  EXPECT_TRUE(any_grad(*m->caption_lm));
+  EXPECT_TRUE(any_grad(*m->vision)) << "captioning must still train the understanding encoder";
+  EXPECT_FALSE(any_grad(*m->image_gen)) << "captioning reached the text->image generator";
+  m->zero_grad();
+  m->image_code_logits(b.text.ids, torch::randint(0, 512, {2, N})).loss.backward();
+  EXPECT_TRUE(any_grad(*m->image_gen));
+  EXPECT_FALSE(any_grad(*m->caption_lm)) << "text->image reached the caption decoder";
+  m->eval();
+  {
+    torch::NoGradGuard ng;
+    const auto before = m->caption(b.images, b.text).logits;
+    const auto shared_before = shared->caption(b.images, b.text).logits;
+    m->image_gen->text_embed->weight.add_(1.0);
+    shared->image_gen->text_embed->weight.add_(1.0);
+    EXPECT_TRUE(torch::equal(m->caption(b.images, b.text).logits, before));
+    EXPECT_FALSE(torch::allclose(shared->caption(b.images, b.text).logits, shared_before))
+        << "the shared decoder should run on image_gen's word embedding";
+  }
+  // Greedy decoding on the own stack picks the teacher-forced arg-max, and beam 1 is greedy.
+  const auto ids = m->generate_caption(b.images, /*bos=*/1, /*eos=*/2, /*max_len=*/8);
+  ASSERT_GE(ids.size(1), 2);
+  {
+    torch::NoGradGuard ng;
+    const auto logits = m->caption(b.images, {ids, torch::ones_like(ids, torch::kBool)}).logits;
+    for (int64_t r = 0; r < ids.size(0); ++r) {
+      for (int64_t p = 0; p + 1 < ids.size(1); ++p) {
+        const int64_t chosen = ids[r][p + 1].item<int64_t>();
+        EXPECT_GE(logits[r][p][chosen].item<float>(), logits[r][p].max().item<float>() - 1e-4f) << r << " " << p;
+        if (chosen == 2) break;
+      }
+    }
+  }
+  const auto beam1 = m->beam_generate(b.images, ids.slice(1, 0, 1), /*eos=*/2, ids.size(1) - 1, /*beam=*/1);
+  EXPECT_TRUE(torch::equal(beam1, ids.slice(1, 1))) << beam1 << ids;
+  // model.json carries the option; the weights load back and give the same captions.
+  const auto dir = janus::test::temp_dir();
+  janus::save_model(*m, dir);
+  auto back = janus::load_model(dir);
+  EXPECT_EQ(back->options.caption_decoder, "own");
+  back->eval();
+  torch::NoGradGuard ng;
+  EXPECT_TRUE(torch::equal(back->caption(b.images, b.text).logits, m->caption(b.images, b.text).logits));
+  o.caption_decoder = "separate";
+  EXPECT_THAT([&] { o.validate(); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("caption_decoder 'separate'")));
+}
+
 // gen_prompt_len: text->image prompts are right-padded to a fixed length in training and sampling alike, so a short
 // prompt puts its codes at the positions training used; model.json carries it, and an older spec means "as given".
 TEST(JanusModel, TextToImagePromptsArePaddedToGenPromptLen) {
@@ -300,6 +368,7 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   mc.vq_encoder = "cell";
   mc.vq_codebook_size = 96;
   mc.gen_depth = 3;
+  mc.caption_decoder = "own";
   mc.text_word_init_std = 1.0;
   mc.num_answers = 7;
   mc.num_classes = 5;
@@ -327,15 +396,18 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   EXPECT_EQ(back.vq.codebook_size(), 96);
   EXPECT_EQ(from_cfg.causal_depth, 3);
   EXPECT_EQ(back.causal_depth, 3);
+  EXPECT_EQ(from_cfg.caption_decoder, "own");
+  EXPECT_EQ(back.caption_decoder, "own");
   // A spec without the keys (written before they existed) gives the flavour's defaults.
   auto old_spec = janus::model_spec(tiny_options());
   for (const char* k : {"router", "fusion", "embed_pool", "vision_stem", "vq_downsample", "vq_ch", "vq_codebook",
-                        "vq_dead_code_threshold", "vq_encoder", "vq_codebook_size", "gen_depth"})
+                        "vq_dead_code_threshold", "vq_encoder", "vq_codebook_size", "gen_depth", "caption_decoder"})
     old_spec.erase(k);
   const auto old = janus::model_options_from_spec(old_spec);
   EXPECT_EQ(old.vq.encoder(), "conv");
   EXPECT_EQ(old.vq.codebook_size(), tiny_options().vq.codebook_size());
   EXPECT_EQ(old.causal_depth, tiny_options().causal_depth);
+  EXPECT_EQ(old.caption_decoder, "shared");
   EXPECT_FALSE(old.router_shared || old.fusion_dense || old.vq.ema());
   EXPECT_EQ(old.vq.ch_mult(), tiny_options().vq.ch_mult());
   EXPECT_EQ(old.vq.ch(), tiny_options().vq.ch());
@@ -373,6 +445,10 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   bad_spec["gen_depth"] = 0;
   EXPECT_THAT([&] { janus::model_options_from_spec(bad_spec); },
               testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("'gen_depth' must be an integer >= 1")));
+  bad_spec = janus::model_spec(from_cfg);
+  bad_spec["caption_decoder"] = "own_stack";
+  EXPECT_THAT([&] { janus::model_options_from_spec(bad_spec); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("'caption_decoder' is \"own_stack\"")));
   bad_spec = janus::model_spec(from_cfg);
   bad_spec["vision_stem"] = "resnet";
   EXPECT_THAT([&] { janus::model_options_from_spec(bad_spec); },

@@ -74,6 +74,7 @@ struct ModelConfig {
   std::string vq_encoder = "conv";
   int64_t vq_codebook_size = 0;
   int64_t gen_depth = 0;
+  std::string caption_decoder = "shared";
 
   template <class V>
   void visit(V& v) {
@@ -138,6 +139,11 @@ struct ModelConfig {
     v("gen_depth", gen_depth,
       "causal transformer blocks of the text->image generator (image_gen); 0 = the flavour's (tiny: 2)",
       Check::range(0, 1024));
+    v("caption_decoder", caption_decoder,
+      "text decoder for captions, VQA answers and caption re-ranking: shared = image_gen's causal stack, word "
+      "embedding and positions (the design); own = a second causal stack of the same shape (caption_lm), so the "
+      "captioning and text->image losses pull no common weights",
+      Check::one_of({"shared", "own"}));
   }
 };
 

@@ -46,6 +46,11 @@ struct JanusModelOptions {
   // generation path
   VQVAEOptions vq;
   int64_t causal_depth = 2;     // causal fusion stack shared by text generation and image-token generation
+  // The text decoder (captions, VQA answers, caption re-ranking): "shared" runs it on image_gen's causal stack, word
+  // embedding and positions (the design); "own" gives it a second stack of the same shape ("caption_lm"), so the
+  // captioning and text->image losses do not pull the same weights. model.json files written before 2026-12-07 have
+  // no key and mean "shared".
+  std::string caption_decoder = "shared";
   int64_t max_positions = 256;  // of the causal stack: image tokens + text, or text + <boi> + codes
   // Text->image prompts are right-padded (pad id 0) to this many tokens before <boi>, in training and in sampling,
   // so the codes always sit at the same positions (the generator takes no padding mask). 0 = prompts as given.

@@ -8,7 +8,8 @@
 //   generation:    image -> VQ-VAE ("vq") -> codes -> code embeddings -> causal DualStreamFusion stack
 //                  ("image_gen.backbone") -> image-code head -> codes -> VQ decoder -> image
 //     the same causal stack, with an image prefix from the understanding path, is the text decoder for captions
-//     and VQA answers (tied to image_gen.text_embed).
+//     and VQA answers (tied to image_gen.text_embed). With options.caption_decoder "own" the text decoder is a
+//     second causal stack of the same shape ("caption_lm"), so captioning and text->image share no weights.
 //
 // The understanding ViT and the VQ tokenizer never share weights: generation losses give the ViT no gradient and
 // understanding losses give the VQ-VAE and code embeddings none (tested).
@@ -64,6 +65,17 @@ class FusionBackboneImpl : public CausalBackbone {
   FusionTransformer net{nullptr};
 };
 TORCH_MODULE(FusionBackbone);
+
+// The text decoder's own causal stack (JanusModelOptions::caption_decoder "own"): word embedding (tied to the LM
+// head), position table and causal fusion blocks, shaped like image_gen's but separate from it.
+class CaptionLMImpl : public torch::nn::Module {
+ public:
+  CaptionLMImpl(int64_t vocab, int64_t max_positions, const FusionTransformerOptions& backbone);
+  torch::nn::Embedding text_embed{nullptr};
+  at::Tensor pos_embed;  // [max_positions, dim]
+  std::shared_ptr<FusionBackboneImpl> backbone;
+};
+TORCH_MODULE(CaptionLM);
 
 class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
  public:
@@ -160,7 +172,8 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   torch::nn::Linear simmim_head{nullptr};
   VQVAE vq{nullptr};
   ImageTokenGenerator image_gen{nullptr};
-  at::Tensor lm_bias;  // [V] bias of the text LM head (weight tied to image_gen.text_embed)
+  CaptionLM caption_lm{nullptr};  // options.caption_decoder "own" only
+  at::Tensor lm_bias;             // [V] bias of the text LM head (weight tied to the text decoder's word embedding)
 
  private:
   // [cls, segments...] through the bidirectional fusion -> its CLS output [B, D]; segment i gets type_embed row
@@ -168,6 +181,10 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   at::Tensor fuse_cls(const std::vector<at::Tensor>& segments, const std::vector<at::Tensor>& masks);
   // Causal LM over [prefix; text]: logits for text positions 1..L-1.
   at::Tensor lm_logits(const at::Tensor& prefix, const at::Tensor& ids);
+  // The text decoder's parts: caption_lm's with caption_decoder "own", else image_gen's.
+  torch::nn::Embedding& lm_embed();
+  const at::Tensor& lm_pos();
+  CausalBackbone& lm_backbone();
 };
 TORCH_MODULE(JanusModel);
 
