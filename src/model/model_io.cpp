@@ -51,9 +51,7 @@ void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where)
   if (v.vq_codebook_size > 0) o.vq.codebook_size(v.vq_codebook_size);
   if (v.gen_depth < 0) throw InputError(fmt::format("{}gen_depth must be >= 0, got {}", where, v.gen_depth));
   if (v.gen_depth > 0) o.causal_depth = v.gen_depth;
-  if (v.caption_decoder != "shared" && v.caption_decoder != "own")
-    throw InputError(fmt::format("{}caption_decoder must be shared or own, got '{}'", where, v.caption_decoder));
-  o.caption_decoder = v.caption_decoder;
+  o.caption_decoder = v.caption_decoder;  // checked by JanusModelOptions::validate(), as nlvr2_head
   if (v.vq_codebook == "ema")
     o.vq.ema(true);
   else if (v.vq_codebook == "gradient")

@@ -51,6 +51,24 @@ void expect_trainable(const at::Tensor& loss, janus::JanusModelImpl& m, const st
   EXPECT_GT(with_grad, 0) << what;
 }
 
+// Greedy decoding picks the teacher-forced arg-max on its own output, at every step up to and including its eos
+// (what follows eos is filler, not a choice). "Arg-max" within 1e-4 of the largest logit: the model is random, so
+// near-ties may be ordered differently by the cached and the full computation.
+void expect_greedy_is_teacher_forced_argmax(janus::JanusModelImpl& m, const at::Tensor& images, const at::Tensor& ids,
+                                            int64_t eos) {
+  torch::NoGradGuard ng;
+  const auto logits = m.caption(images, {ids, torch::ones_like(ids, torch::kBool)}).logits;  // [B, L-1, V]
+  for (int64_t r = 0; r < ids.size(0); ++r) {
+    for (int64_t p = 0; p + 1 < ids.size(1); ++p) {  // position p predicts ids[:, p + 1]
+      const int64_t chosen = ids[r][p + 1].item<int64_t>();
+      const float best = logits[r][p].max().item<float>(), got = logits[r][p][chosen].item<float>();
+      EXPECT_GE(got, best - 1e-4f) << "row " << r << " step " << p << " chose " << chosen << " but arg-max is "
+                                   << logits[r][p].argmax().item<int64_t>();
+      if (chosen == eos) break;
+    }
+  }
+}
+
 bool any_grad(torch::nn::Module& m) {
   for (const auto& p : m.parameters()) {
     if (p.grad().defined() && p.grad().abs().sum().item<double>() > 0) return true;
@@ -205,23 +223,7 @@ TEST(JanusModel, CaptionAndImageGenerationShapes) {
   EXPECT_EQ(ids.size(0), 2);
   EXPECT_LE(ids.size(1), 8);
   EXPECT_TRUE((ids.select(1, 0) == 1).all().item<bool>());
-  // Greedy cached decoding picks the teacher-forced arg-max on its own output, at every step up to and including
-  // its eos (what follows eos is filler, not a choice). "Arg-max" within 1e-4 of the largest logit: the model is
-  // random, so near-ties may be ordered differently by the cached and the full computation.
-  janus::TextInput t{ids, torch::ones_like(ids, torch::kBool)};
-  if (ids.size(1) >= 2) {
-    torch::NoGradGuard ng;
-    const auto logits = m->caption(b.images, t).logits;  // [B, L-1, V]: position p predicts ids[:, p + 1]
-    for (int64_t r = 0; r < ids.size(0); ++r) {
-      for (int64_t p = 0; p + 1 < ids.size(1); ++p) {
-        const int64_t chosen = ids[r][p + 1].item<int64_t>();
-        const float best = logits[r][p].max().item<float>(), got = logits[r][p][chosen].item<float>();
-        EXPECT_GE(got, best - 1e-4f) << "row " << r << " step " << p << " chose " << chosen << " but arg-max is "
-                                     << logits[r][p].argmax().item<int64_t>();
-        if (chosen == 2) break;  // eos
-      }
-    }
-  }
+  if (ids.size(1) >= 2) expect_greedy_is_teacher_forced_argmax(*m, b.images, ids, /*eos=*/2);
   janus::SamplingOptions s;
   s.samples_per_prompt(2).temperature(1.0).top_k(10).seed(3);
   auto imgs = m->generate_images(b.text.ids, s);
@@ -270,17 +272,7 @@ TEST(JanusModel, OwnCaptionDecoderSharesNoWeightsWithTheGenerator) {
   // Greedy decoding on the own stack picks the teacher-forced arg-max, and beam 1 is greedy.
   const auto ids = m->generate_caption(b.images, /*bos=*/1, /*eos=*/2, /*max_len=*/8);
   ASSERT_GE(ids.size(1), 2);
-  {
-    torch::NoGradGuard ng;
-    const auto logits = m->caption(b.images, {ids, torch::ones_like(ids, torch::kBool)}).logits;
-    for (int64_t r = 0; r < ids.size(0); ++r) {
-      for (int64_t p = 0; p + 1 < ids.size(1); ++p) {
-        const int64_t chosen = ids[r][p + 1].item<int64_t>();
-        EXPECT_GE(logits[r][p][chosen].item<float>(), logits[r][p].max().item<float>() - 1e-4f) << r << " " << p;
-        if (chosen == 2) break;
-      }
-    }
-  }
+  expect_greedy_is_teacher_forced_argmax(*m, b.images, ids, /*eos=*/2);
   const auto beam1 = m->beam_generate(b.images, ids.slice(1, 0, 1), /*eos=*/2, ids.size(1) - 1, /*beam=*/1);
   EXPECT_TRUE(torch::equal(beam1, ids.slice(1, 1))) << beam1 << ids;
   // model.json carries the option; the weights load back and give the same captions.
