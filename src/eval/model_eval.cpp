@@ -344,6 +344,26 @@ at::Tensor caption_log_likelihood(JanusModelImpl& model, const at::Tensor& image
   return (logp * text.mask.slice(1, 1).to(at::kFloat)).sum(1);
 }
 
+at::Tensor image_text_scores(JanusModelImpl& model, const at::Tensor& images, const TextInput& text,
+                             const std::string& by, double contrastive_weight) {
+  if (by != "contrastive" && by != "caption" && by != "itm") {
+    throw_input_error("image-text score '{}' is not contrastive, caption or itm", by);
+  }
+  TORCH_CHECK(images.dim() == 4 && text.ids.dim() == 2 && images.size(0) == text.ids.size(0),
+              "image_text_scores: images [B, 3, H, W] and text [B, L] must have the same B, got ", images.sizes(),
+              " and ", text.ids.sizes());
+  torch::NoGradGuard ng;
+  const auto cosine = [&]() {
+    return (model.embed_images(images).to(at::kFloat) * model.embed_texts(text).to(at::kFloat)).sum(1).to(at::kCPU);
+  };
+  if (by == "contrastive") return cosine();
+  at::Tensor s = by == "caption"
+                     ? caption_log_likelihood(model, images, text).to(at::kCPU)
+                     : at::softmax(model.itm(images, text).logits.to(at::kFloat), -1).select(1, 1).to(at::kCPU);
+  if (contrastive_weight != 0.0) s = s + contrastive_weight * cosine();
+  return s;
+}
+
 namespace {
 // The scenes of a Shapes captions file's images, in the order of s.image_ids (what janus_data shapes records in
 // images[]). InputError naming the file and image when one is missing or malformed.
@@ -462,7 +482,6 @@ json run_retrieval(const Ctx& c, const json& in) {
     // Each query's top-k candidates are re-scored (placed above every non-candidate); the rest keep their
     // contrastive order below. itm: BLIP's match probability; caption: log p(text | image) under the caption decoder.
     const int64_t k_txt = std::min(c.o.rerank, Nt), k_img = std::min(c.o.rerank, Ni);
-    const bool by_caption = c.o.rerank_by == "caption";
     const auto pair_score = [&](const std::vector<int64_t>& ii, const std::vector<int64_t>& tt) {
       std::vector<at::Tensor> imgs;
       std::vector<std::string> tx;
@@ -476,13 +495,8 @@ json run_retrieval(const Ctx& c, const json& in) {
         tx.push_back(texts[static_cast<size_t>(tt[q])]);
       }
       c.reseed();
-      const auto text_in = encode_texts(c, tx);
-      const auto images = at::stack(imgs).to(c.device);
-      if (by_caption) {
-        return caption_log_likelihood(c.model, images, text_in).to(at::kCPU);
-      }
-      const auto logits = c.model.itm(images, text_in).logits;
-      return at::softmax(logits.to(at::kFloat), -1).select(1, 1).to(at::kCPU);
+      // The cosine part is added from the precomputed similarities below.
+      return image_text_scores(c.model, at::stack(imgs).to(c.device), encode_texts(c, tx), c.o.rerank_by);
     };
     const auto rescore = [&](at::Tensor& sim, bool rows_are_images, int64_t k, const std::string& phase) {
       const int64_t Q = sim.size(0);
@@ -996,9 +1010,17 @@ json run_generate(const Ctx& c, const json& in) {
     enc[static_cast<size_t>(i)] = c.tok.encode(prompts[static_cast<size_t>(i)], true, true, prompt_len);
     by_len[enc[static_cast<size_t>(i)].size()].push_back(i);
   }
-  std::vector<at::Tensor> images(static_cast<size_t>(N));  // uint8 [H, W, 3]
+  const int64_t K = c.o.gen_candidates;
+  if (K < 1) throw_input_error("generate: gen_candidates must be >= 1, got {}", K);
+  if (K > 1 && c.o.gen_rerank_by != "contrastive" && c.o.gen_rerank_by != "caption" && c.o.gen_rerank_by != "itm") {
+    throw_input_error("generate: gen_rerank_by '{}' is not contrastive, caption or itm", c.o.gen_rerank_by);
+  }
+  std::vector<at::Tensor> images(static_cast<size_t>(N));                  // uint8 [H, W, 3], the kept sample
+  std::vector<at::Tensor> candidates(static_cast<size_t>(K > 1 ? N : 0));  // uint8 [K, H, W, 3] (best-of-N)
+  std::vector<int64_t> chosen(static_cast<size_t>(N), 0);
+  std::vector<std::vector<double>> cand_scores(static_cast<size_t>(K > 1 ? N : 0));
   {
-    Progress p(c.o, "generate", "images", N);
+    Progress p(c.o, "generate", K > 1 ? fmt::format("images (best of {})", K) : "images", N);
     int64_t call = 0;
     for (const auto& [len, idx] : by_len) {
       for (size_t a = 0; a < idx.size(); a += static_cast<size_t>(c.o.batch_size)) {
@@ -1007,38 +1029,102 @@ json run_generate(const Ctx& c, const json& in) {
         for (size_t k = a; k < b; ++k) rows.push_back(at::tensor(enc[static_cast<size_t>(idx[k])], at::kLong));
         SamplingOptions so;
         so.temperature(c.o.temperature).top_k(c.o.top_k).top_p(c.o.top_p).cfg(c.o.cfg).cfg_scale(c.o.cfg_scale);
-        so.seed(c.o.seed + static_cast<uint64_t>(call++));
+        so.samples_per_prompt(K).seed(c.o.seed + static_cast<uint64_t>(call++));
         c.reseed();
+        // rows (k - a) * K .. (k - a) * K + K - 1 are prompt idx[k]'s samples
         const auto u8 = to_u8(c.model.generate_images(at::stack(rows).to(c.device), so), c.o);
-        for (size_t k = a; k < b; ++k) images[static_cast<size_t>(idx[k])] = u8[static_cast<int64_t>(k - a)];
+        if (K == 1) {
+          for (size_t k = a; k < b; ++k) images[static_cast<size_t>(idx[k])] = u8[static_cast<int64_t>(k - a)];
+          p.advance(static_cast<int64_t>(b - a));
+          continue;
+        }
+        // Each sample, as the understanding path sees a decoded image, scored against its own prompt.
+        std::vector<at::Tensor> xs;
+        std::vector<std::string> texts;
+        for (int64_t r = 0; r < u8.size(0); ++r) {
+          xs.push_back(model_image(c, u8[r]));
+          texts.push_back(prompts[static_cast<size_t>(idx[a + static_cast<size_t>(r / K)])]);
+        }
+        std::vector<at::Tensor> sc;
+        for (size_t r0 = 0; r0 < xs.size(); r0 += static_cast<size_t>(c.o.batch_size)) {
+          const size_t r1 = std::min(xs.size(), r0 + static_cast<size_t>(c.o.batch_size));
+          c.reseed();
+          sc.push_back(image_text_scores(
+              c.model,
+              at::stack(std::vector<at::Tensor>(xs.begin() + static_cast<long>(r0), xs.begin() + static_cast<long>(r1)))
+                  .to(c.device),
+              encode_texts(c, std::vector<std::string>(texts.begin() + static_cast<long>(r0),
+                                                       texts.begin() + static_cast<long>(r1))),
+              c.o.gen_rerank_by, c.o.gen_rerank_contrastive_weight));
+        }
+        const auto scores = at::cat(sc).to(at::kDouble).view({static_cast<int64_t>(b - a), K});
+        for (size_t k = a; k < b; ++k) {
+          const auto i = static_cast<size_t>(idx[k]);
+          const int64_t r = static_cast<int64_t>(k - a);
+          candidates[i] = u8.slice(0, r * K, r * K + K);
+          for (int64_t j = 0; j < K; ++j) {
+            cand_scores[i].push_back(scores[r][j].item<double>());
+            if (cand_scores[i][static_cast<size_t>(j)] > cand_scores[i][static_cast<size_t>(chosen[i])]) chosen[i] = j;
+          }
+          images[i] = candidates[i][chosen[i]];
+        }
         p.advance(static_cast<int64_t>(b - a));
       }
     }
   }
   json m = json::object();
   json counts = {{"samples", N}};
-  int64_t scored = 0, correct = 0;
-  double overall = 0, colour = 0, shape = 0, count = 0, position = 0;
-  for (int64_t i = 0; i < N; ++i) {
-    if (!specs[static_cast<size_t>(i)]) continue;
-    const auto g = shapes_geneval_check(images[static_cast<size_t>(i)], *specs[static_cast<size_t>(i)]);
-    ++scored;
-    correct += g.correct ? 1 : 0;
-    overall += g.overall;
-    colour += g.colour;
-    shape += g.shape;
-    count += g.count;
-    position += g.position;
-  }
+  // Shapes-GenEval of one image per prompt (pick(i) -> uint8 [H, W, 3]); undefined json when no prompt has a spec.
+  const auto geneval_of = [&](const std::function<at::Tensor(size_t)>& pick) {
+    int64_t scored = 0, correct = 0;
+    double overall = 0, colour = 0, shape = 0, count = 0, position = 0;
+    for (int64_t i = 0; i < N; ++i) {
+      if (!specs[static_cast<size_t>(i)]) continue;
+      const auto g = shapes_geneval_check(pick(static_cast<size_t>(i)), *specs[static_cast<size_t>(i)]);
+      ++scored;
+      correct += g.correct ? 1 : 0;
+      overall += g.overall;
+      colour += g.colour;
+      shape += g.shape;
+      count += g.count;
+      position += g.position;
+    }
+    if (scored == 0) return json();
+    const double n = static_cast<double>(scored);
+    return json{{"overall", overall / n}, {"correct", static_cast<double>(correct) / n},
+                {"colour", colour / n},   {"shape", shape / n},
+                {"count", count / n},     {"position", position / n}};
+  };
+  int64_t scored = 0;
+  for (const auto& sp : specs) scored += sp ? 1 : 0;
   counts["geneval_scored"] = scored;
   if (scored > 0) {
-    const double n = static_cast<double>(scored);
-    m["geneval"] = {{"overall", overall / n}, {"correct", static_cast<double>(correct) / n},
-                    {"colour", colour / n},   {"shape", shape / n},
-                    {"count", count / n},     {"position", position / n}};
+    m["geneval"] = geneval_of([&](size_t i) { return images[i]; });
+    if (K > 1) {
+      // The same samples without re-ranking (each prompt's first), and with a perfect scorer (any candidate correct).
+      m["geneval_first_sample"] = geneval_of([&](size_t i) { return candidates[i][0]; });
+      int64_t any = 0;
+      for (int64_t i = 0; i < N; ++i) {
+        const auto k = static_cast<size_t>(i);
+        if (!specs[k]) continue;
+        bool ok = false;
+        for (int64_t j = 0; j < K && !ok; ++j) ok = shapes_geneval_check(candidates[k][j], *specs[k]).correct;
+        any += ok ? 1 : 0;
+      }
+      m["geneval_any_candidate"] = {{"correct", static_cast<double>(any) / static_cast<double>(scored)}};
+    }
   }
   json notes = json::array();
   if (scored == 0) notes.push_back("no prompt has a \"spec\": no Shapes-GenEval score");
+  if (K > 1) {
+    notes.push_back(fmt::format(
+        "best of {} samples per prompt, ranked by the model's own {} score against the prompt{}; geneval_first_sample "
+        "is the first sample of each prompt (no re-ranking)",
+        K, c.o.gen_rerank_by,
+        c.o.gen_rerank_by != "contrastive" && c.o.gen_rerank_contrastive_weight != 0.0
+            ? fmt::format(" + {} x cosine", c.o.gen_rerank_contrastive_weight)
+            : std::string()));
+  }
   std::vector<at::Tensor> ref_u8(static_cast<size_t>(N));
   for (int64_t i = 0; i < N; ++i) {
     if (!refs[static_cast<size_t>(i)].empty()) {
@@ -1126,8 +1212,19 @@ json run_generate(const Ctx& c, const json& in) {
                 {"top_p", c.o.top_p},
                 {"cfg", c.o.cfg},
                 {"cfg_scale", c.o.cfg_scale},
-                {"seed", c.o.seed}}},
+                {"seed", c.o.seed},
+                {"gen_candidates", K}}},
               {"inputs", in}};
+  if (K > 1) {
+    out["options"]["gen_rerank_by"] = c.o.gen_rerank_by;
+    out["options"]["gen_rerank_contrastive_weight"] = c.o.gen_rerank_contrastive_weight;
+    // Per prompt: every candidate's score and the one kept (the first of the highest).
+    json best = json::array();
+    for (int64_t i = 0; i < N; ++i) {
+      best.push_back({{"chosen", chosen[static_cast<size_t>(i)]}, {"scores", cand_scores[static_cast<size_t>(i)]}});
+    }
+    out["best_of"] = best;
+  }
   if (!notes.empty()) out["notes"] = notes;
   if (!c.o.out_dir.empty()) {
     const auto dir = fs::path(out_path(c.o, "generated"));
@@ -1139,6 +1236,10 @@ json run_generate(const Ctx& c, const json& in) {
       const auto f = (dir / (id + ".png")).string();
       write_image_file(f, images[static_cast<size_t>(i)]);
       files.push_back(f);
+      for (int64_t j = 0; j < (K > 1 ? K : 0); ++j) {  // best-of-N: every candidate beside the kept one
+        write_image_file((dir / fmt::format("{}_candidate{}.png", id, j)).string(),
+                         candidates[static_cast<size_t>(i)][j]);
+      }
     }
     // Sheet: generated | reference, captioned with the prompt.
     std::vector<at::Tensor> cells;

@@ -20,6 +20,7 @@
 #include "janus/data/image.h"
 #include "janus/data/tokenizer.h"
 #include "janus/decoder/image_output.h"
+#include "janus/eval/model_eval.h"
 #include "janus/fusion/attention.h"
 #include "janus/infer/quantize.h"
 #include "janus/model/janus_model.h"
@@ -352,6 +353,13 @@ std::vector<std::vector<at::Tensor>> Pipeline::generate(const std::vector<std::s
   if (opts.top_k < 0) throw_input_error("generate: top_k must be >= 0, got {}", opts.top_k);
   if (!(opts.top_p > 0 && opts.top_p <= 1)) throw_input_error("generate: top_p must be in (0, 1], got {}", opts.top_p);
   if (opts.cfg_scale < 0) throw_input_error("generate: cfg_scale must be >= 0, got {}", opts.cfg_scale);
+  if (opts.candidates < 1 || opts.candidates > 64) {
+    throw_input_error("generate: candidates must be in [1, 64], got {}", opts.candidates);
+  }
+  if (opts.rerank_by != "contrastive" && opts.rerank_by != "caption" && opts.rerank_by != "itm") {
+    throw_input_error("generate: rerank_by '{}' is not contrastive, caption or itm", opts.rerank_by);
+  }
+  const int64_t K = opts.candidates;
   auto& m = *impl_->model;
   // text + <boi> + codes must fit the causal stack's positions
   const int64_t room = m.image_gen->options.max_positions() - m.options.code_tokens() - 1;
@@ -361,7 +369,7 @@ std::vector<std::vector<at::Tensor>> Pipeline::generate(const std::vector<std::s
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     const auto t = impl_->encode({prompts[i]}, "prompt", max_len);
     SamplingOptions s;
-    s.samples_per_prompt(opts.n)
+    s.samples_per_prompt(opts.n * K)
         .temperature(opts.temperature)
         .top_k(opts.top_k)
         .top_p(opts.top_p)
@@ -373,9 +381,26 @@ std::vector<std::vector<at::Tensor>> Pipeline::generate(const std::vector<std::s
       Impl::Forward fwd(*impl_);
       img = m.generate_images(t.ids, s);
     }
-    const auto u8 = to_uint8_image(img.to(at::kFloat).cpu());  // [n, H, W, 3]
+    const auto u8 = to_uint8_image(img.to(at::kFloat).cpu());  // [n * K, H, W, 3]
     std::vector<at::Tensor> imgs;
-    for (int64_t j = 0; j < u8.size(0); ++j) imgs.push_back(u8[j].contiguous());
+    if (K == 1) {
+      for (int64_t j = 0; j < u8.size(0); ++j) imgs.push_back(u8[j].contiguous());
+    } else {
+      // Every sample as the understanding path sees a decoded image, scored against the prompt; rows j*K ..
+      // j*K+K-1 compete for image j (ties keep the first).
+      std::vector<ImageInput> ins;
+      for (int64_t j = 0; j < u8.size(0); ++j) ins.push_back(ImageInput::rgb(u8[j].contiguous()));
+      const auto x = impl_->images_to_device(preprocess(ins));
+      const auto text = impl_->encode(std::vector<std::string>(static_cast<size_t>(u8.size(0)), prompts[i]), "prompt",
+                                      impl_->options.max_text_len);
+      at::Tensor scores;
+      {
+        Impl::Forward fwd(*impl_);
+        scores = eval::image_text_scores(m, x, text, opts.rerank_by, opts.rerank_contrastive_weight);
+      }
+      const auto best = scores.to(at::kDouble).view({opts.n, K}).argmax(1);
+      for (int64_t j = 0; j < opts.n; ++j) imgs.push_back(u8[j * K + best[j].item<int64_t>()].contiguous());
+    }
     out.push_back(std::move(imgs));
   }
   return out;

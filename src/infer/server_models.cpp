@@ -188,7 +188,7 @@ class GenerateHandler : public HandlerBase {
     md_.name = "generate";
     md_.inputs = {{"prompt", DataType::kBytes, {-1}}};
     md_.outputs = {{"images", DataType::kUInt8, {-1, -1, -1, 3}}};
-    md_.parameters = {"seed", "cfg_scale", "temperature", "top_k", "top_p"};
+    md_.parameters = {"seed", "cfg_scale", "temperature", "top_k", "top_p", "candidates"};
   }
   std::unique_ptr<PreparedRequest> prepare(const InferRequest& r) const override {
     auto w = std::make_unique<GenerateWork>();
@@ -201,16 +201,17 @@ class GenerateHandler : public HandlerBase {
     w->options.top_k = static_cast<int64_t>(number_param(p, "top_k", 0, 0, 1 << 20));
     w->options.top_p = number_param(p, "top_p", 1.0, 0, 1);
     if (w->options.top_p <= 0) throw ProtocolError("parameter 'top_p' must be in (0, 1]");
+    w->options.candidates = static_cast<int64_t>(number_param(p, "candidates", 1, 1, 64));
     return w;
   }
   std::vector<std::vector<Tensor>> run(const std::vector<PreparedRequest*>& batch) override {
     // Requests with the same sampling options share one generate() call; each prompt is seeded on its own, so
     // the grouping does not change any image.
-    using Key = std::tuple<uint64_t, double, double, int64_t, double>;
+    using Key = std::tuple<uint64_t, double, double, int64_t, double, int64_t>;
     std::map<Key, std::vector<size_t>> groups;
     for (size_t i = 0; i < batch.size(); ++i) {
       const auto& o = static_cast<GenerateWork*>(batch[i])->options;
-      groups[Key{o.seed, o.cfg_scale, o.temperature, o.top_k, o.top_p}].push_back(i);
+      groups[Key{o.seed, o.cfg_scale, o.temperature, o.top_k, o.top_p, o.candidates}].push_back(i);
     }
     std::vector<std::vector<Tensor>> out(batch.size());
     for (const auto& [key, members] : groups) {

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <random>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/nn.h>
@@ -19,6 +21,7 @@
 #include "janus/data/shapes.h"
 #include "janus/eval/model_eval.h"
 #include "janus/eval/score.h"
+#include "janus/fusion/attention.h"
 #include "janus/io/module_io.h"
 #include "janus/model/run.h"
 #include "test_util.h"
@@ -338,6 +341,52 @@ TEST(ModelEvalTasks, CaptionLogLikelihoodMatchesTheCaptionLoss) {
   model.train(was_training);
 }
 
+// The best-of-N / re-ranking score: each kind is the model's own quantity, the cosine term adds on, rows are
+// independent, and an unknown kind or a batch mismatch is an error.
+TEST(ModelEvalTasks, ImageTextScoresAreTheModelsOwnQuantities) {
+  auto& model = *loaded().model;
+  const bool was_training = model.is_training();
+  model.eval();
+  torch::NoGradGuard ng;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  const int64_t S = model.options.image_size();
+  const auto images = at::randn({3, 3, S, S}, gen);
+  auto ids = at::randint(7, 40, {3, 6}, gen, at::kLong);
+  ids.select(1, 0).fill_(janus::SpecialTokens::bos);
+  const janus::TextInput text{ids, at::ones({3, 6}, at::kBool)};
+  const auto cosine = (model.embed_images(images) * model.embed_texts(text)).sum(1);
+  const auto c = janus::eval::image_text_scores(model, images, text, "contrastive");
+  ASSERT_EQ(c.sizes(), (std::vector<int64_t>{3}));
+  EXPECT_TRUE(at::allclose(c, cosine, 1e-5, 1e-6));
+  EXPECT_TRUE((c.abs() <= 1 + 1e-5).all().item<bool>());
+  const auto ll = janus::eval::caption_log_likelihood(model, images, text);
+  EXPECT_TRUE(at::allclose(janus::eval::image_text_scores(model, images, text, "caption"), ll, 1e-5, 1e-5));
+  EXPECT_TRUE(
+      at::allclose(janus::eval::image_text_scores(model, images, text, "caption", 3.0), ll + 3.0 * cosine, 1e-5, 1e-5));
+  // The fusion's LSH attention draws its bucket rotations per call: the same draws for both sides.
+  const auto reseed = [&]() {
+    for (const auto& mod : model.modules()) {
+      if (auto* l = dynamic_cast<janus::LSHAttentionImpl*>(mod.get())) l->reset();
+    }
+  };
+  reseed();
+  const auto itm = janus::eval::image_text_scores(model, images, text, "itm");
+  reseed();
+  EXPECT_TRUE(at::allclose(itm, at::softmax(model.itm(images, text).logits, -1).select(1, 1), 1e-5, 1e-6));
+  EXPECT_TRUE(((itm >= 0) & (itm <= 1)).all().item<bool>());
+  const auto one = janus::eval::image_text_scores(model, images.narrow(0, 1, 1),
+                                                  {ids.narrow(0, 1, 1), text.mask.narrow(0, 1, 1)}, "caption", 3.0);
+  EXPECT_NEAR(one.item<double>(), (ll + 3.0 * cosine)[1].item<double>(), 1e-4);
+  try {
+    janus::eval::image_text_scores(model, images, text, "clip");
+    FAIL() << "expected an InputError";
+  } catch (const janus::InputError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("'clip' is not contrastive, caption or itm"));
+  }
+  EXPECT_THROW(janus::eval::image_text_scores(model, images.narrow(0, 0, 2), text, "caption"), c10::Error);
+  model.train(was_training);
+}
+
 TEST(ModelEvalTasks, CaptionGreedyAndBeamAreInRangeAndDeterministic) {
   const auto m = janus::eval::eval_model(loaded());
   auto o = small_opts(6);
@@ -496,6 +545,67 @@ TEST(ModelEvalTasks, GenerateScoresGenevalAndWritesSheet) {
             3);
   const auto again = janus::eval::evaluate(m, "generate", world().shapes, o);
   EXPECT_EQ(again["metrics"], r["metrics"]);
+}
+
+// Best of N: the kept image is each prompt's highest-scoring candidate, the scores are those of the written
+// candidates against their prompts, and a perfect scorer's result bounds both the kept and the first samples.
+TEST(ModelEvalTasks, GenerateBestOfNKeepsTheHighestScoringCandidate) {
+  const auto m = janus::eval::eval_model(loaded());
+  auto o = small_opts(3);
+  o.out_dir = world().root + "/gen_best_out";
+  o.seed = 7;
+  o.gen_candidates = 3;
+  o.gen_rerank_by = "caption";
+  o.gen_rerank_contrastive_weight = 2.0;
+  const auto r = janus::eval::evaluate(m, "generate", world().shapes, o);
+  expect_common(r, "generate", 3);
+  EXPECT_EQ(r["options"]["gen_candidates"], 3);
+  EXPECT_EQ(r["options"]["gen_rerank_by"], "caption");
+  const auto& met = r["metrics"];
+  for (const auto* k : {"overall", "correct", "colour", "shape", "count", "position"}) {
+    expect_in(met["geneval"][k], 0, 1, k);
+    expect_in(met["geneval_first_sample"][k], 0, 1, k);
+  }
+  const double any = met["geneval_any_candidate"]["correct"].get<double>();
+  EXPECT_GE(any, met["geneval"]["correct"].get<double>());
+  EXPECT_GE(any, met["geneval_first_sample"]["correct"].get<double>());
+  const auto prompts = json::parse(janus::read_file(world().shapes + "/geneval/prompts_val.json"));
+  auto& model = *loaded().model;
+  model.eval();
+  ASSERT_EQ(r["best_of"].size(), 3u);
+  const auto dir = r["outputs"]["images"].get<std::string>();
+  janus::ImageTransform tf;
+  tf.resize_short = model.options.image_size();
+  tf.crop = model.options.image_size();
+  tf.mean = o.mean;
+  tf.std = o.std;
+  for (size_t i = 0; i < 3; ++i) {
+    const auto& b = r["best_of"][i];
+    const auto scores = b["scores"].get<std::vector<double>>();
+    ASSERT_EQ(scores.size(), 3u);
+    const auto best = std::max_element(scores.begin(), scores.end()) - scores.begin();
+    EXPECT_EQ(b["chosen"].get<int64_t>(), best);
+    const auto id = prompts[i].contains("id") ? prompts[i]["id"].dump() : std::to_string(i);
+    const auto kept = janus::decode_image_file(dir + "/" + id + ".png");
+    std::vector<at::Tensor> xs;
+    for (int64_t j = 0; j < 3; ++j) {
+      const auto u8 = janus::decode_image_file(fmt::format("{}/{}_candidate{}.png", dir, id, j));
+      if (j == best) {
+        EXPECT_TRUE(at::equal(u8, kept)) << "prompt " << i;
+      }
+      std::mt19937_64 rng(0);
+      xs.push_back(janus::transform_image(u8, tf, rng));
+    }
+    const auto b3 = loaded().tokenizer->encode_batch(
+        std::vector<std::string>(3, prompts[i]["prompt"].get<std::string>()), o.max_text_len, true);
+    torch::NoGradGuard ng;
+    const auto again =
+        janus::eval::image_text_scores(model, at::stack(xs), {b3.ids, b3.attention_mask.to(at::kBool)}, "caption", 2.0);
+    for (int64_t j = 0; j < 3; ++j) EXPECT_NEAR(again[j].item<double>(), scores[static_cast<size_t>(j)], 1e-3);
+  }
+  EXPECT_EQ(janus::eval::evaluate(m, "generate", world().shapes, o)["metrics"], met);  // deterministic
+  o.gen_candidates = 0;
+  EXPECT_THROW(janus::eval::evaluate(m, "generate", world().shapes, o), janus::InputError);
 }
 
 TEST(ModelEvalTasks, ReconPsnrSsimAndSheet) {

@@ -8,6 +8,8 @@
 #include "infer_fixture.h"
 #include "janus/core/error.h"
 #include "janus/data/tokenizer.h"
+#include "janus/eval/model_eval.h"
+#include "janus/fusion/attention.h"
 
 namespace {
 
@@ -137,6 +139,44 @@ TEST(Pipeline, GenerateIsSeededPerPrompt) {
   g.seed = 8;
   const auto c = p.generate("a blue star", g);
   EXPECT_FALSE(at::equal(c[0], b[0]) && at::equal(c[1], b[1]));
+}
+
+// Best of N: each returned image is, of the N samples drawn for it (the same draws as asking for n x N images), the
+// one the model's own image-text score ranks first.
+TEST(Pipeline, GenerateBestOfKeepsTheHighestScoringSample) {
+  auto p = janus::Pipeline::load(shared().run);
+  janus::GenerateOptions g;
+  g.n = 2;
+  g.seed = 5;
+  g.cfg_scale = 2.0;
+  auto all = g;
+  all.n = 2 * 3;
+  const auto pool = p.generate("a red circle", all);
+  g.candidates = 3;
+  g.rerank_by = "caption";
+  g.rerank_contrastive_weight = 5.0;
+  const auto best = p.generate("a red circle", g);
+  ASSERT_EQ(best.size(), 2u);
+  std::vector<ImageInput> ins;
+  for (const auto& im : pool) ins.push_back(ImageInput::rgb(im));
+  const auto b =
+      p.tokenizer().encode_batch(std::vector<std::string>(6, "a red circle"), janus::PipelineOptions{}.max_text_len);
+  auto& m = p.model();
+  for (const auto& mod : m.modules()) {
+    if (auto* l = dynamic_cast<janus::LSHAttentionImpl*>(mod.get())) l->reset();
+  }
+  torch::NoGradGuard ng;
+  const auto scores =
+      janus::eval::image_text_scores(m, p.preprocess(ins), {b.ids, b.attention_mask.to(at::kBool)}, "caption", 5.0);
+  for (int64_t j = 0; j < 2; ++j) {
+    const auto pick = scores.slice(0, j * 3, j * 3 + 3).argmax().item<int64_t>();
+    EXPECT_TRUE(at::equal(best[static_cast<size_t>(j)], pool[static_cast<size_t>(j * 3 + pick)])) << "image " << j;
+  }
+  g.candidates = 0;
+  EXPECT_THROW(p.generate("a red circle", g), janus::InputError);
+  g.candidates = 2;
+  g.rerank_by = "clip";
+  EXPECT_THROW(p.generate("a red circle", g), janus::InputError);
 }
 
 TEST(Pipeline, BadInputIsAnInputError) {

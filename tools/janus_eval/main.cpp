@@ -232,6 +232,21 @@ void add_model_eval(CLI::App& app, EvalFlags& f) {
   app.add_flag("--cfg", o.cfg, "generate: classifier-free guidance")->group(g);
   app.add_option("--cfg-scale", o.cfg_scale, "generate: guidance scale")->capture_default_str()->group(g);
   app.add_option("--seed", o.seed, "generate: sampling seed")->capture_default_str()->group(g);
+  app.add_option("--gen-candidates", o.gen_candidates,
+                 "generate: samples per prompt; > 1 keeps the one the model scores highest against its prompt "
+                 "(best of N, by --gen-rerank-by)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str()
+      ->group(g);
+  app.add_option("--gen-rerank-by", o.gen_rerank_by,
+                 "generate: best-of-N score: contrastive (cosine), caption (log p(prompt | image)) or itm")
+      ->check(CLI::IsMember({"contrastive", "caption", "itm"}))
+      ->capture_default_str()
+      ->group(g);
+  app.add_option("--gen-rerank-contrastive-weight", o.gen_rerank_contrastive_weight,
+                 "generate: a candidate's score is the caption/itm score + this x its cosine similarity")
+      ->capture_default_str()
+      ->group(g);
   app.add_option("--inception", f.opt.inception,
                  "generate: Inception-v3 weights (torchvision layout, safetensors) -> FID and IS")
       ->group(g);

@@ -98,6 +98,15 @@ int main(int argc, char** argv) {
   gen->add_option("--temperature", go.temperature, "sampling temperature (0: greedy)")->capture_default_str();
   gen->add_option("--top-k", go.top_k, "top-k (0: off)")->capture_default_str();
   gen->add_option("--top-p", go.top_p, "top-p (1: off)")->capture_default_str();
+  gen->add_option("--candidates", go.candidates,
+                  "best of N: each image is the best of this many samples by the model's own score against the prompt")
+      ->capture_default_str();
+  gen->add_option("--rerank-by", go.rerank_by, "best-of-N score: contrastive, caption or itm")
+      ->check(CLI::IsMember({"contrastive", "caption", "itm"}))
+      ->capture_default_str();
+  gen->add_option("--rerank-contrastive-weight", go.rerank_contrastive_weight,
+                  "best-of-N score = the caption/itm score + this x the cosine similarity")
+      ->capture_default_str();
 
   auto* cls = app.add_subcommand("classify", "classify images (needs a classification head)");
   std::vector<std::string> cls_images;

@@ -99,7 +99,16 @@ int main(int argc, char** argv) {
       t.push_back({"NLVR2 accuracy (%)", num("nlvr2.accuracy"), 80});
       t.push_back({"caption CIDEr-D", num("caption.CIDEr"), 1.0});
       t.push_back({"tokenizer PSNR (dB)", num("recon.psnr"), 28});
-      t.push_back({"Shapes-GenEval (binary correct)", num("generate.geneval.correct"), 0.6});
+      const nlohmann::json* generate = je::json_find(ev, "results.generate");
+      if (!generate && ev.value("task", "") == "generate") generate = &ev;
+      const nlohmann::json* candidates = generate ? je::json_find(*generate, "options.gen_candidates") : nullptr;
+      const nlohmann::json* gen_by = generate ? je::json_find(*generate, "options.gen_rerank_by") : nullptr;
+      const bool best_of = candidates && candidates->is_number_integer() && candidates->get<int64_t>() > 1;
+      t.push_back({"Shapes-GenEval (binary correct)" +
+                       (best_of ? fmt::format(", best of {} samples by the model's {} score", candidates->dump(),
+                                              gen_by && gen_by->is_string() ? gen_by->get<std::string>() : "?")
+                                : std::string()),
+                   num("generate.geneval.correct"), 0.6});
       if (targets == "quickstart") {
         md += je::targets_table(t);
       } else {
@@ -121,6 +130,13 @@ int main(int argc, char** argv) {
             "captions' object order and size mentions are not visible in the image (docs/eval.md) | {} / {} |\n",
             je::format_metric(num("retrieval.identical_text_counts.ceiling.txt_r1")),
             je::format_metric(num("retrieval.identical_text_counts.ceiling.img_r1")));
+      }
+      if (best_of) {
+        md += fmt::format("| Shapes-GenEval of each prompt's first sample, without best-of-N (binary) | {} |\n",
+                          je::format_metric(num("generate.geneval_first_sample.correct")));
+        md += fmt::format(
+            "| Shapes-GenEval if a perfect scorer picked among the samples (any candidate correct, binary) | {} |\n",
+            je::format_metric(num("generate.geneval_any_candidate.correct")));
       }
       for (const auto& [name, path] : std::vector<std::pair<std::string, std::string>>{
                {"retrieval image->text R@5 (%)", "retrieval.identical_text_counts.txt_r5"},

@@ -82,6 +82,13 @@ struct EvalOptions {
   bool cfg = false;
   double cfg_scale = 5.0;
   uint64_t seed = 0;
+  // Best-of-N (as DALL-E re-ranks its samples with CLIP): draw gen_candidates samples per prompt and keep the one the
+  // model itself scores highest against its prompt, by image_text_scores(gen_rerank_by,
+  // gen_rerank_contrastive_weight). 1 = off (one sample, no scoring). The results then also report the first sample's
+  // score (what no re-ranking gives) and how often any candidate was correct (what a perfect scorer would give).
+  int64_t gen_candidates = 1;
+  std::string gen_rerank_by = "caption";        // contrastive | caption | itm
+  double gen_rerank_contrastive_weight = 20.0;  // the quickstart's (docs/eval.md)
   std::string inception;  // torchvision-layout Inception-v3 safetensors: adds FID / IS against the references
   // Output files (sheets, generated images, COCO/VQA-format prediction files) go here when non-empty.
   std::string out_dir;
@@ -127,6 +134,14 @@ nlohmann::json retrieval_recall_sets(const at::Tensor& sim, const std::vector<st
 // row's tokens after bos (eos included) of log softmax of JanusModelImpl::caption's logits. What
 // `--rerank-by caption` scores candidates with (generative scoring: higher = better match).
 at::Tensor caption_log_likelihood(JanusModelImpl& model, const at::Tensor& images, const TextInput& text);
+
+// How well each image matches its text, by the model's own understanding path: images [B, 3, H, W] (normalised
+// model input), text [B, L] -> [B] float on the CPU, higher = better match. by: "contrastive" (cosine of the
+// contrastive embeddings), "caption" (caption_log_likelihood), "itm" (the ITM head's match probability; InputError
+// when the model has none); plus contrastive_weight x the cosine for caption and itm. What retrieval's --rerank and
+// generation's best-of-N (EvalOptions::gen_candidates) rank candidates by.
+at::Tensor image_text_scores(JanusModelImpl& model, const at::Tensor& images, const TextInput& text,
+                             const std::string& by, double contrastive_weight = 0.0);
 
 // Tiles uint8 [H, W, 3] images into a grid with `cols` columns and optional captions drawn under each cell
 // (OpenCV's Hershey font), and writes a PNG.

@@ -89,6 +89,12 @@ struct GenerateOptions {
   int64_t top_k = 0;         // 0: off
   double top_p = 1.0;        // 1: off
   uint64_t seed = 0;         // each prompt is sampled with this seed independently of the other prompts in the call
+  // Best of N (as DALL-E re-ranks its samples with CLIP): > 1 draws this many samples for each returned image and
+  // keeps the one the model itself scores highest against the prompt (eval::image_text_scores: rerank_by +
+  // rerank_contrastive_weight x the cosine of the contrastive embeddings). Costs `candidates` x the sampling.
+  int64_t candidates = 1;
+  std::string rerank_by = "caption";        // contrastive | caption | itm
+  double rerank_contrastive_weight = 20.0;  // the quickstart's setting (docs/eval.md, "Best of N")
 };
 
 class Pipeline {
