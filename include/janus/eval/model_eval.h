@@ -87,8 +87,8 @@ struct EvalOptions {
   // gen_rerank_contrastive_weight). 1 = off (one sample, no scoring). The results then also report the first sample's
   // score (what no re-ranking gives) and how often any candidate was correct (what a perfect scorer would give).
   int64_t gen_candidates = 1;
-  std::string gen_rerank_by = "caption";        // contrastive | caption | itm
-  double gen_rerank_contrastive_weight = 20.0;  // the quickstart's (docs/eval.md)
+  std::string gen_rerank_by = "contrastive";   // contrastive | caption | itm (the quickstart: contrastive)
+  double gen_rerank_contrastive_weight = 0.0;  // for caption / itm
   std::string inception;  // torchvision-layout Inception-v3 safetensors: adds FID / IS against the references
   // Output files (sheets, generated images, COCO/VQA-format prediction files) go here when non-empty.
   std::string out_dir;

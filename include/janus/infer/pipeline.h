@@ -93,8 +93,8 @@ struct GenerateOptions {
   // keeps the one the model itself scores highest against the prompt (eval::image_text_scores: rerank_by +
   // rerank_contrastive_weight x the cosine of the contrastive embeddings). Costs `candidates` x the sampling.
   int64_t candidates = 1;
-  std::string rerank_by = "caption";        // contrastive | caption | itm
-  double rerank_contrastive_weight = 20.0;  // the quickstart's setting (docs/eval.md, "Best of N")
+  std::string rerank_by = "contrastive";   // contrastive | caption | itm (docs/eval.md, "Best of N")
+  double rerank_contrastive_weight = 0.0;  // for caption / itm
 };
 
 class Pipeline {
