@@ -90,6 +90,20 @@ TEST(JanusInfer, VqaRetrieveClassifyGenerate) {
     const auto back = janus::decode_image_file(g["images"][i].get<std::string>());
     EXPECT_TRUE(at::equal(back, imgs[i])) << i;  // PNG is lossless
   }
+  // best of 3 per image, by the caption score: the tool passes the options through
+  const auto b = json_of(
+      "generate 'a red circle' --n 2 --seed 3 --cfg 2 --candidates 3 --rerank-by caption "
+      "--rerank-contrastive-weight 4 --out " +
+      janus::test::quote(out + "_best"));
+  ASSERT_EQ(b["images"].size(), 2u);
+  go.top_k = 0;
+  go.candidates = 3;
+  go.rerank_by = "caption";
+  go.rerank_contrastive_weight = 4;
+  const auto best = p.generate("a red circle", go);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_TRUE(at::equal(janus::decode_image_file(b["images"][i].get<std::string>()), best[i])) << i;
+  }
 }
 
 TEST(JanusInfer, BadInputExitsWith2) {
@@ -106,6 +120,11 @@ TEST(JanusInfer, BadInputExitsWith2) {
   r = janus::test::run(cli("retrieve --query x --gallery " + janus::test::quote(e.dir + "/nope")));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   r = janus::test::run(cli("generate x --n 0 --out " + janus::test::quote(e.dir + "/g0")));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = janus::test::run(cli("generate x --candidates 0 --out " + janus::test::quote(e.dir + "/g0")));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("candidates must be in [1, 64]"), std::string::npos) << r.output;
+  r = janus::test::run(cli("generate x --candidates 2 --rerank-by clip --out " + janus::test::quote(e.dir + "/g0")));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   r = janus::test::run(janus::test::tool("janus_infer") + " --run " + janus::test::quote(e.dir + "/norun") +
                        " caption " + janus::test::quote(e.images[0]));

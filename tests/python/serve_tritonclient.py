@@ -154,6 +154,9 @@ try:
     check(im.dtype == np.uint8 and im.ndim == 4 and im.shape[0] == 2 and im.shape[3] == 3, f"generate {im.shape}")
     g2 = c.infer("generate", [bytes_input("prompt", ["a blue star"])], parameters={"seed": 3, "temperature": 1.0}).as_numpy("images")
     check(np.array_equal(g2[0], im[1]), "generate: same seed and prompt -> same image")
+    # the best-of-N parameter is accepted (which sample is kept is checked in pipeline_test.cpp)
+    gb = c.infer("generate", [bytes_input("prompt", ["a blue star"])], parameters={"seed": 3, "temperature": 1.0, "candidates": 3}).as_numpy("images")
+    check(gb.shape == g2.shape, f"generate best of 3 {gb.shape}")
 
     # ---- errors through tritonclient
     expect_error(lambda: c.infer("nope", [bytes_input("text", ["x"])]), 404, "unknown model 'nope'")
@@ -163,6 +166,7 @@ try:
     expect_error(lambda: c.infer("vqa", [bytes_input("image", imgs[:2]), bytes_input("question", ["q"])]), 400, "batch size")
     expect_error(lambda: c.infer("embed_text", [bytes_input("text", ["x"] * 17)]), 400, "exceeds max_batch_size 16")
     expect_error(lambda: c.infer("generate", [bytes_input("prompt", ["x"])], parameters={"top_p": 2}), 400, "top_p")
+    expect_error(lambda: c.infer("generate", [bytes_input("prompt", ["x"])], parameters={"candidates": 0}), 400, "candidates")
     expect_error(lambda: c.infer("embed_text", [bytes_input("text", ["x" * 1_200_000])]), 413, "exceeds the limit")
     # ---- errors through raw HTTP (bodies tritonclient would never send)
     BIN9 = b'{"inputs":[{"name":"text","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":9}}]}'
