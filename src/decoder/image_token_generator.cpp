@@ -109,6 +109,11 @@ ImageTokenGeneratorImpl::ImageTokenGeneratorImpl(const ImageTokenGeneratorOption
   code_embed = register_module("code_embed", torch::nn::Embedding(options.codebook_size() + 1, D));
   pos_embed = register_parameter("pos_embed", at::zeros({options.max_positions(), D}));
   frame_embed = register_parameter("frame_embed", at::zeros({D}));
+  TORCH_CHECK(options.code_grid() >= 0, "image_token_generator: code_grid must be >= 0, got ", options.code_grid());
+  if (options.code_grid() > 0) {
+    row_embed = register_parameter("row_embed", at::zeros({options.code_grid(), D}));
+    col_embed = register_parameter("col_embed", at::zeros({options.code_grid(), D}));
+  }
   backbone = register_module("backbone", backbone_);
   head = register_module("head", torch::nn::Linear(D, options.codebook_size()));
   if (options.adapter_bottleneck() > 0) {
@@ -119,6 +124,19 @@ ImageTokenGeneratorImpl::ImageTokenGeneratorImpl(const ImageTokenGeneratorOption
   torch::nn::init::normal_(code_embed->weight, 0.0, 0.02);
   torch::nn::init::normal_(pos_embed, 0.0, 0.02);
   torch::nn::init::normal_(frame_embed, 0.0, 0.02);
+  if (row_embed.defined()) {
+    torch::nn::init::normal_(row_embed, 0.0, 0.02);
+    torch::nn::init::normal_(col_embed, 0.0, 0.02);
+  }
+}
+
+at::Tensor ImageTokenGeneratorImpl::code_places(int64_t first, int64_t T) const {
+  const int64_t g = options.code_grid();
+  if (g <= 0) return {};
+  TORCH_CHECK(first >= 0 && first + T <= g * g, "image_token_generator: codes ", first, "..", first + T - 1,
+              " outside the ", g, "x", g, " code grid");
+  const auto k = at::arange(first, first + T, at::TensorOptions().dtype(at::kLong).device(row_embed.device()));
+  return row_embed.index_select(0, at::div(k, g, "floor")) + col_embed.index_select(0, at::remainder(k, g));
 }
 
 at::Tensor ImageTokenGeneratorImpl::prefix(const at::Tensor& text, const at::Tensor& prev_frame, const std::string& task) {
@@ -144,7 +162,9 @@ at::Tensor ImageTokenGeneratorImpl::prefix(const at::Tensor& text, const at::Ten
   }
   TORCH_CHECK(B > 0, "image_token_generator: need a text prefix or a previous frame");
   auto boi = at::full({B, 1}, options.codebook_size(), at::TensorOptions().dtype(at::kLong).device(pos_embed.device()));
-  parts.push_back(code_embed->forward(boi));
+  auto boi_e = code_embed->forward(boi);
+  if (options.code_grid() > 0) boi_e = boi_e + code_places(0, 1);  // <boi> predicts code 0
+  parts.push_back(boi_e);
   auto x = at::cat(parts, 1);
   const int64_t L = x.size(1);
   TORCH_CHECK(L <= options.max_positions(), "image_token_generator: prefix of ", L, " positions exceeds max_positions ",
@@ -153,11 +173,13 @@ at::Tensor ImageTokenGeneratorImpl::prefix(const at::Tensor& text, const at::Ten
   return adapter ? adapter->forward(x, task) : x;
 }
 
-at::Tensor ImageTokenGeneratorImpl::embed_codes(const at::Tensor& codes, int64_t start, const std::string& task) {
+at::Tensor ImageTokenGeneratorImpl::embed_codes(const at::Tensor& codes, int64_t start, int64_t first_target,
+                                                const std::string& task) {
   const int64_t T = codes.size(1);
   TORCH_CHECK(start + T <= options.max_positions(), "image_token_generator: ", start + T,
               " positions exceed max_positions ", options.max_positions());
   auto x = code_embed->forward(codes) + pos_embed.slice(0, start, start + T);
+  if (options.code_grid() > 0) x = x + code_places(first_target, T);
   return adapter ? adapter->forward(x, task) : x;
 }
 
@@ -170,7 +192,7 @@ at::Tensor ImageTokenGeneratorImpl::forward(const at::Tensor& text, const at::Te
   auto p = prefix(text, prev_frame, task);
   TORCH_CHECK(p.size(0) == codes.size(0), "image_token_generator: prefix batch ", p.size(0), " != codes batch ", codes.size(0));
   const int64_t Lp = p.size(1), N = codes.size(1);
-  auto x = N > 1 ? at::cat({p, embed_codes(codes.slice(1, 0, N - 1), Lp, task)}, 1) : p;
+  auto x = N > 1 ? at::cat({p, embed_codes(codes.slice(1, 0, N - 1), Lp, 1, task)}, 1) : p;
   auto h = backbone->forward_causal(x);
   return head->forward(h.slice(1, Lp - 1, Lp - 1 + N));
 }
@@ -235,7 +257,7 @@ at::Tensor ImageTokenGeneratorImpl::run(const at::Tensor& text, const at::Tensor
     out.select(1, i).copy_(tok);
     if (i + 1 == N) break;
     auto rows = (s.cfg() ? tok.repeat_interleave(2) : tok).to(x.device()).unsqueeze(1);  // [R, 1]
-    auto e = embed_codes(rows, Lp + i, task);
+    auto e = embed_codes(rows, Lp + i, i + 1, task);
     if (s.use_cache()) {
       last = backbone->forward_step(e, cache).select(1, 0);
     } else {

@@ -123,11 +123,14 @@ void JanusModelImpl::reset() {
   FusionTransformerOptions co(D, o.fusion_heads, o.causal_depth);
   co.block(block_options(o, /*causal=*/true));
   auto backbone = std::make_shared<FusionBackboneImpl>(co);
+  // the VQ codes' raster side (code_tokens() is a square number: image_size / downsample, squared)
+  const auto code_grid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(o.code_tokens()))));
   image_gen = register_module("image_gen", ImageTokenGenerator(ImageTokenGeneratorOptions(V, o.vq.codebook_size())
                                                                    .dim(D)
                                                                    .heads(o.fusion_heads)
                                                                    .depth(o.causal_depth)
-                                                                   .max_positions(o.max_positions),
+                                                                   .max_positions(o.max_positions)
+                                                                   .code_grid(o.gen_code_pos == "2d" ? code_grid : 0),
                                                                backbone));
   if (o.caption_decoder == "own") caption_lm = register_module("caption_lm", CaptionLM(V, o.max_positions, co));
   lm_bias = register_parameter("lm_bias", at::zeros({V}));

@@ -51,7 +51,8 @@ void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where)
   if (v.vq_codebook_size > 0) o.vq.codebook_size(v.vq_codebook_size);
   if (v.gen_depth < 0) throw InputError(fmt::format("{}gen_depth must be >= 0, got {}", where, v.gen_depth));
   if (v.gen_depth > 0) o.causal_depth = v.gen_depth;
-  o.caption_decoder = v.caption_decoder;  // checked by JanusModelOptions::validate(), as nlvr2_head
+  o.caption_decoder = v.caption_decoder;
+  o.gen_code_pos = v.gen_code_pos;  // checked by JanusModelOptions::validate(), as nlvr2_head
   if (v.vq_codebook == "ema")
     o.vq.ema(true);
   else if (v.vq_codebook == "gradient")
@@ -105,7 +106,8 @@ nlohmann::json model_spec(const JanusModelOptions& o) {
           {"vq_encoder", o.vq.encoder()},
           {"vq_codebook_size", o.vq.codebook_size()},
           {"gen_depth", o.causal_depth},
-          {"caption_decoder", o.caption_decoder}};
+          {"caption_decoder", o.caption_decoder},
+          {"gen_code_pos", o.gen_code_pos}};
 }
 
 JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
@@ -156,6 +158,7 @@ JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
   opt_string("vq_codebook", {"gradient", "ema"}, v.vq_codebook);
   opt_string("vq_encoder", {"conv", "cell"}, v.vq_encoder);
   opt_string("caption_decoder", {"shared", "own"}, v.caption_decoder);
+  opt_string("gen_code_pos", {"1d", "2d"}, v.gen_code_pos);
   if (spec.contains("vq_codebook_size")) {
     if (!spec.at("vq_codebook_size").is_number_integer() || spec.at("vq_codebook_size").get<int64_t>() < 1)
       throw InputError("model.json: 'vq_codebook_size' must be an integer >= 1");

@@ -92,6 +92,52 @@ TEST(ImageTokenGenerator, GreedyGenerationMatchesTeacherForcedArgmax) {
   EXPECT_TRUE(std::isfinite(loss.item<double>()));
 }
 
+// code_grid: each input gets the row/column embedding of the code it predicts. Cached sampling, uncached sampling
+// and the teacher-forced pass agree; the embeddings change the output (they are used) and get gradients; codes
+// beyond the grid are an error; save/load keeps them.
+TEST(ImageTokenGenerator, CodeGridPlacesAgreeAcrossCachedUncachedAndTeacherForced) {
+  torch::manual_seed(6);
+  auto g =
+      ImageTokenGenerator(ImageTokenGeneratorOptions(50, 64).dim(32).depth(2).heads(4).max_positions(128).code_grid(4));
+  g->eval();
+  ASSERT_TRUE(g->row_embed.defined() && g->col_embed.defined());
+  EXPECT_EQ(g->row_embed.sizes(), (std::vector<int64_t>{4, 32}));
+  EXPECT_FALSE(small_gen()->row_embed.defined());
+  // places of codes 0..15: row k / 4, column k % 4
+  const auto pl = g->code_places(0, 16);
+  for (int64_t k : {0, 5, 11, 15}) {
+    EXPECT_TRUE(at::allclose(pl[k], g->row_embed[k / 4] + g->col_embed[k % 4])) << k;
+  }
+  auto text = at::randint(1, 50, {2, 5}, at::kLong);
+  const auto s = SamplingOptions().num_tokens(16).samples_per_prompt(2).temperature(0.8).seed(9).cfg(true).cfg_scale(2);
+  const auto cached = g->generate(text, SamplingOptions(s).use_cache(true));
+  EXPECT_TRUE(at::equal(cached, g->generate(text, SamplingOptions(s).use_cache(false))));
+  const auto greedy = g->generate(text, SamplingOptions().num_tokens(16).temperature(0.0));
+  const auto logits = g->forward(text, greedy);
+  EXPECT_TRUE(at::equal(logits.argmax(-1), greedy));
+  {
+    torch::NoGradGuard ng;
+    auto saved = g->col_embed.clone();
+    g->col_embed.add_(1.0);
+    EXPECT_FALSE(at::allclose(g->forward(text, greedy), logits));
+    g->col_embed.copy_(saved);
+  }
+  g->train();
+  g->zero_grad();
+  g->loss(text, greedy).backward();
+  EXPECT_GT(g->row_embed.grad().abs().sum().item<double>(), 0.0);
+  EXPECT_GT(g->col_embed.grad().abs().sum().item<double>(), 0.0);
+  g->eval();
+  EXPECT_THROW(g->forward(text, at::zeros({2, 17}, at::kLong)), c10::Error);  // 17 codes on a 4x4 grid
+  const auto path = test::temp_dir("gen_grid") + "/g.safetensors";
+  save_module(*g, path);
+  auto h =
+      ImageTokenGenerator(ImageTokenGeneratorOptions(50, 64).dim(32).depth(2).heads(4).max_positions(128).code_grid(4));
+  load_module(*h, path);
+  h->eval();
+  EXPECT_TRUE(at::allclose(h->forward(text, greedy), logits));
+}
+
 TEST(ImageTokenGenerator, VideoPredictionFromPreviousFrame) {
   auto g = small_gen(5);
   auto frame = at::randint(0, 64, {2, 9}, at::kLong);

@@ -361,6 +361,7 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   mc.vq_codebook_size = 96;
   mc.gen_depth = 3;
   mc.caption_decoder = "own";
+  mc.gen_code_pos = "2d";
   mc.text_word_init_std = 1.0;
   mc.num_answers = 7;
   mc.num_classes = 5;
@@ -390,16 +391,25 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   EXPECT_EQ(back.causal_depth, 3);
   EXPECT_EQ(from_cfg.caption_decoder, "own");
   EXPECT_EQ(back.caption_decoder, "own");
+  EXPECT_EQ(back.gen_code_pos, "2d");
+  {
+    janus::JanusModel m(back);  // the generator gets the 8 x 8 code grid's row and column embeddings
+    EXPECT_EQ(m->image_gen->options.code_grid(), 8);
+    EXPECT_EQ(m->image_gen->row_embed.sizes(), (std::vector<int64_t>{8, back.dim}));
+  }
   // A spec without the keys (written before they existed) gives the flavour's defaults.
   auto old_spec = janus::model_spec(tiny_options());
-  for (const char* k : {"router", "fusion", "embed_pool", "vision_stem", "vq_downsample", "vq_ch", "vq_codebook",
-                        "vq_dead_code_threshold", "vq_encoder", "vq_codebook_size", "gen_depth", "caption_decoder"})
+  for (const char* k :
+       {"router", "fusion", "embed_pool", "vision_stem", "vq_downsample", "vq_ch", "vq_codebook",
+        "vq_dead_code_threshold", "vq_encoder", "vq_codebook_size", "gen_depth", "caption_decoder", "gen_code_pos"})
     old_spec.erase(k);
   const auto old = janus::model_options_from_spec(old_spec);
   EXPECT_EQ(old.vq.encoder(), "conv");
   EXPECT_EQ(old.vq.codebook_size(), tiny_options().vq.codebook_size());
   EXPECT_EQ(old.causal_depth, tiny_options().causal_depth);
   EXPECT_EQ(old.caption_decoder, "shared");
+  EXPECT_EQ(old.gen_code_pos, "1d");
+  EXPECT_FALSE(janus::JanusModel(old)->image_gen->row_embed.defined());
   EXPECT_FALSE(old.router_shared || old.fusion_dense || old.vq.ema());
   EXPECT_EQ(old.vq.ch_mult(), tiny_options().vq.ch_mult());
   EXPECT_EQ(old.vq.ch(), tiny_options().vq.ch());
@@ -441,6 +451,10 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   bad_spec["caption_decoder"] = "own_stack";
   EXPECT_THAT([&] { janus::model_options_from_spec(bad_spec); },
               testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("'caption_decoder' is \"own_stack\"")));
+  bad_spec = janus::model_spec(from_cfg);
+  bad_spec["gen_code_pos"] = "3d";
+  EXPECT_THAT([&] { janus::model_options_from_spec(bad_spec); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("'gen_code_pos' is \"3d\"")));
   bad_spec = janus::model_spec(from_cfg);
   bad_spec["vision_stem"] = "resnet";
   EXPECT_THAT([&] { janus::model_options_from_spec(bad_spec); },

@@ -75,6 +75,7 @@ struct ModelConfig {
   int64_t vq_codebook_size = 0;
   int64_t gen_depth = 0;
   std::string caption_decoder = "shared";
+  std::string gen_code_pos = "1d";
 
   template <class V>
   void visit(V& v) {
@@ -144,6 +145,10 @@ struct ModelConfig {
       "embedding and positions (the design); own = a second causal stack of the same shape (caption_lm), so the "
       "captioning and text->image losses pull no common weights",
       Check::one_of({"shared", "own"}));
+    v("gen_code_pos", gen_code_pos,
+      "positions of the text->image generator's inputs: 1d = a learned table over the sequence; 2d = plus a learned "
+      "row and column embedding of the image code each input predicts",
+      Check::one_of({"1d", "2d"}));
   }
 };
 

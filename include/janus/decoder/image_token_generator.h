@@ -99,6 +99,10 @@ struct ImageTokenGeneratorOptions {
   TORCH_ARG(int64_t, max_positions) = 2048;  // text + (previous frame) + <boi> + image tokens
   TORCH_ARG(int64_t, uncond_token) = 0;      // text id that replaces the prompt in unconditional (CFG) rows
   TORCH_ARG(int64_t, adapter_bottleneck) = 32;  // 0: no ConditionalAdapter
+  // > 0: the image codes form a code_grid x code_grid raster, and each input that predicts code k (<boi> for k = 0,
+  // code k-1 otherwise) also gets row_embed[k / code_grid] + col_embed[k % code_grid], the 2D place of the code it
+  // is about to draw (on top of the 1D pos_embed). 0: 1D positions only.
+  TORCH_ARG(int64_t, code_grid) = 0;
 };
 
 struct SamplingOptions {
@@ -132,18 +136,23 @@ class ImageTokenGeneratorImpl : public torch::nn::Module {
   // Returns [B * samples_per_prompt, N] (num_tokens is taken from the frame).
   at::Tensor predict_next_frame(const at::Tensor& frame_codes, const at::Tensor& text, SamplingOptions sampling);
 
+  // row_embed + col_embed of codes first .. first + T - 1: [T, dim] (undefined when code_grid is 0).
+  at::Tensor code_places(int64_t first, int64_t T) const;
+
   ImageTokenGeneratorOptions options;
   torch::nn::Embedding text_embed{nullptr};
   torch::nn::Embedding code_embed{nullptr};  // codebook_size + 1 rows; the last is <begin-of-image>
   at::Tensor pos_embed;                      // [max_positions, dim]
   at::Tensor frame_embed;                    // [dim], marks previous-frame tokens in video prediction
+  at::Tensor row_embed, col_embed;           // [code_grid, dim] each (options.code_grid > 0 only)
   std::shared_ptr<CausalBackbone> backbone;
   torch::nn::Linear head{nullptr};
   ConditionalAdapter adapter{nullptr};
 
  private:
   at::Tensor prefix(const at::Tensor& text, const at::Tensor& prev_frame, const std::string& task);
-  at::Tensor embed_codes(const at::Tensor& codes, int64_t start, const std::string& task);
+  // codes [B, T] at absolute positions start.. ; the first of them predicts code first_target (for code_grid).
+  at::Tensor embed_codes(const at::Tensor& codes, int64_t start, int64_t first_target, const std::string& task);
   at::Tensor run(const at::Tensor& text, const at::Tensor& prev_frame, const std::string& task,
                  const SamplingOptions& sampling);
   at::Tensor sample(const at::Tensor& logits, const SamplingOptions& sampling, at::Generator& gen) const;

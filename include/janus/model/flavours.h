@@ -51,6 +51,10 @@ struct JanusModelOptions {
   // captioning and text->image losses do not pull the same weights. model.json files written before 2026-12-07 have
   // no key and mean "shared".
   std::string caption_decoder = "shared";
+  // Where the text->image generator's inputs say they are: "1d" = the learned position table only; "2d" = plus a
+  // learned row and column embedding of the code each input predicts (ImageTokenGeneratorOptions::code_grid).
+  // model.json files written before 2026-12-07 have no key and mean "1d".
+  std::string gen_code_pos = "1d";
   int64_t max_positions = 256;  // of the causal stack: image tokens + text, or text + <boi> + codes
   // Text->image prompts are right-padded (pad id 0) to this many tokens before <boi>, in training and in sampling,
   // so the codes always sit at the same positions (the generator takes no padding mask). 0 = prompts as given.
