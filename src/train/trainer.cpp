@@ -538,7 +538,13 @@ TrainResult Trainer::run(const std::string& resume) {
     const auto final_dir = fs::path(run_dir_) / "final";
     result.final_weights = (final_dir / "model.safetensors").string();
     save_module(*model_, result.final_weights);
-    if (ema_) save_safetensors((final_dir / "ema.safetensors").string(), ema_->shadow());
+    if (ema_) {
+      // A complete weight file, loadable like model.safetensors: the shadow for what was trained, the model's own
+      // tensors for the rest (frozen parameters and buffers such as BatchNorm statistics).
+      auto full = module_state(*model_);
+      for (const auto& [n, s] : ema_->shadow()) full.at(n) = s.to(full.at(n).scalar_type());
+      save_safetensors((final_dir / "ema.safetensors").string(), full);
+    }
     spdlog::info("training done: {} steps, {} skipped; weights in {}", step_, nonfinite_total_, result.final_weights);
   }
   metrics_->flush();

@@ -7,6 +7,7 @@
 
 #include "janus/core/error.h"
 #include "janus/core/fs.h"
+#include "janus/io/module_io.h"
 #include "janus/io/safetensors.h"
 #include "janus/train/toy_task.h"
 #include "janus/train/trainer.h"
@@ -205,10 +206,19 @@ TEST(Trainer, FreezeRulesKeepWeightsFixed) {
   ToyTask task(toy());
   const auto w0 = task.net()->fc1->weight.clone();
   const auto e0 = task.net()->fc2->weight.clone();
-  Trainer trainer(make_config(dir, {"train.steps=5", "train.freeze=[fc1.*]"}), task);
+  Trainer trainer(make_config(dir, {"train.steps=5", "train.freeze=[fc1.*]", "train.ema_decay=0.9"}), task);
   trainer.run();
   EXPECT_TRUE(at::equal(w0, task.net()->fc1->weight));
   EXPECT_FALSE(at::equal(e0, task.net()->fc2->weight));
+  // final/ema.safetensors is a whole weight file: the shadow for trained tensors, the model's for frozen ones
+  // (it used to hold the shadow only, so loading it strictly failed on every frozen parameter and buffer).
+  const auto ema = load_safetensors(dir + "/final/ema.safetensors");
+  const auto full = janus::module_state(*task.net());
+  ASSERT_EQ(ema.size(), full.size());
+  EXPECT_TRUE(at::equal(ema.at("fc1.weight"), w0));
+  EXPECT_TRUE(at::equal(ema.at("fc2.weight"), trainer.ema()->shadow().at("fc2.weight")));
+  EXPECT_FALSE(at::equal(ema.at("fc2.weight"), task.net()->fc2->weight));
+  EXPECT_NO_THROW(janus::load_module_state(*task.net(), ema));
 }
 
 TEST(Trainer, GradAccumulationMatchesOneBigBatchWithoutDropout) {
