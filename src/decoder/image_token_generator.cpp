@@ -143,12 +143,19 @@ at::Tensor ImageTokenGeneratorImpl::prefix(const at::Tensor& text, const at::Ten
   std::vector<at::Tensor> parts;
   int64_t B = -1;
   if (text.defined() && text.numel() > 0) {
-    TORCH_CHECK(text.dim() == 2 && text.scalar_type() == at::kLong, "image_token_generator: text must be [B, Lt] int64, got ",
-                text.sizes(), " ", text.scalar_type());
-    TORCH_CHECK(text.min().item<int64_t>() >= 0 && text.max().item<int64_t>() < options.text_vocab(),
-                "image_token_generator: text ids outside [0, ", options.text_vocab(), ")");
     B = text.size(0);
-    parts.push_back(text_embed->forward(text));
+    if (at::isFloatingType(text.scalar_type())) {  // an embedded prompt (e.g. the text encoder's features)
+      TORCH_CHECK(text.dim() == 3 && text.size(2) == options.dim(),
+                  "image_token_generator: an embedded prompt must be [B, Lt, ", options.dim(), "], got ", text.sizes());
+      parts.push_back(text.to(pos_embed.scalar_type()));
+    } else {
+      TORCH_CHECK(text.dim() == 2 && text.scalar_type() == at::kLong,
+                  "image_token_generator: text must be [B, Lt] int64 or [B, Lt, dim] floating, got ", text.sizes(), " ",
+                  text.scalar_type());
+      TORCH_CHECK(text.min().item<int64_t>() >= 0 && text.max().item<int64_t>() < options.text_vocab(),
+                  "image_token_generator: text ids outside [0, ", options.text_vocab(), ")");
+      parts.push_back(text_embed->forward(text));
+    }
   }
   if (prev_frame.defined()) {
     TORCH_CHECK(prev_frame.dim() == 2 && prev_frame.scalar_type() == at::kLong,
@@ -227,7 +234,7 @@ at::Tensor ImageTokenGeneratorImpl::sample(const at::Tensor& logits_in, const Sa
 }
 
 at::Tensor ImageTokenGeneratorImpl::run(const at::Tensor& text, const at::Tensor& prev_frame, const std::string& task,
-                                        const SamplingOptions& s) {
+                                        const SamplingOptions& s, const at::Tensor& uncond_text) {
   TORCH_CHECK(s.num_tokens() > 0 && s.samples_per_prompt() > 0, "image_token_generator: num_tokens and samples_per_prompt must be > 0");
   TORCH_CHECK(s.top_p() > 0.0 && s.top_p() <= 1.0, "image_token_generator: top_p must be in (0, 1], got ", s.top_p());
   TORCH_CHECK(s.top_k() >= 0, "image_token_generator: top_k must be >= 0");
@@ -237,7 +244,19 @@ at::Tensor ImageTokenGeneratorImpl::run(const at::Tensor& text, const at::Tensor
   if (s.cfg()) {
     TORCH_CHECK(t.defined(), "image_token_generator: classifier-free guidance needs a text prompt");
     // rows: cond0, uncond0, cond1, uncond1, ...; unconditional rows keep the frame and drop the text
-    t = at::stack({t, uncond_prompt(t)}, 1).reshape({-1, t.size(1)});
+    at::Tensor u;
+    if (at::isFloatingType(t.scalar_type())) {
+      TORCH_CHECK(uncond_text.defined() && uncond_text.dim() == 3 && uncond_text.size(0) == 1 &&
+                      uncond_text.size(1) == t.size(1) && uncond_text.size(2) == t.size(2),
+                  "image_token_generator: guidance with an embedded prompt [B, ", t.size(1), ", ", t.size(2),
+                  "] needs its unconditional embedding [1, ", t.size(1), ", ", t.size(2), "]");
+      u = uncond_text.to(t.scalar_type()).expand_as(t);
+    } else {
+      u = uncond_prompt(t);
+    }
+    auto shape = t.sizes().vec();
+    shape[0] = -1;
+    t = at::stack({t, u}, 1).reshape(shape);
     if (f.defined()) f = f.repeat_interleave(2, 0);
   }
   const int64_t N = s.num_tokens();
@@ -272,9 +291,12 @@ at::Tensor ImageTokenGeneratorImpl::uncond_prompt(const at::Tensor& text) const 
   return at::full_like(text, options.uncond_token());
 }
 
-at::Tensor ImageTokenGeneratorImpl::generate(const at::Tensor& text, const SamplingOptions& sampling) {
-  TORCH_CHECK(text.defined() && text.dim() == 2 && text.numel() > 0, "image_token_generator: generate needs text [P, Lt]");
-  return run(text, {}, "text_to_image", sampling);
+at::Tensor ImageTokenGeneratorImpl::generate(const at::Tensor& text, const SamplingOptions& sampling,
+                                             const at::Tensor& uncond_text) {
+  TORCH_CHECK(text.defined() && (text.dim() == 2 || (text.dim() == 3 && at::isFloatingType(text.scalar_type()))) &&
+                  text.numel() > 0,
+              "image_token_generator: generate needs text [P, Lt] (ids) or [P, Lt, dim] (embedded)");
+  return run(text, {}, "text_to_image", sampling, uncond_text);
 }
 
 at::Tensor ImageTokenGeneratorImpl::predict_next_frame(const at::Tensor& frame_codes, const at::Tensor& text,

@@ -36,6 +36,7 @@ void JanusModelOptions::validate() const {
   if (caption_decoder != "shared" && caption_decoder != "own")
     bad(fmt::format("caption_decoder '{}' is not shared or own", caption_decoder));
   if (gen_code_pos != "1d" && gen_code_pos != "2d") bad(fmt::format("gen_code_pos '{}' is not 1d or 2d", gen_code_pos));
+  if (gen_text != "embed" && gen_text != "encoder") bad(fmt::format("gen_text '{}' is not embed or encoder", gen_text));
   if (image_local_tokens && image_pos != "sincos") bad("image_local_tokens needs image_pos sincos (their positions)");
   if (image_pos == "sincos" && dim % 4 != 0) bad(fmt::format("image_pos sincos needs dim divisible by 4, got {}", dim));
   if (dim % fusion_heads != 0) bad(fmt::format("dim {} is not divisible by fusion_heads {}", dim, fusion_heads));

@@ -141,6 +141,10 @@ void JanusModelImpl::reset() {
   if (image_pos.defined()) {
     image_pos.slice(0, P).copy_(sincos_2d_position_table(g, D));
   }
+  if (o.gen_text == "encoder") {  // last, so the other parameters draw the same initial values with or without it
+    gen_text_norm = register_module("gen_text_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
+    gen_text_proj = register_module("gen_text_proj", torch::nn::Linear(D, D));
+  }
 }
 
 at::Tensor JanusModelImpl::image_tokens(const at::Tensor& images) {
@@ -458,9 +462,23 @@ at::Tensor JanusModelImpl::gen_prompt(const at::Tensor& ids) const {
                  1);
 }
 
+at::Tensor JanusModelImpl::gen_text_input(const at::Tensor& ids) {
+  if (options.gen_text != "encoder") return ids;
+  TORCH_CHECK(ids.defined() && ids.dim() == 2 && ids.scalar_type() == at::kLong,
+              "janus_model: prompt ids must be [B, L] int64, got ", ids.sizes());
+  const auto real = ids.ne(0);  // SpecialTokens::pad; also the unconditional prompt's token
+  // an all-pad row (unconditional) would leave the encoder's attention nothing to attend to: encode it unmasked,
+  // then zero it like every pad position
+  const auto any = real.any(1, /*keepdim=*/true);
+  const auto mask = at::logical_or(real, any.logical_not());
+  auto t = text_tokens(TextInput{ids, mask.to(at::kLong)});
+  t = gen_text_proj->forward(gen_text_norm->forward(t));
+  return t * real.unsqueeze(-1).to(t.scalar_type());
+}
+
 TaskOutput JanusModelImpl::image_code_logits(const at::Tensor& text_ids, const at::Tensor& codes) {
   TaskOutput out;
-  out.logits = image_gen->forward(gen_prompt(text_ids), codes);
+  out.logits = image_gen->forward(gen_text_input(gen_prompt(text_ids)), codes);
   out.loss = at::cross_entropy_loss(out.logits.reshape({-1, out.logits.size(-1)}), codes.reshape({-1}));
   return out;
 }
@@ -537,7 +555,11 @@ at::Tensor JanusModelImpl::generate_images(const at::Tensor& prompt_ids, const S
   torch::NoGradGuard no_grad;
   SamplingOptions s = sampling;
   s.num_tokens(options.code_tokens());
-  auto codes = image_gen->generate(gen_prompt(prompt_ids), s);
+  const auto prompt = gen_text_input(gen_prompt(prompt_ids));
+  // an embedded prompt's unconditional rows are all zero (gen_text_input of the all-pad prompt)
+  const auto uncond =
+      prompt.dim() == 3 ? at::zeros({1, prompt.size(1), prompt.size(2)}, prompt.options()) : at::Tensor();
+  auto codes = image_gen->generate(prompt, s, uncond);
   const int64_t g = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(options.code_tokens()))));
   return vq->decode(codes.view({codes.size(0), g, g}));
 }

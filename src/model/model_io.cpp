@@ -53,6 +53,7 @@ void apply(JanusModelOptions& o, const ModelConfig& v, const std::string& where)
   if (v.gen_depth > 0) o.causal_depth = v.gen_depth;
   o.caption_decoder = v.caption_decoder;
   o.gen_code_pos = v.gen_code_pos;  // checked by JanusModelOptions::validate(), as nlvr2_head
+  o.gen_text = v.gen_text;
   if (v.vq_codebook == "ema")
     o.vq.ema(true);
   else if (v.vq_codebook == "gradient")
@@ -107,7 +108,8 @@ nlohmann::json model_spec(const JanusModelOptions& o) {
           {"vq_codebook_size", o.vq.codebook_size()},
           {"gen_depth", o.causal_depth},
           {"caption_decoder", o.caption_decoder},
-          {"gen_code_pos", o.gen_code_pos}};
+          {"gen_code_pos", o.gen_code_pos},
+          {"gen_text", o.gen_text}};
 }
 
 JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
@@ -159,6 +161,7 @@ JanusModelOptions model_options_from_spec(const nlohmann::json& spec) {
   opt_string("vq_encoder", {"conv", "cell"}, v.vq_encoder);
   opt_string("caption_decoder", {"shared", "own"}, v.caption_decoder);
   opt_string("gen_code_pos", {"1d", "2d"}, v.gen_code_pos);
+  opt_string("gen_text", {"embed", "encoder"}, v.gen_text);
   if (spec.contains("vq_codebook_size")) {
     if (!spec.at("vq_codebook_size").is_number_integer() || spec.at("vq_codebook_size").get<int64_t>() < 1)
       throw InputError("model.json: 'vq_codebook_size' must be an integer >= 1");

@@ -95,6 +95,30 @@ TEST(ImageTokenGenerator, GreedyGenerationMatchesTeacherForcedArgmax) {
 // code_grid: each input gets the row/column embedding of the code it predicts. Cached sampling, uncached sampling
 // and the teacher-forced pass agree; the embeddings change the output (they are used) and get gradients; codes
 // beyond the grid are an error; save/load keeps them.
+// An embedded prompt [B, Lt, dim] (what JanusModel's gen_text "encoder" passes) takes the place of the word
+// embedding's lookup: given the lookup itself it is the same model, in training and in guided sampling, where the
+// unconditional rows get the embedding the caller names.
+TEST(ImageTokenGenerator, EmbeddedPromptActsAsItsIds) {
+  auto g = small_gen(7);
+  torch::NoGradGuard ng;
+  const auto text = at::randint(1, 50, {2, 5}, at::kLong);
+  const auto emb = g->text_embed->forward(text);
+  const auto codes = at::randint(0, 64, {2, 9}, at::kLong);
+  EXPECT_TRUE(at::equal(g->forward(emb, codes), g->forward(text, codes)));
+  const auto s = SamplingOptions().num_tokens(9).samples_per_prompt(2).temperature(0.9).seed(4).cfg(true).cfg_scale(3);
+  const auto uncond = g->text_embed->forward(g->uncond_prompt(text.slice(0, 0, 1)));  // [1, 5, dim]
+  const auto from_ids = g->generate(text, s);
+  EXPECT_TRUE(at::equal(g->generate(emb, s, uncond), from_ids));
+  EXPECT_TRUE(at::equal(g->generate(emb, SamplingOptions(s).use_cache(false), uncond), from_ids));
+  // another unconditional embedding is another guidance (same seed, other codes; a constant shift would not do:
+  // the pre-LN blocks remove it)
+  EXPECT_FALSE(at::equal(g->generate(emb, s, uncond + at::randn_like(uncond)), from_ids));
+  EXPECT_EQ(g->generate(emb, SamplingOptions(s).cfg(false)).sizes(), (std::vector<int64_t>{4, 9}));
+  EXPECT_THROW(g->generate(emb, s), c10::Error);                         // guidance without an unconditional embedding
+  EXPECT_THROW(g->generate(emb, s, uncond.slice(1, 0, 4)), c10::Error);  // wrong length
+  EXPECT_THROW(g->forward(at::randn({2, 5, 31}), codes), c10::Error);    // wrong width
+}
+
 TEST(ImageTokenGenerator, CodeGridPlacesAgreeAcrossCachedUncachedAndTeacherForced) {
   torch::manual_seed(6);
   auto g =

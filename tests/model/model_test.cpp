@@ -329,6 +329,62 @@ TEST(JanusModel, TextToImagePromptsArePaddedToGenPromptLen) {
   EXPECT_EQ(u->gen_prompt_limit(32), 32);
 }
 
+// gen_text "encoder": the generator reads the understanding path's text tokens. Pads (and the unconditional
+// all-pad prompt) read as zeros, the text->image loss trains the text encoder and the projection instead of
+// image_gen's word embedding, guided sampling runs and is seeded, and model.json + weights round-trip it.
+TEST(JanusModel, TextToImageFromTheTextEncoder) {
+  auto o = tiny_options();
+  o.gen_prompt_len = 10;
+  o.gen_text = "encoder";
+  torch::manual_seed(8);
+  janus::JanusModel m(o);
+  ASSERT_TRUE(m->gen_text_proj && m->gen_text_norm);
+  const auto ids = torch::randint(7, 50, {3, 6});
+  ids.select(1, 0).fill_(1);
+  ids[1].slice(0, 4).fill_(0);  // a shorter prompt
+  ids[2].fill_(0);              // the unconditional prompt
+  const auto padded = m->gen_prompt(ids);
+  const auto in = m->gen_text_input(padded);
+  ASSERT_EQ(in.sizes(), (std::vector<int64_t>{3, 10, o.dim}));
+  EXPECT_TRUE(torch::equal(in.slice(1, 6), torch::zeros({3, 4, o.dim})));
+  EXPECT_TRUE(torch::equal(in[1].slice(0, 4), torch::zeros({6, o.dim})));
+  EXPECT_TRUE(torch::equal(in[2], torch::zeros({10, o.dim})));
+  EXPECT_GT(in[0].slice(0, 0, 6).abs().sum(1).min().item<float>(), 0.0f);  // every real token reads as something
+  EXPECT_FALSE(torch::isnan(in).any().item<bool>());
+  const auto codes = torch::randint(0, 512, {3, o.code_tokens()});
+  m->zero_grad();
+  m->image_code_logits(ids, codes).loss.backward();
+  EXPECT_TRUE(any_grad(*m->text)) << "text->image must train the text encoder it reads";
+  EXPECT_TRUE(any_grad(*m->gen_text_proj));
+  EXPECT_TRUE(any_grad(*m->image_gen->backbone));
+  EXPECT_FALSE(any_grad(*m->image_gen->text_embed)) << "the generator's own word embedding is not read";
+  EXPECT_FALSE(any_grad(*m->vision)) << "generation reached the understanding ViT";
+  m->eval();
+  torch::NoGradGuard ng;
+  const auto logits = m->image_code_logits(ids, codes).logits;
+  auto other = ids.clone();
+  other[0][3] = other[0][3].item<int64_t>() == 7 ? 8 : 7;
+  const auto changed = m->image_code_logits(other, codes).logits;
+  EXPECT_FALSE(torch::allclose(changed[0], logits[0])) << "one prompt word must change the prediction";
+  EXPECT_TRUE(torch::allclose(changed.slice(0, 1), logits.slice(0, 1), 1e-5, 1e-6));
+  janus::SamplingOptions s;
+  s.temperature(0.8).seed(3).cfg(true).cfg_scale(2).samples_per_prompt(2);
+  const auto images = m->generate_images(ids.slice(0, 0, 2), s);
+  EXPECT_EQ(images.sizes(), (std::vector<int64_t>{4, 3, 32, 32}));
+  EXPECT_TRUE(torch::equal(m->generate_images(ids.slice(0, 0, 2), s), images));
+  const auto dir = janus::test::temp_dir("gen_text_encoder");
+  janus::save_model(*m, dir);
+  auto back = janus::load_model(dir);
+  EXPECT_EQ(back->options.gen_text, "encoder");
+  back->eval();
+  EXPECT_TRUE(torch::equal(back->image_code_logits(ids, codes).logits, logits));
+  EXPECT_TRUE(torch::equal(back->generate_images(ids.slice(0, 0, 2), s), images));
+  auto bad = o;
+  bad.gen_text = "bert";
+  EXPECT_THAT([&] { bad.validate(); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("gen_text 'bert'")));
+}
+
 TEST(JanusModel, BadOptionsAndSpecsAreInputErrors) {
   EXPECT_THROW(janus::model_flavour("tinyy", 50), janus::InputError);
   EXPECT_THROW(janus::model_flavour("tiny", 50, 36), janus::InputError);  // not a multiple of patch/VQ factor
@@ -362,6 +418,7 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   mc.gen_depth = 3;
   mc.caption_decoder = "own";
   mc.gen_code_pos = "2d";
+  mc.gen_text = "encoder";
   mc.text_word_init_std = 1.0;
   mc.num_answers = 7;
   mc.num_classes = 5;
@@ -392,16 +449,18 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   EXPECT_EQ(from_cfg.caption_decoder, "own");
   EXPECT_EQ(back.caption_decoder, "own");
   EXPECT_EQ(back.gen_code_pos, "2d");
+  EXPECT_EQ(back.gen_text, "encoder");
   {
     janus::JanusModel m(back);  // the generator gets the 8 x 8 code grid's row and column embeddings
     EXPECT_EQ(m->image_gen->options.code_grid(), 8);
     EXPECT_EQ(m->image_gen->row_embed.sizes(), (std::vector<int64_t>{8, back.dim}));
+    EXPECT_TRUE(m->gen_text_proj && m->gen_text_norm);
   }
   // A spec without the keys (written before they existed) gives the flavour's defaults.
   auto old_spec = janus::model_spec(tiny_options());
-  for (const char* k :
-       {"router", "fusion", "embed_pool", "vision_stem", "vq_downsample", "vq_ch", "vq_codebook",
-        "vq_dead_code_threshold", "vq_encoder", "vq_codebook_size", "gen_depth", "caption_decoder", "gen_code_pos"})
+  for (const char* k : {"router", "fusion", "embed_pool", "vision_stem", "vq_downsample", "vq_ch", "vq_codebook",
+                        "vq_dead_code_threshold", "vq_encoder", "vq_codebook_size", "gen_depth", "caption_decoder",
+                        "gen_code_pos", "gen_text"})
     old_spec.erase(k);
   const auto old = janus::model_options_from_spec(old_spec);
   EXPECT_EQ(old.vq.encoder(), "conv");
@@ -409,6 +468,8 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   EXPECT_EQ(old.causal_depth, tiny_options().causal_depth);
   EXPECT_EQ(old.caption_decoder, "shared");
   EXPECT_EQ(old.gen_code_pos, "1d");
+  EXPECT_EQ(old.gen_text, "embed");
+  EXPECT_FALSE(janus::JanusModel(old)->gen_text_proj);
   EXPECT_FALSE(janus::JanusModel(old)->image_gen->row_embed.defined());
   EXPECT_FALSE(old.router_shared || old.fusion_dense || old.vq.ema());
   EXPECT_EQ(old.vq.ch_mult(), tiny_options().vq.ch_mult());
@@ -455,6 +516,10 @@ TEST(JanusModel, AblationVariantsTrainAndRoundTrip) {
   bad_spec["gen_code_pos"] = "3d";
   EXPECT_THAT([&] { janus::model_options_from_spec(bad_spec); },
               testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("'gen_code_pos' is \"3d\"")));
+  bad_spec = janus::model_spec(from_cfg);
+  bad_spec["gen_text"] = "bert";
+  EXPECT_THAT([&] { janus::model_options_from_spec(bad_spec); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("'gen_text' is \"bert\"")));
   bad_spec = janus::model_spec(from_cfg);
   bad_spec["vision_stem"] = "resnet";
   EXPECT_THAT([&] { janus::model_options_from_spec(bad_spec); },

@@ -76,6 +76,7 @@ struct ModelConfig {
   int64_t gen_depth = 0;
   std::string caption_decoder = "shared";
   std::string gen_code_pos = "1d";
+  std::string gen_text = "embed";
 
   template <class V>
   void visit(V& v) {
@@ -149,6 +150,10 @@ struct ModelConfig {
       "positions of the text->image generator's inputs: 1d = a learned table over the sequence; 2d = plus a learned "
       "row and column embedding of the image code each input predicts",
       Check::one_of({"1d", "2d"}));
+    v("gen_text", gen_text,
+      "what the text->image generator reads of its prompt: embed = its own word embedding of the ids; encoder = the "
+      "understanding path's text tokens (text encoder -> router -> adapter), normalised and projected",
+      Check::one_of({"embed", "encoder"}));
   }
 };
 

@@ -123,12 +123,15 @@ class ImageTokenGeneratorImpl : public torch::nn::Module {
   explicit ImageTokenGeneratorImpl(const ImageTokenGeneratorOptions& options,
                                    std::shared_ptr<CausalBackbone> backbone = nullptr);
 
-  // Teacher-forced next-code logits: text [B, Lt] int64, codes [B, N] int64 (prev_frame [B, M] for video
-  // prediction, or undefined) -> [B, N, K]; logits[:, i] predicts codes[:, i].
+  // Teacher-forced next-code logits: text [B, Lt] int64 (or embedded, [B, Lt, dim] floating), codes [B, N] int64
+  // (prev_frame [B, M] for video prediction, or undefined) -> [B, N, K]; logits[:, i] predicts codes[:, i].
   at::Tensor forward(const at::Tensor& text, const at::Tensor& codes, const at::Tensor& prev_frame = {});
   at::Tensor loss(const at::Tensor& text, const at::Tensor& codes, const at::Tensor& prev_frame = {});
   // text [P, Lt] -> codes [P * samples_per_prompt, num_tokens]; rows p*S .. p*S+S-1 belong to prompt p.
-  at::Tensor generate(const at::Tensor& text, const SamplingOptions& sampling);
+  // The prompt may also come embedded, [P, Lt, dim] floating (e.g. a text encoder's features, as JanusModel's
+  // gen_text "encoder"): it then replaces text_embed's lookup, and guidance needs uncond_text [1, Lt, dim], the
+  // embedding its unconditional rows get (training must drop prompts to the same embedding).
+  at::Tensor generate(const at::Tensor& text, const SamplingOptions& sampling, const at::Tensor& uncond_text = {});
   // The unconditional prompt classifier-free guidance samples against (and training drops prompts to): every
   // position of text [B, Lt] replaced by options.uncond_token.
   at::Tensor uncond_prompt(const at::Tensor& text) const;
@@ -154,7 +157,7 @@ class ImageTokenGeneratorImpl : public torch::nn::Module {
   // codes [B, T] at absolute positions start.. ; the first of them predicts code first_target (for code_grid).
   at::Tensor embed_codes(const at::Tensor& codes, int64_t start, int64_t first_target, const std::string& task);
   at::Tensor run(const at::Tensor& text, const at::Tensor& prev_frame, const std::string& task,
-                 const SamplingOptions& sampling);
+                 const SamplingOptions& sampling, const at::Tensor& uncond_text = {});
   at::Tensor sample(const at::Tensor& logits, const SamplingOptions& sampling, at::Generator& gen) const;
 };
 TORCH_MODULE(ImageTokenGenerator);

@@ -55,6 +55,11 @@ struct JanusModelOptions {
   // learned row and column embedding of the code each input predicts (ImageTokenGeneratorOptions::code_grid).
   // model.json files written before 2026-12-07 have no key and mean "1d".
   std::string gen_code_pos = "1d";
+  // What the text->image generator reads of its prompt: "embed" = its own word embedding of the ids (image_gen's
+  // text_embed); "encoder" = the understanding path's text tokens (TextEncoder -> router -> adapter), normalised and
+  // projected (gen_text_norm, gen_text_proj), so the generator starts from the encoder's stage 1-2 training.
+  // model.json files written before 2026-12-08 have no key and mean "embed".
+  std::string gen_text = "embed";
   int64_t max_positions = 256;  // of the causal stack: image tokens + text, or text + <boi> + codes
   // Text->image prompts are right-padded (pad id 0) to this many tokens before <boi>, in training and in sampling,
   // so the codes always sit at the same positions (the generator takes no padding mask). 0 = prompts as given.

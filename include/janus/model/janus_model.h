@@ -22,6 +22,7 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
 #include "janus/decoder/image_token_generator.h"
@@ -127,6 +128,11 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   TaskOutput image_code_logits(const at::Tensor& text_ids, const at::Tensor& codes);
   // Prompt ids [B, L] right-padded with pad (0) to options.gen_prompt_len (unchanged when it is 0); longer is an error.
   at::Tensor gen_prompt(const at::Tensor& ids) const;
+  // What the generator reads of a (padded) prompt. options.gen_text "embed": the ids themselves (image_gen looks
+  // them up in its own word embedding). "encoder": the understanding path's text tokens (TextEncoder -> router ->
+  // adapter, pads masked) through gen_text_norm and gen_text_proj, [B, L, D], zero at pad positions; an all-pad
+  // row (the unconditional prompt training drops to and guidance samples against) is all zero.
+  at::Tensor gen_text_input(const at::Tensor& padded_ids);
   // Longest text->image prompt (tokens, bos/eos included) to encode: max_text_len capped at gen_prompt_len when set.
   int64_t gen_prompt_limit(int64_t max_text_len) const;
   // Video prediction: codes of frame t+1 from frame t (+ text): logits [B, N, K].
@@ -173,6 +179,8 @@ class JanusModelImpl : public torch::nn::Cloneable<JanusModelImpl> {
   VQVAE vq{nullptr};
   ImageTokenGenerator image_gen{nullptr};
   CaptionLM caption_lm{nullptr};  // options.caption_decoder "own" only
+  torch::nn::LayerNorm gen_text_norm{nullptr};  // options.gen_text "encoder" only: text tokens -> generator prefix
+  torch::nn::Linear gen_text_proj{nullptr};
   at::Tensor lm_bias;             // [V] bias of the text LM head (weight tied to the text decoder's word embedding)
 
  private:
