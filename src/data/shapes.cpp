@@ -416,6 +416,117 @@ std::string PromptSpec::prompt() const {
   return p;
 }
 
+PromptSpec PromptSpec::from_prompt(const std::string& text) {
+  std::vector<std::string> w;
+  for (auto word : words_of(text)) {  // "circle," -> "circle" ","
+    const bool comma = !word.empty() && word.back() == ',';
+    if (comma) word.pop_back();
+    if (!word.empty()) w.push_back(word);
+    if (comma) w.emplace_back(",");
+  }
+  size_t i = 0;
+  auto bad = [&](const std::string& what) -> void {
+    throw InputError(fmt::format("shapes prompt \"{}\": {} at word {} ('{}')", text, what, i + 1,
+                                 i < w.size() ? w[i] : std::string("<end>")));
+  };
+  auto take = [&](const std::string& word) {
+    if (i < w.size() && w[i] == word) {
+      ++i;
+      return true;
+    }
+    return false;
+  };
+  const auto& C = shapes_colours();
+  const auto& K = shapes_kinds();
+  auto object = [&]() {
+    PromptObject o;
+    if (i >= w.size()) bad("expected an object");
+    if (w[i] == "a" || w[i] == "an") {
+      o.count = 1;
+    } else {
+      const auto n = std::find(kNumberWords.begin() + 2, kNumberWords.end(), w[i]);
+      if (n == kNumberWords.end()) bad("expected a, an or a number word (two .. six)");
+      o.count = n - kNumberWords.begin();
+    }
+    ++i;
+    if (i >= w.size() || std::find(C.begin(), C.end(), w[i]) == C.end()) bad("expected a colour");
+    o.colour = w[i++];
+    std::string k = i < w.size() ? w[i] : std::string();
+    if (o.count > 1) {
+      if (k.size() < 2 || k.back() != 's') bad("expected a plural shape");
+      k.pop_back();
+    }
+    if (std::find(K.begin(), K.end(), k) == K.end()) bad("expected a shape");
+    o.shape = k;
+    ++i;
+    return o;
+  };
+  PromptSpec s;
+  for (const char* word : {"a", "photo", "of"}) {
+    if (!take(word)) bad(fmt::format("expected '{}' (prompts start 'a photo of')", word));
+  }
+  s.objects.push_back(object());
+  if (take("to")) {
+    if (!take("the")) bad("expected 'the'");
+    if (take("left")) {
+      s.relation = "left_of";
+    } else if (take("right")) {
+      s.relation = "right_of";
+    } else {
+      bad("expected left or right");
+    }
+    if (!take("of")) bad("expected 'of'");
+  } else if (take("above")) {
+    s.relation = "above";
+  } else if (take("below")) {
+    s.relation = "below";
+  }
+  if (!s.relation.empty()) {
+    s.objects.push_back(object());
+    while (take("and")) s.objects.push_back(object());
+  } else {
+    while (i < w.size()) {
+      if (take(",")) {
+        s.objects.push_back(object());
+        continue;
+      }
+      if (!take("and")) bad("expected ',' or 'and'");
+      s.objects.push_back(object());
+      break;
+    }
+  }
+  if (i != w.size()) bad("expected the end of the prompt");
+  return s;
+}
+
+std::vector<ImpliedQuestion> shapes_prompt_questions(const PromptSpec& spec) {
+  std::vector<ImpliedQuestion> q;
+  int64_t total = 0;
+  std::map<std::string, int64_t> by_colour, by_kind;
+  for (const auto& o : spec.objects) {
+    total += o.count;
+    by_colour[o.colour] += o.count;
+    by_kind[o.shape] += o.count;
+  }
+  for (const auto& o : spec.objects) q.push_back({"is there " + a(o.colour + " " + o.shape) + "?", "yes"});
+  q.push_back({"how many shapes are there?", std::to_string(total)});
+  for (const auto& [c, n] : by_colour) q.push_back({"how many " + c + " shapes are there?", std::to_string(n)});
+  for (const auto& o : spec.objects) {
+    if (by_colour.at(o.colour) == 1) q.push_back({"what shape is the " + o.colour + " object?", o.shape});
+    if (by_kind.at(o.shape) == 1) q.push_back({"what color is the " + o.shape + "?", o.colour});
+  }
+  if (!spec.relation.empty() && spec.objects.size() >= 2) {
+    const auto& x = spec.objects[0];
+    const auto& y = spec.objects[1];
+    for (const std::string r : {"left_of", "right_of", "above", "below"}) {
+      q.push_back(
+          {"is the " + x.colour + " " + x.shape + " " + relation_phrase(r) + " the " + y.colour + " " + y.shape + "?",
+           r == spec.relation ? "yes" : "no"});
+    }
+  }
+  return q;
+}
+
 PromptSpec shapes_prompt_spec(const ShapesScene& sc) {
   PromptSpec s;
   for (const auto& o : sc.objects) {

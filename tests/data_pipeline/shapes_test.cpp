@@ -6,6 +6,7 @@
 #include <random>
 #include <set>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -91,6 +92,61 @@ TEST(DataShapes, GenevalCheckerScoresOwnImagesHighAndMismatchesLow) {
       janus::InputError);
 }
 
+// PromptSpec::from_prompt reads back what prompt() writes, names the word it cannot read, and
+// shapes_prompt_questions lists what a prompt implies.
+TEST(DataShapes, PromptTextParsesBackToItsSpecAndImpliesQuestions) {
+  const auto& C = janus::shapes_colours();
+  const auto& K = janus::shapes_kinds();
+  const std::vector<std::string> rels{"", "left_of", "right_of", "above", "below"};
+  for (int n = 0; n < 120; ++n) {
+    janus::PromptSpec s;
+    const int objects = 1 + n % 4;
+    for (int i = 0; i < objects; ++i) {
+      s.objects.push_back({C[static_cast<size_t>((n + 2 * i) % 6)], K[static_cast<size_t>((n / 6 + i) % 4)],
+                           (n / 24 + i) % 3 == 0 ? 2 + (n + i) % 5 : 1});
+    }
+    if (objects >= 2 && n % 3 != 0) {
+      s.relation = rels[static_cast<size_t>(1 + n % 4)];
+      s.objects[0].count = s.objects[1].count = 1;
+    }
+    EXPECT_EQ(janus::PromptSpec::from_prompt(s.prompt()).to_json(), s.to_json()) << s.prompt();
+  }
+  const auto spec = janus::PromptSpec::from_prompt("a photo of a red circle, two blue squares and a green circle");
+  ASSERT_EQ(spec.objects.size(), 3u);
+  EXPECT_EQ(spec.objects[1].count, 2);
+  std::vector<std::pair<std::string, std::string>> qa;
+  for (const auto& q : janus::shapes_prompt_questions(spec)) qa.emplace_back(q.question, q.answer);
+  const std::vector<std::pair<std::string, std::string>> want{{"is there a red circle?", "yes"},
+                                                              {"is there a blue square?", "yes"},
+                                                              {"is there a green circle?", "yes"},
+                                                              {"how many shapes are there?", "4"},
+                                                              {"how many blue shapes are there?", "2"},
+                                                              {"how many green shapes are there?", "1"},
+                                                              {"how many red shapes are there?", "1"},
+                                                              {"what shape is the red object?", "circle"},
+                                                              {"what shape is the green object?", "circle"}};
+  EXPECT_EQ(qa, want);
+  const auto rel =
+      janus::shapes_prompt_questions(janus::PromptSpec::from_prompt("a photo of a red circle above a blue star"));
+  ASSERT_EQ(rel.size(), 2u + 1u + 2u + 4u + 4u);
+  EXPECT_EQ(rel[9].question, "is the red circle to the left of the blue star?");
+  EXPECT_EQ(rel[9].answer, "no");
+  EXPECT_EQ(rel[11].question, "is the red circle above the blue star?");
+  EXPECT_EQ(rel[11].answer, "yes");
+  for (const auto& [text, why] : std::vector<std::pair<std::string, std::string>>{
+           {"a photo of a pink circle", "expected a colour at word 5 ('pink')"},
+           {"a picture of a red circle", "expected 'photo'"},
+           {"a photo of two red circle", "expected a plural shape"},
+           {"a photo of a red circle to the left", "expected 'of'"},
+           {"a photo of a red circle and", "expected an object"},
+           {"a photo of a red circle above a blue star the end", "expected the end of the prompt"},
+           {"", "expected 'a'"}}) {
+    EXPECT_THAT([&] { janus::PromptSpec::from_prompt(text); },
+                testing::ThrowsMessage<janus::InputError>(testing::HasSubstr(why)))
+        << text;
+  }
+}
+
 TEST(DataShapes, GeneratedFilesLoadThroughRealFormatReaders) {
   const auto d = janus::test::temp_dir("shapes");
   const auto r = janus::test::run(janus::test::tool("janus_data") + " shapes --out " + d +
@@ -161,6 +217,27 @@ TEST(DataShapes, GeneratedFilesLoadThroughRealFormatReaders) {
     for (const auto& o : spec.objects) {
       EXPECT_NE(p["prompt"].get<std::string>().find(o.colour + " " + o.shape), std::string::npos) << p.dump();
     }
+    EXPECT_EQ(janus::PromptSpec::from_prompt(p["prompt"]).to_json(), spec.to_json()) << p.dump();
+  }
+  // The questions a prompt implies use the VQA generator's templates: wherever the generator asked the same
+  // question about the same image, the prompt implies the generator's answer.
+  {
+    std::map<int64_t, std::map<std::string, std::string>> implied;
+    for (const auto& p : prompts) {
+      for (const auto& q : janus::shapes_prompt_questions(janus::PromptSpec::from_json(p["spec"]))) {
+        implied[p["id"].get<int64_t>()][q.question] = q.answer;
+      }
+    }
+    int64_t shared = 0;
+    for (const auto& q :
+         janus::load_vqa(a + "/vqa/questions_val.json", a + "/vqa/annotations_val.json", "{subtype}/{id12}.png")) {
+      const auto& im = implied[q.image_id];
+      const auto it = im.find(q.question);
+      if (it == im.end()) continue;
+      ++shared;
+      EXPECT_EQ(it->second, q.multiple_choice_answer) << q.question << " (image " << q.image_id << ")";
+    }
+    EXPECT_GE(shared, 8) << "the implied questions should share templates with the VQA generator's";
   }
   // Videos and point clouds
   const auto vids = nlohmann::json::parse(janus::read_file(a + "/videos/captions_train.json"))["videos"];

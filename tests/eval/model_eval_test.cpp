@@ -608,6 +608,69 @@ TEST(ModelEvalTasks, GenerateBestOfNKeepsTheHighestScoringCandidate) {
   EXPECT_THROW(janus::eval::evaluate(m, "generate", world().shapes, o), janus::InputError);
 }
 
+// gen_rerank_by vqa: each candidate's score is the sum, over the questions its prompt implies, of log sigmoid(the VQA
+// head's logit for the implied answer), questions whose answer the head lacks left out; the kept image is the best.
+TEST(ModelEvalTasks, GenerateBestOfNByTheAnswersThePromptImplies) {
+  const auto m = janus::eval::eval_model(loaded());
+  auto o = small_opts(3);
+  o.out_dir = world().root + "/gen_vqa_out";
+  o.seed = 5;
+  o.gen_candidates = 3;
+  o.gen_rerank_by = "vqa";
+  const auto r = janus::eval::evaluate(m, "generate", world().shapes, o);
+  expect_common(r, "generate", 3);
+  EXPECT_EQ(r["options"]["gen_rerank_by"], "vqa");
+  const auto prompts = json::parse(janus::read_file(world().shapes + "/geneval/prompts_val.json"));
+  auto& model = *loaded().model;
+  model.eval();
+  const auto dir = r["outputs"]["images"].get<std::string>();
+  janus::ImageTransform tf;
+  tf.resize_short = model.options.image_size();
+  tf.crop = model.options.image_size();
+  tf.mean = o.mean;
+  tf.std = o.std;
+  ASSERT_EQ(r["best_of"].size(), 3u);
+  int64_t asked = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    const auto scores = r["best_of"][i]["scores"].get<std::vector<double>>();
+    ASSERT_EQ(scores.size(), 3u);
+    EXPECT_EQ(r["best_of"][i]["chosen"].get<int64_t>(),
+              std::max_element(scores.begin(), scores.end()) - scores.begin());
+    const auto id = prompts[i].contains("id") ? prompts[i]["id"].dump() : std::to_string(i);
+    const auto questions =
+        janus::shapes_prompt_questions(janus::PromptSpec::from_prompt(prompts[i]["prompt"].get<std::string>()));
+    for (int64_t j = 0; j < 3; ++j) {
+      std::mt19937_64 rng(0);
+      const auto x =
+          janus::transform_image(janus::decode_image_file(fmt::format("{}/{}_candidate{}.png", dir, id, j)), tf, rng);
+      double want = 0;
+      for (const auto& q : questions) {
+        const auto a = std::find(kAnswers.begin(), kAnswers.end(), q.answer);
+        if (a == kAnswers.end()) continue;
+        ++asked;
+        const auto b = loaded().tokenizer->encode_batch({q.question}, o.max_text_len, true);
+        torch::NoGradGuard ng;
+        for (const auto& mod : model.modules()) {  // the LSH rotations evaluation draws for every batch
+          if (auto* l = dynamic_cast<janus::LSHAttentionImpl*>(mod.get())) l->reset();
+        }
+        const auto logit =
+            model.vqa(x.unsqueeze(0), {b.ids, b.attention_mask.to(at::kBool)}).logits[0][a - kAnswers.begin()];
+        want += at::log_sigmoid(logit).item<double>();
+      }
+      EXPECT_NEAR(scores[static_cast<size_t>(j)], want, 1e-3) << "prompt " << i << " candidate " << j;
+    }
+  }
+  EXPECT_GT(asked, 0);
+  // A prompt outside the Shapes grammar is named before any sampling.
+  const auto bad = world().root + "/free_prompts.json";
+  janus::write_file_atomic(bad, R"([{"prompt": "a photo of a red circle"}, {"prompt": "a dog on a sofa"}])");
+  EXPECT_THAT([&] { janus::eval::evaluate(m, "generate", bad, o); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("shapes prompt \"a dog on a sofa\"")));
+  o.gen_rerank_by = "vqa_head";
+  EXPECT_THAT([&] { janus::eval::evaluate(m, "generate", world().shapes, o); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("gen_rerank_by 'vqa_head'")));
+}
+
 TEST(ModelEvalTasks, ReconPsnrSsimAndSheet) {
   const auto m = janus::eval::eval_model(loaded());
   auto o = small_opts(6);

@@ -239,12 +239,13 @@ void add_model_eval(CLI::App& app, EvalFlags& f) {
       ->capture_default_str()
       ->group(g);
   app.add_option("--gen-rerank-by", o.gen_rerank_by,
-                 "generate: best-of-N score: contrastive (cosine), caption (log p(prompt | image)) or itm")
-      ->check(CLI::IsMember({"contrastive", "caption", "itm"}))
+                 "generate: best-of-N score: contrastive (cosine), caption (log p(prompt | image)), itm, or vqa "
+                 "(Shapes prompts: the VQA head's log p of the answers the prompt implies)")
+      ->check(CLI::IsMember({"contrastive", "caption", "itm", "vqa"}))
       ->capture_default_str()
       ->group(g);
   app.add_option("--gen-rerank-contrastive-weight", o.gen_rerank_contrastive_weight,
-                 "generate: a candidate's score is the caption/itm score + this x its cosine similarity")
+                 "generate: a candidate's score is the caption/itm/vqa score + this x its cosine similarity")
       ->capture_default_str()
       ->group(g);
   app.add_option("--inception", f.opt.inception,

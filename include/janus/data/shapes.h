@@ -83,7 +83,21 @@ struct PromptSpec {
   nlohmann::json to_json() const;
   static PromptSpec from_json(const nlohmann::json& j);  // InputError on malformed specs
   std::string prompt() const;                            // text, e.g. "a photo of a red circle left of a blue square"
+  // The inverse of prompt(): the spec of a prompt in the Shapes grammar ("a photo of two red circles to the left of a
+  // blue square and a green star", "a photo of a red circle, a cyan star and three blue squares"). InputError naming
+  // the first word it cannot read for any other text.
+  static PromptSpec from_prompt(const std::string& text);
 };
+
+// TIFA-style questions a prompt implies, in the Shapes VQA templates (the questions a model's VQA head was trained
+// on), each with the answer the prompt implies: "is there a <c> <k>?" -> yes per object; "how many shapes are
+// there?" -> the total; "how many <c> shapes are there?" per colour; "what shape is the <c> object?" / "what color
+// is the <k>?" for an object alone in its colour / kind; and the four "is the <c0 k0> <relation> the <c1 k1>?"
+// (yes for the prompt's relation, no for the other three) when it has one.
+struct ImpliedQuestion {
+  std::string question, answer;
+};
+std::vector<ImpliedQuestion> shapes_prompt_questions(const PromptSpec& spec);
 PromptSpec shapes_prompt_spec(const ShapesScene& scene);
 
 struct DetectedShape {

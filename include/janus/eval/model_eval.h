@@ -87,8 +87,11 @@ struct EvalOptions {
   // gen_rerank_contrastive_weight). 1 = off (one sample, no scoring). The results then also report the first sample's
   // score (what no re-ranking gives) and how often any candidate was correct (what a perfect scorer would give).
   int64_t gen_candidates = 1;
-  std::string gen_rerank_by = "contrastive";   // contrastive | caption | itm (the quickstart: contrastive)
-  double gen_rerank_contrastive_weight = 0.0;  // for caption / itm
+  // contrastive | caption | itm | vqa. vqa (Shapes prompts only, TIFA-style): the sum over the questions the prompt
+  // implies (shapes_prompt_questions of PromptSpec::from_prompt, read from the prompt's text) of log sigmoid(the VQA
+  // head's logit for the implied answer); needs the VQA head; a prompt outside the Shapes grammar is an InputError.
+  std::string gen_rerank_by = "contrastive";
+  double gen_rerank_contrastive_weight = 0.0;  // for caption / itm / vqa
   std::string inception;  // torchvision-layout Inception-v3 safetensors: adds FID / IS against the references
   // Output files (sheets, generated images, COCO/VQA-format prediction files) go here when non-empty.
   std::string out_dir;
