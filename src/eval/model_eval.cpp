@@ -365,6 +365,57 @@ at::Tensor image_text_scores(JanusModelImpl& model, const at::Tensor& images, co
   return s;
 }
 
+void check_rerank_by(const std::string& by, const std::string& what) {
+  if (by != "contrastive" && by != "caption" && by != "itm" && by != "vqa") {
+    throw_input_error("{} '{}' is not contrastive, caption, itm or vqa", what, by);
+  }
+}
+
+at::Tensor vqa_implied_scores(JanusModelImpl& model, const at::Tensor& images,
+                              const std::vector<std::vector<ImpliedQuestion>>& questions,
+                              const std::vector<std::string>& answers,
+                              const std::function<TextInput(const std::vector<std::string>&)>& encode,
+                              int64_t batch_size, const std::function<void()>& before_batch) {
+  if (!model.vqa_head) throw_input_error("vqa scores: the model has no VQA head (num_answers = 0)");
+  if (static_cast<int64_t>(answers.size()) != model.options.num_answers) {
+    throw_input_error("vqa scores: the VQA head has {} answers but {} answer strings were given",
+                      model.options.num_answers, answers.size());
+  }
+  TORCH_CHECK(images.dim() == 4 && images.size(0) == static_cast<int64_t>(questions.size()),
+              "vqa_implied_scores: images [B, 3, H, W] and B question lists, got ", images.sizes(), " and ",
+              questions.size());
+  TORCH_CHECK(batch_size > 0, "vqa_implied_scores: batch_size must be > 0");
+  std::unordered_map<std::string, int64_t> answer_index;
+  for (size_t k = 0; k < answers.size(); ++k) answer_index.emplace(answers[k], static_cast<int64_t>(k));
+  std::vector<int64_t> img, ans;
+  std::vector<std::string> texts;
+  for (size_t b = 0; b < questions.size(); ++b) {
+    for (const auto& q : questions[b]) {
+      const auto it = answer_index.find(q.answer);
+      if (it == answer_index.end()) continue;
+      img.push_back(static_cast<int64_t>(b));
+      ans.push_back(it->second);
+      texts.push_back(q.question);
+    }
+  }
+  auto out = at::zeros({static_cast<int64_t>(questions.size())}, at::kFloat);
+  torch::NoGradGuard ng;
+  const auto n = static_cast<int64_t>(texts.size());
+  for (int64_t q0 = 0; q0 < n; q0 += batch_size) {
+    const int64_t q1 = std::min(n, q0 + batch_size);
+    const auto rows = at::tensor(std::vector<int64_t>(img.begin() + q0, img.begin() + q1), at::kLong);
+    if (before_batch) before_batch();
+    const auto logits = model
+                            .vqa(images.index_select(0, rows.to(images.device())),
+                                 encode(std::vector<std::string>(texts.begin() + q0, texts.begin() + q1)))
+                            .logits.to(at::kFloat)
+                            .to(at::kCPU);
+    const auto a = at::tensor(std::vector<int64_t>(ans.begin() + q0, ans.begin() + q1), at::kLong);
+    out.index_add_(0, rows, at::log_sigmoid(logits.gather(1, a.unsqueeze(1)).squeeze(1)));
+  }
+  return out;
+}
+
 namespace {
 // The scenes of a Shapes captions file's images, in the order of s.image_ids (what janus_data shapes records in
 // images[]). InputError naming the file and image when one is missing or malformed.
@@ -983,44 +1034,6 @@ at::Tensor inception_input(const at::Tensor& u8) {
   return (x - mean) / sd;
 }
 
-// TIFA-style faithfulness: per image b, the sum over the questions its prompt implies (qs[b]) of log sigmoid(the VQA
-// head's logit for the implied answer): the head is trained with per-answer BCE, so this is log p(every implied
-// answer) if the answers were independent. Questions whose answer is not among the head's answers are left out.
-// images [B, 3, H, W] on the model's device -> [B] float on the CPU.
-at::Tensor vqa_implied_scores(const Ctx& c, const at::Tensor& images,
-                              const std::vector<const std::vector<ImpliedQuestion>*>& qs) {
-  std::unordered_map<std::string, int64_t> answer_index;
-  for (size_t k = 0; k < c.m.answers.size(); ++k) answer_index.emplace(c.m.answers[k], static_cast<int64_t>(k));
-  std::vector<int64_t> img, ans;
-  std::vector<std::string> questions;
-  for (size_t b = 0; b < qs.size(); ++b) {
-    for (const auto& q : *qs[b]) {
-      const auto it = answer_index.find(q.answer);
-      if (it == answer_index.end()) continue;
-      img.push_back(static_cast<int64_t>(b));
-      ans.push_back(it->second);
-      questions.push_back(q.question);
-    }
-  }
-  auto out = at::zeros({static_cast<int64_t>(qs.size())}, at::kFloat);
-  torch::NoGradGuard ng;
-  const auto n = static_cast<int64_t>(questions.size());
-  for (int64_t q0 = 0; q0 < n; q0 += c.o.batch_size) {
-    const int64_t q1 = std::min(n, q0 + c.o.batch_size);
-    const auto rows = at::tensor(std::vector<int64_t>(img.begin() + q0, img.begin() + q1), at::kLong);
-    c.reseed();
-    const auto logits =
-        c.model
-            .vqa(images.index_select(0, rows.to(images.device())),
-                 encode_texts(c, std::vector<std::string>(questions.begin() + q0, questions.begin() + q1)))
-            .logits.to(at::kFloat)
-            .to(at::kCPU);
-    const auto a = at::tensor(std::vector<int64_t>(ans.begin() + q0, ans.begin() + q1), at::kLong);
-    out.index_add_(0, rows, at::log_sigmoid(logits.gather(1, a.unsqueeze(1)).squeeze(1)));
-  }
-  return out;
-}
-
 json run_generate(const Ctx& c, const json& in) {
   const std::string prompts_path = in["prompts"].get<std::string>();
   const json list = read_json_file(prompts_path, "generate prompts list");
@@ -1051,19 +1064,12 @@ json run_generate(const Ctx& c, const json& in) {
   }
   const int64_t K = c.o.gen_candidates;
   if (K < 1) throw_input_error("generate: gen_candidates must be >= 1, got {}", K);
-  if (K > 1 && c.o.gen_rerank_by != "contrastive" && c.o.gen_rerank_by != "caption" && c.o.gen_rerank_by != "itm" &&
-      c.o.gen_rerank_by != "vqa") {
-    throw_input_error("generate: gen_rerank_by '{}' is not contrastive, caption, itm or vqa", c.o.gen_rerank_by);
-  }
+  if (K > 1) check_rerank_by(c.o.gen_rerank_by, "generate: gen_rerank_by");
   // vqa: the questions each prompt implies, read from its text (not from the check's spec), before any sampling
   std::vector<std::vector<ImpliedQuestion>> implied;
   if (K > 1 && c.o.gen_rerank_by == "vqa") {
     if (!c.model.vqa_head)
       throw_input_error("generate: gen_rerank_by vqa needs the model's VQA head (num_answers > 0)");
-    if (static_cast<int64_t>(c.m.answers.size()) != c.model.options.num_answers) {
-      throw_input_error("generate: gen_rerank_by vqa: the VQA head has {} answers but {} answer strings were given",
-                        c.model.options.num_answers, c.m.answers.size());
-    }
     for (const auto& p : prompts) implied.push_back(shapes_prompt_questions(PromptSpec::from_prompt(p)));
   }
   std::vector<at::Tensor> images(static_cast<size_t>(N));                  // uint8 [H, W, 3], the kept sample
@@ -1110,10 +1116,12 @@ json run_generate(const Ctx& c, const json& in) {
                                    : image_text_scores(c.model, x, encode_texts(c, tx), c.o.gen_rerank_by,
                                                        c.o.gen_rerank_contrastive_weight);
           if (by_vqa) {
-            std::vector<const std::vector<ImpliedQuestion>*> qs;
+            std::vector<std::vector<ImpliedQuestion>> qs;
             for (size_t r = r0; r < r1; ++r)
-              qs.push_back(&implied[static_cast<size_t>(idx[a + r / static_cast<size_t>(K)])]);
-            part = vqa_implied_scores(c, x, qs);
+              qs.push_back(implied[static_cast<size_t>(idx[a + r / static_cast<size_t>(K)])]);
+            part = vqa_implied_scores(
+                c.model, x, qs, c.m.answers, [&](const std::vector<std::string>& t) { return encode_texts(c, t); },
+                c.o.batch_size, [&]() { c.reseed(); });
             if (c.o.gen_rerank_contrastive_weight != 0.0) {
               c.reseed();
               part = part + c.o.gen_rerank_contrastive_weight *

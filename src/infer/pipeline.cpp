@@ -356,10 +356,17 @@ std::vector<std::vector<at::Tensor>> Pipeline::generate(const std::vector<std::s
   if (opts.candidates < 1 || opts.candidates > 64) {
     throw_input_error("generate: candidates must be in [1, 64], got {}", opts.candidates);
   }
-  if (opts.rerank_by != "contrastive" && opts.rerank_by != "caption" && opts.rerank_by != "itm") {
-    throw_input_error("generate: rerank_by '{}' is not contrastive, caption or itm", opts.rerank_by);
-  }
+  eval::check_rerank_by(opts.rerank_by, "generate: rerank_by");
   const int64_t K = opts.candidates;
+  // vqa: the questions each prompt implies (a prompt outside the Shapes grammar is named before any sampling)
+  std::vector<std::vector<ImpliedQuestion>> implied;
+  if (K > 1 && opts.rerank_by == "vqa") {
+    if (!has_vqa_head()) {
+      throw_input_error("generate: rerank_by vqa needs a VQA head, and the run '{}' has none (num_answers = 0)",
+                        impl_->dir);
+    }
+    for (const auto& p : prompts) implied.push_back(shapes_prompt_questions(PromptSpec::from_prompt(p)));
+  }
   auto& m = *impl_->model;
   // text + <boi> + codes must fit the causal stack's positions
   const int64_t room = m.image_gen->options.max_positions() - m.options.code_tokens() - 1;
@@ -396,7 +403,20 @@ std::vector<std::vector<at::Tensor>> Pipeline::generate(const std::vector<std::s
       at::Tensor scores;
       {
         Impl::Forward fwd(*impl_);
-        scores = eval::image_text_scores(m, x, text, opts.rerank_by, opts.rerank_contrastive_weight);
+        if (opts.rerank_by == "vqa") {
+          scores = eval::vqa_implied_scores(
+              m, x, std::vector<std::vector<ImpliedQuestion>>(static_cast<size_t>(u8.size(0)), implied[i]),
+              impl_->answers,
+              [&](const std::vector<std::string>& q) {
+                return impl_->encode(q, "question", impl_->options.max_text_len);
+              },
+              64);
+          if (opts.rerank_contrastive_weight != 0.0) {
+            scores = scores + opts.rerank_contrastive_weight * eval::image_text_scores(m, x, text, "contrastive");
+          }
+        } else {
+          scores = eval::image_text_scores(m, x, text, opts.rerank_by, opts.rerank_contrastive_weight);
+        }
       }
       const auto best = scores.to(at::kDouble).view({opts.n, K}).argmax(1);
       for (int64_t j = 0; j < opts.n; ++j) imgs.push_back(u8[j * K + best[j].item<int64_t>()].contiguous());

@@ -3,10 +3,12 @@
 
 #include <thread>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "infer_fixture.h"
 #include "janus/core/error.h"
+#include "janus/data/shapes.h"
 #include "janus/data/tokenizer.h"
 #include "janus/eval/model_eval.h"
 #include "janus/fusion/attention.h"
@@ -177,6 +179,33 @@ TEST(Pipeline, GenerateBestOfKeepsTheHighestScoringSample) {
   g.candidates = 2;
   g.rerank_by = "clip";
   EXPECT_THROW(p.generate("a red circle", g), janus::InputError);
+  // vqa: the VQA head's log p of the answers a Shapes prompt implies, the same scores janus_eval ranks by
+  const std::string prompt = "a photo of a red circle above a blue square";
+  const auto vpool = p.generate(prompt, all);
+  g.candidates = 3;
+  g.rerank_by = "vqa";
+  g.rerank_contrastive_weight = 0.0;
+  const auto vbest = p.generate(prompt, g);
+  ASSERT_EQ(vbest.size(), 2u);
+  std::vector<ImageInput> vins;
+  for (const auto& im : vpool) vins.push_back(ImageInput::rgb(im));
+  for (const auto& mod : m.modules()) {
+    if (auto* l = dynamic_cast<janus::LSHAttentionImpl*>(mod.get())) l->reset();
+  }
+  const auto implied = janus::shapes_prompt_questions(janus::PromptSpec::from_prompt(prompt));
+  const auto vscores = janus::eval::vqa_implied_scores(
+      m, p.preprocess(vins), std::vector<std::vector<janus::ImpliedQuestion>>(6, implied), p.answers(),
+      [&](const std::vector<std::string>& q) {
+        const auto e = p.tokenizer().encode_batch(q, janus::PipelineOptions{}.max_text_len);
+        return janus::TextInput{e.ids, e.attention_mask.to(at::kBool)};
+      },
+      64);
+  for (int64_t j = 0; j < 2; ++j) {
+    const auto pick = vscores.slice(0, j * 3, j * 3 + 3).argmax().item<int64_t>();
+    EXPECT_TRUE(at::equal(vbest[static_cast<size_t>(j)], vpool[static_cast<size_t>(j * 3 + pick)])) << "image " << j;
+  }
+  EXPECT_THAT([&] { p.generate("a dog on a sofa", g); },
+              testing::ThrowsMessage<janus::InputError>(testing::HasSubstr("shapes prompt \"a dog on a sofa\"")));
 }
 
 TEST(Pipeline, BadInputIsAnInputError) {

@@ -101,11 +101,13 @@ int main(int argc, char** argv) {
   gen->add_option("--candidates", go.candidates,
                   "best of N: each image is the best of this many samples by the model's own score against the prompt")
       ->capture_default_str();
-  gen->add_option("--rerank-by", go.rerank_by, "best-of-N score: contrastive, caption or itm")
-      ->check(CLI::IsMember({"contrastive", "caption", "itm"}))
+  gen->add_option("--rerank-by", go.rerank_by,
+                  "best-of-N score: contrastive, caption, itm or vqa (Shapes prompts: the VQA head's log p of the "
+                  "answers the prompt implies)")
+      ->check(CLI::IsMember({"contrastive", "caption", "itm", "vqa"}))
       ->capture_default_str();
   gen->add_option("--rerank-contrastive-weight", go.rerank_contrastive_weight,
-                  "best-of-N score = the caption/itm score + this x the cosine similarity")
+                  "best-of-N score = the caption/itm/vqa score + this x the cosine similarity")
       ->capture_default_str();
 
   auto* cls = app.add_subcommand("classify", "classify images (needs a classification head)");

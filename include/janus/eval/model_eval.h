@@ -21,6 +21,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "janus/data/shapes.h"
 #include "janus/data/tokenizer.h"
 #include "janus/model/janus_model.h"
 
@@ -145,6 +146,23 @@ at::Tensor caption_log_likelihood(JanusModelImpl& model, const at::Tensor& image
 // generation's best-of-N (EvalOptions::gen_candidates) rank candidates by.
 at::Tensor image_text_scores(JanusModelImpl& model, const at::Tensor& images, const TextInput& text,
                              const std::string& by, double contrastive_weight = 0.0);
+
+// The best-of-N scores (EvalOptions::gen_rerank_by, GenerateOptions::rerank_by): contrastive, caption, itm (by
+// image_text_scores) and vqa (by vqa_implied_scores). InputError "<what> '<by>' is not contrastive, caption, itm or
+// vqa" for anything else.
+void check_rerank_by(const std::string& by, const std::string& what);
+
+// TIFA-style faithfulness of images to Shapes prompts (docs/eval.md, "--gen-rerank-by vqa"): for each image b, the
+// sum over questions[b] (shapes_prompt_questions of its prompt) of log sigmoid(the VQA head's logit for the implied
+// answer); questions whose answer is not in `answers` (the head's answer strings) are left out. `encode` turns
+// question texts into the model's TextInput; `before_batch` (may be empty) runs before each VQA forward, e.g. to
+// re-seed LSH attention. images [B, 3, H, W] on the model's device -> [B] float on the CPU. InputError when the
+// model has no VQA head or `answers` does not match it.
+at::Tensor vqa_implied_scores(JanusModelImpl& model, const at::Tensor& images,
+                              const std::vector<std::vector<ImpliedQuestion>>& questions,
+                              const std::vector<std::string>& answers,
+                              const std::function<TextInput(const std::vector<std::string>&)>& encode,
+                              int64_t batch_size, const std::function<void()>& before_batch = {});
 
 // Tiles uint8 [H, W, 3] images into a grid with `cols` columns and optional captions drawn under each cell
 // (OpenCV's Hershey font), and writes a PNG.

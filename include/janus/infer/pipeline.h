@@ -93,8 +93,10 @@ struct GenerateOptions {
   // keeps the one the model itself scores highest against the prompt (eval::image_text_scores: rerank_by +
   // rerank_contrastive_weight x the cosine of the contrastive embeddings). Costs `candidates` x the sampling.
   int64_t candidates = 1;
-  std::string rerank_by = "contrastive";   // contrastive | caption | itm (docs/eval.md, "Best of N")
-  double rerank_contrastive_weight = 0.0;  // for caption / itm
+  // contrastive | caption | itm | vqa (docs/eval.md, "Best of N"; vqa: Shapes prompts and a VQA head only, the
+  // answers the prompt implies by eval::vqa_implied_scores)
+  std::string rerank_by = "contrastive";
+  double rerank_contrastive_weight = 0.0;  // for caption / itm / vqa
 };
 
 class Pipeline {
