@@ -34,7 +34,7 @@ if missing:
 PY
 # (A 2-step model misses retrieval queries, so the misses table is there too.)
 for m in "R@1" "top 10 re-ranked by caption" "before re-ranking" "R@1 ceiling" "CIDEr" "VQA" "NLVR2" "PSNR" "GenEval" \
-  "best of 8 samples by the model's contrastive score" "first sample, without best-of-N" \
+  "best of 8 samples by the model's vqa score" "first sample, without best-of-N" \
   'VQA "how many" questions' 'statements (%; always the frequent label' "Retrieval misses at rank 1" "caption position: relation captions with the right axis"; do
   grep -q "$m" "$out/report.md" || fail "report.md has no $m row"
 done

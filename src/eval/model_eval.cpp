@@ -1147,13 +1147,25 @@ json run_generate(const Ctx& c, const json& in) {
   }
   json m = json::object();
   json counts = {{"samples", N}};
-  // Shapes-GenEval of one image per prompt (pick(i) -> uint8 [H, W, 3]); undefined json when no prompt has a spec.
-  const auto geneval_of = [&](const std::function<at::Tensor(size_t)>& pick) {
+  // The check of every candidate (of the one image with K = 1), once: checks[i][j] for prompt i's candidate j.
+  std::vector<std::vector<GenevalScore>> checks(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) {
+    const auto k = static_cast<size_t>(i);
+    if (!specs[k]) continue;
+    if (K == 1) {
+      checks[k].push_back(shapes_geneval_check(images[k], *specs[k]));
+    } else {
+      for (int64_t j = 0; j < K; ++j) checks[k].push_back(shapes_geneval_check(candidates[k][j], *specs[k]));
+    }
+  }
+  // Shapes-GenEval of one image per prompt (pick(i) -> its candidate's index); undefined json when no prompt has a
+  // spec.
+  const auto geneval_of = [&](const std::function<int64_t(size_t)>& pick) {
     int64_t scored = 0, correct = 0;
     double overall = 0, colour = 0, shape = 0, count = 0, position = 0;
     for (int64_t i = 0; i < N; ++i) {
       if (!specs[static_cast<size_t>(i)]) continue;
-      const auto g = shapes_geneval_check(pick(static_cast<size_t>(i)), *specs[static_cast<size_t>(i)]);
+      const auto& g = checks[static_cast<size_t>(i)].at(static_cast<size_t>(pick(static_cast<size_t>(i))));
       ++scored;
       correct += g.correct ? 1 : 0;
       overall += g.overall;
@@ -1172,17 +1184,13 @@ json run_generate(const Ctx& c, const json& in) {
   for (const auto& sp : specs) scored += sp ? 1 : 0;
   counts["geneval_scored"] = scored;
   if (scored > 0) {
-    m["geneval"] = geneval_of([&](size_t i) { return images[i]; });
+    m["geneval"] = geneval_of([&](size_t i) { return chosen[i]; });
     if (K > 1) {
       // The same samples without re-ranking (each prompt's first), and with a perfect scorer (any candidate correct).
-      m["geneval_first_sample"] = geneval_of([&](size_t i) { return candidates[i][0]; });
+      m["geneval_first_sample"] = geneval_of([](size_t) { return int64_t{0}; });
       int64_t any = 0;
-      for (int64_t i = 0; i < N; ++i) {
-        const auto k = static_cast<size_t>(i);
-        if (!specs[k]) continue;
-        bool ok = false;
-        for (int64_t j = 0; j < K && !ok; ++j) ok = shapes_geneval_check(candidates[k][j], *specs[k]).correct;
-        any += ok ? 1 : 0;
+      for (const auto& cs : checks) {
+        any += std::any_of(cs.begin(), cs.end(), [](const GenevalScore& g) { return g.correct; }) ? 1 : 0;
       }
       m["geneval_any_candidate"] = {{"correct", static_cast<double>(any) / static_cast<double>(scored)}};
     }

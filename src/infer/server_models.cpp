@@ -7,6 +7,9 @@
 
 #include <fmt/format.h>
 
+#include "janus/core/error.h"
+#include "janus/data/shapes.h"
+#include "janus/eval/model_eval.h"
 #include "janus/infer/pipeline.h"
 
 namespace janus::serve {
@@ -188,7 +191,7 @@ class GenerateHandler : public HandlerBase {
     md_.name = "generate";
     md_.inputs = {{"prompt", DataType::kBytes, {-1}}};
     md_.outputs = {{"images", DataType::kUInt8, {-1, -1, -1, 3}}};
-    md_.parameters = {"seed", "cfg_scale", "temperature", "top_k", "top_p", "candidates"};
+    md_.parameters = {"seed", "cfg_scale", "temperature", "top_k", "top_p", "candidates", "rerank_by"};
   }
   std::unique_ptr<PreparedRequest> prepare(const InferRequest& r) const override {
     auto w = std::make_unique<GenerateWork>();
@@ -202,16 +205,39 @@ class GenerateHandler : public HandlerBase {
     w->options.top_p = number_param(p, "top_p", 1.0, 0, 1);
     if (w->options.top_p <= 0) throw ProtocolError("parameter 'top_p' must be in (0, 1]");
     w->options.candidates = static_cast<int64_t>(number_param(p, "candidates", 1, 1, 64));
+    if (p.contains("rerank_by")) {
+      const auto& v = p.at("rerank_by");
+      if (!v.is_string()) throw ProtocolError("parameter 'rerank_by' must be a string");
+      w->options.rerank_by = v.get<std::string>();
+      try {
+        eval::check_rerank_by(w->options.rerank_by, "parameter 'rerank_by'");
+      } catch (const InputError& e) {
+        throw ProtocolError(e.what());
+      }
+    }
+    // vqa re-ranking reads each prompt as a Shapes prompt: a prompt it cannot read fails this request alone,
+    // here, not the batch it would share a generate() call with
+    if (w->options.rerank_by == "vqa" && w->options.candidates > 1) {
+      if (!pipeline_->has_vqa_head())
+        throw ProtocolError("parameter 'rerank_by' = vqa needs a VQA head; this model has none");
+      for (const auto& pr : w->prompts) {
+        try {
+          PromptSpec::from_prompt(pr);
+        } catch (const InputError& e) {
+          throw ProtocolError(fmt::format("rerank_by vqa: {}", e.what()));
+        }
+      }
+    }
     return w;
   }
   std::vector<std::vector<Tensor>> run(const std::vector<PreparedRequest*>& batch) override {
     // Requests with the same sampling options share one generate() call; each prompt is seeded on its own, so
     // the grouping does not change any image.
-    using Key = std::tuple<uint64_t, double, double, int64_t, double, int64_t>;
+    using Key = std::tuple<uint64_t, double, double, int64_t, double, int64_t, std::string>;
     std::map<Key, std::vector<size_t>> groups;
     for (size_t i = 0; i < batch.size(); ++i) {
       const auto& o = static_cast<GenerateWork*>(batch[i])->options;
-      groups[Key{o.seed, o.cfg_scale, o.temperature, o.top_k, o.top_p, o.candidates}].push_back(i);
+      groups[Key{o.seed, o.cfg_scale, o.temperature, o.top_k, o.top_p, o.candidates, o.rerank_by}].push_back(i);
     }
     std::vector<std::vector<Tensor>> out(batch.size());
     for (const auto& [key, members] : groups) {

@@ -547,15 +547,32 @@ TEST(ModelEvalTasks, GenerateScoresGenevalAndWritesSheet) {
   EXPECT_EQ(again["metrics"], r["metrics"]);
 }
 
+namespace {
+// Best of 3 samples for each of 3 prompts, every candidate written under world().root + "/" + out, and the
+// evaluation transform run_generate reads the candidates back through.
+janus::eval::EvalOptions best_of_opts(const std::string& out, uint64_t seed, const std::string& by) {
+  auto o = small_opts(3);
+  o.out_dir = world().root + "/" + out;
+  o.seed = seed;
+  o.gen_candidates = 3;
+  o.gen_rerank_by = by;
+  return o;
+}
+janus::ImageTransform eval_transform(const janus::eval::EvalOptions& o) {
+  janus::ImageTransform tf;
+  tf.resize_short = loaded().model->options.image_size();
+  tf.crop = loaded().model->options.image_size();
+  tf.mean = o.mean;
+  tf.std = o.std;
+  return tf;
+}
+}  // namespace
+
 // Best of N: the kept image is each prompt's highest-scoring candidate, the scores are those of the written
 // candidates against their prompts, and a perfect scorer's result bounds both the kept and the first samples.
 TEST(ModelEvalTasks, GenerateBestOfNKeepsTheHighestScoringCandidate) {
   const auto m = janus::eval::eval_model(loaded());
-  auto o = small_opts(3);
-  o.out_dir = world().root + "/gen_best_out";
-  o.seed = 7;
-  o.gen_candidates = 3;
-  o.gen_rerank_by = "caption";
+  auto o = best_of_opts("gen_best_out", 7, "caption");
   o.gen_rerank_contrastive_weight = 2.0;
   const auto r = janus::eval::evaluate(m, "generate", world().shapes, o);
   expect_common(r, "generate", 3);
@@ -574,11 +591,7 @@ TEST(ModelEvalTasks, GenerateBestOfNKeepsTheHighestScoringCandidate) {
   model.eval();
   ASSERT_EQ(r["best_of"].size(), 3u);
   const auto dir = r["outputs"]["images"].get<std::string>();
-  janus::ImageTransform tf;
-  tf.resize_short = model.options.image_size();
-  tf.crop = model.options.image_size();
-  tf.mean = o.mean;
-  tf.std = o.std;
+  const auto tf = eval_transform(o);
   for (size_t i = 0; i < 3; ++i) {
     const auto& b = r["best_of"][i];
     const auto scores = b["scores"].get<std::vector<double>>();
@@ -612,11 +625,7 @@ TEST(ModelEvalTasks, GenerateBestOfNKeepsTheHighestScoringCandidate) {
 // head's logit for the implied answer), questions whose answer the head lacks left out; the kept image is the best.
 TEST(ModelEvalTasks, GenerateBestOfNByTheAnswersThePromptImplies) {
   const auto m = janus::eval::eval_model(loaded());
-  auto o = small_opts(3);
-  o.out_dir = world().root + "/gen_vqa_out";
-  o.seed = 5;
-  o.gen_candidates = 3;
-  o.gen_rerank_by = "vqa";
+  auto o = best_of_opts("gen_vqa_out", 5, "vqa");
   const auto r = janus::eval::evaluate(m, "generate", world().shapes, o);
   expect_common(r, "generate", 3);
   EXPECT_EQ(r["options"]["gen_rerank_by"], "vqa");
@@ -624,11 +633,7 @@ TEST(ModelEvalTasks, GenerateBestOfNByTheAnswersThePromptImplies) {
   auto& model = *loaded().model;
   model.eval();
   const auto dir = r["outputs"]["images"].get<std::string>();
-  janus::ImageTransform tf;
-  tf.resize_short = model.options.image_size();
-  tf.crop = model.options.image_size();
-  tf.mean = o.mean;
-  tf.std = o.std;
+  const auto tf = eval_transform(o);
   ASSERT_EQ(r["best_of"].size(), 3u);
   int64_t asked = 0;
   for (size_t i = 0; i < 3; ++i) {

@@ -157,6 +157,8 @@ try:
     # the best-of-N parameter is accepted (which sample is kept is checked in pipeline_test.cpp)
     gb = c.infer("generate", [bytes_input("prompt", ["a blue star"])], parameters={"seed": 3, "temperature": 1.0, "candidates": 3}).as_numpy("images")
     check(gb.shape == g2.shape, f"generate best of 3 {gb.shape}")
+    gv = c.infer("generate", [bytes_input("prompt", ["a photo of a blue star"])], parameters={"seed": 3, "candidates": 3, "rerank_by": "vqa"}).as_numpy("images")
+    check(gv.shape == g2.shape, f"generate best of 3 by vqa {gv.shape}")
 
     # ---- errors through tritonclient
     expect_error(lambda: c.infer("nope", [bytes_input("text", ["x"])]), 404, "unknown model 'nope'")
@@ -167,6 +169,8 @@ try:
     expect_error(lambda: c.infer("embed_text", [bytes_input("text", ["x"] * 17)]), 400, "exceeds max_batch_size 16")
     expect_error(lambda: c.infer("generate", [bytes_input("prompt", ["x"])], parameters={"top_p": 2}), 400, "top_p")
     expect_error(lambda: c.infer("generate", [bytes_input("prompt", ["x"])], parameters={"candidates": 0}), 400, "candidates")
+    expect_error(lambda: c.infer("generate", [bytes_input("prompt", ["x"])], parameters={"rerank_by": "clip"}), 400, "rerank_by")
+    expect_error(lambda: c.infer("generate", [bytes_input("prompt", ["a dog"])], parameters={"candidates": 2, "rerank_by": "vqa"}), 400, "shapes prompt")
     expect_error(lambda: c.infer("embed_text", [bytes_input("text", ["x" * 1_200_000])]), 413, "exceeds the limit")
     # ---- errors through raw HTTP (bodies tritonclient would never send)
     BIN9 = b'{"inputs":[{"name":"text","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":9}}]}'
