@@ -133,7 +133,7 @@ TEST(DataShapes, PromptTextParsesBackToItsSpecAndImpliesQuestions) {
   EXPECT_EQ(rel[9].answer, "no");
   EXPECT_EQ(rel[11].question, "is the red circle above the blue star?");
   EXPECT_EQ(rel[11].answer, "yes");
-  for (const auto& [text, why] : std::vector<std::pair<std::string, std::string>>{
+  for (const auto& bad : std::vector<std::pair<std::string, std::string>>{
            {"a photo of a pink circle", "expected a colour at word 5 ('pink')"},
            {"a picture of a red circle", "expected 'photo'"},
            {"a photo of two red circle", "expected a plural shape"},
@@ -141,8 +141,9 @@ TEST(DataShapes, PromptTextParsesBackToItsSpecAndImpliesQuestions) {
            {"a photo of a red circle and", "expected an object"},
            {"a photo of a red circle above a blue star the end", "expected the end of the prompt"},
            {"", "expected 'a'"}}) {
+    const std::string text = bad.first;
     EXPECT_THAT([&] { janus::PromptSpec::from_prompt(text); },
-                testing::ThrowsMessage<janus::InputError>(testing::HasSubstr(why)))
+                testing::ThrowsMessage<janus::InputError>(testing::HasSubstr(bad.second)))
         << text;
   }
 }
